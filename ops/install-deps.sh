@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs every system and Python package that building and testing contimg needs
+# on a fresh Debian 12 machine. Idempotent; run as root (CI does).
+set -euo pipefail
+
+apt_packages=(
+  pkg-config libhdf5-dev            # hdf5-metno (UVH5)
+  util-linux procps psmisc jq curl  # unshare/setsid/script, ps, fuser, test tooling
+  docker.io                          # optional Docker backend tests
+  chromium                           # dashboard end-to-end tests
+  wrk hyperfine                      # benchmarks
+  lintian dpkg-dev                   # .deb checks
+)
+
+if [[ $(id -u) -eq 0 ]]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${apt_packages[@]}"
+  # systemd and dbus come with the machine; never upgrade them here. nspawn is pinned
+  # to the installed systemd so apt does not upgrade the host's systemd with it.
+  systemd_version=$(dpkg-query -W -f='${Version}' systemd)
+  apt-get install -y -qq --no-install-recommends dbus-user-session \
+    "systemd-container=${systemd_version}"
+else
+  echo "not root: skipping apt packages (${apt_packages[*]})" >&2
+fi
+
+python3 -m pip install -q --disable-pip-version-check 'pyuvdata>=3.1' h5py numpy
