@@ -1,1 +1,3 @@
-//! placeholder
+//! Finding subband files: name parsing, directory watching and scanning.
+
+pub mod names;

@@ -1,0 +1,187 @@
+//! Queue DB schema and versioned migrations (`PRAGMA user_version`).
+//!
+//! Version 0 is either an empty file or a database written by the original Python
+//! pipeline (tables `ingest_queue`, `subband_files`, `performance_metrics`, no
+//! indexes). Every migration keeps every existing row.
+
+use rusqlite::{Connection, Transaction, params};
+
+use super::{QueueError, group_timestamp_from_id};
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Brings `conn` up to [`SCHEMA_VERSION`], one transaction per migration.
+pub fn migrate(conn: &mut Connection) -> Result<(), QueueError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(QueueError::NewerSchema {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version < 1 {
+        let tx = conn.transaction()?;
+        migrate_to_v1(&tx)?;
+        tx.pragma_update(None, "user_version", 1)?;
+        tx.commit()?;
+    }
+    if version < 2 {
+        let tx = conn.transaction()?;
+        migrate_to_v2(&tx)?;
+        tx.pragma_update(None, "user_version", 2)?;
+        tx.commit()?;
+        tracing::info!("queue DB migrated to schema version 2");
+    }
+    Ok(())
+}
+
+/// The original pipeline's schema, created if missing, with the columns its later
+/// versions added.
+fn migrate_to_v1(tx: &Transaction<'_>) -> Result<(), QueueError> {
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS ingest_queue (
+             group_id TEXT PRIMARY KEY,
+             state TEXT NOT NULL,
+             received_at REAL NOT NULL,
+             last_update REAL NOT NULL,
+             expected_subbands INTEGER,
+             retry_count INTEGER NOT NULL DEFAULT 0,
+             error TEXT,
+             checkpoint_path TEXT,
+             processing_stage TEXT DEFAULT 'collecting',
+             chunk_minutes REAL
+         );
+         CREATE TABLE IF NOT EXISTS subband_files (
+             group_id TEXT NOT NULL,
+             subband_idx INTEGER NOT NULL,
+             path TEXT NOT NULL,
+             PRIMARY KEY (group_id, subband_idx)
+         );
+         CREATE TABLE IF NOT EXISTS performance_metrics (
+             group_id TEXT PRIMARY KEY,
+             load_time REAL,
+             phase_time REAL,
+             write_time REAL,
+             total_time REAL,
+             writer_type TEXT,
+             recorded_at REAL NOT NULL
+         );",
+    )?;
+    add_column_if_missing(tx, "ingest_queue", "has_calibrator", "INTEGER")?;
+    add_column_if_missing(tx, "ingest_queue", "calibrators", "TEXT")?;
+    Ok(())
+}
+
+/// contimg's additions: scheduling columns, indexes, per-state counters kept by
+/// triggers (so stats never scan the table), and tables for rejected and
+/// duplicate files, attempts, file metadata and the worker heartbeat.
+fn migrate_to_v2(tx: &Transaction<'_>) -> Result<(), QueueError> {
+    add_column_if_missing(tx, "ingest_queue", "group_ts", "REAL")?;
+    add_column_if_missing(tx, "ingest_queue", "next_attempt_at", "REAL")?;
+    add_column_if_missing(tx, "ingest_queue", "started_at", "REAL")?;
+    add_column_if_missing(tx, "ingest_queue", "completed_at", "REAL")?;
+    add_column_if_missing(tx, "ingest_queue", "output_path", "TEXT")?;
+
+    // Rows written by the original pipeline have no group_ts: derive it from the id.
+    let legacy: Vec<String> = {
+        let mut stmt = tx.prepare("SELECT group_id FROM ingest_queue WHERE group_ts IS NULL")?;
+        stmt.query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?
+    };
+    {
+        let mut update = tx.prepare("UPDATE ingest_queue SET group_ts = ?1 WHERE group_id = ?2")?;
+        for group_id in &legacy {
+            if let Some(ts) = group_timestamp_from_id(group_id) {
+                update.execute(params![ts, group_id])?;
+            }
+        }
+    }
+
+    tx.execute_batch(
+        "CREATE INDEX IF NOT EXISTS idx_ingest_queue_state_update ON ingest_queue(state, last_update);
+         CREATE INDEX IF NOT EXISTS idx_ingest_queue_state_group_ts ON ingest_queue(state, group_ts);
+         CREATE INDEX IF NOT EXISTS idx_ingest_queue_group_ts ON ingest_queue(group_ts);
+         CREATE INDEX IF NOT EXISTS idx_subband_files_path ON subband_files(path);
+
+         CREATE TABLE IF NOT EXISTS queue_state_counts (
+             state TEXT PRIMARY KEY,
+             n INTEGER NOT NULL
+         );
+         DELETE FROM queue_state_counts;
+         INSERT INTO queue_state_counts(state, n)
+             SELECT state, COUNT(*) FROM ingest_queue GROUP BY state;
+         CREATE TRIGGER IF NOT EXISTS trg_ingest_queue_count_insert AFTER INSERT ON ingest_queue
+         BEGIN
+             INSERT INTO queue_state_counts(state, n) VALUES (NEW.state, 1)
+                 ON CONFLICT(state) DO UPDATE SET n = n + 1;
+         END;
+         CREATE TRIGGER IF NOT EXISTS trg_ingest_queue_count_delete AFTER DELETE ON ingest_queue
+         BEGIN
+             UPDATE queue_state_counts SET n = n - 1 WHERE state = OLD.state;
+         END;
+         CREATE TRIGGER IF NOT EXISTS trg_ingest_queue_count_update AFTER UPDATE OF state ON ingest_queue
+             WHEN OLD.state IS NOT NEW.state
+         BEGIN
+             UPDATE queue_state_counts SET n = n - 1 WHERE state = OLD.state;
+             INSERT INTO queue_state_counts(state, n) VALUES (NEW.state, 1)
+                 ON CONFLICT(state) DO UPDATE SET n = n + 1;
+         END;
+
+         CREATE TABLE IF NOT EXISTS rejected_files (
+             path TEXT PRIMARY KEY,
+             reason TEXT NOT NULL,
+             rejected_at REAL NOT NULL,
+             size_bytes INTEGER,
+             mtime REAL
+         );
+         CREATE INDEX IF NOT EXISTS idx_rejected_files_at ON rejected_files(rejected_at);
+         CREATE TABLE IF NOT EXISTS duplicate_files (
+             path TEXT PRIMARY KEY,
+             group_id TEXT NOT NULL,
+             subband_idx INTEGER NOT NULL,
+             kept_path TEXT NOT NULL,
+             seen_at REAL NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS subband_meta (
+             path TEXT PRIMARY KEY,
+             size_bytes INTEGER,
+             mtime REAL,
+             meta_json TEXT
+         );
+         CREATE TABLE IF NOT EXISTS group_attempts (
+             group_id TEXT NOT NULL,
+             attempt INTEGER NOT NULL,
+             started_at REAL NOT NULL,
+             finished_at REAL,
+             outcome TEXT,
+             error TEXT,
+             PRIMARY KEY (group_id, attempt)
+         );
+         CREATE TABLE IF NOT EXISTS worker_heartbeat (
+             id INTEGER PRIMARY KEY CHECK (id = 1),
+             pid INTEGER NOT NULL,
+             started_at REAL NOT NULL,
+             heartbeat_at REAL NOT NULL,
+             version TEXT NOT NULL
+         );",
+    )?;
+    Ok(())
+}
+
+fn add_column_if_missing(
+    tx: &Transaction<'_>,
+    table: &str,
+    column: &str,
+    decl: &str,
+) -> Result<(), QueueError> {
+    let exists: bool = tx.query_row(
+        &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
+        [column],
+        |row| row.get(0),
+    )?;
+    if !exists {
+        tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+    }
+    Ok(())
+}

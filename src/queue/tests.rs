@@ -1,0 +1,300 @@
+use super::*;
+
+const TOL: f64 = 60.0;
+
+fn file(ts: f64, sb: u32) -> NewFile {
+    NewFile {
+        path: format!("/in/{}", crate::ingest::names::subband_file_name(ts, sb)),
+        timestamp: ts,
+        subband_idx: sb,
+        size_bytes: Some(10),
+        mtime: None,
+        meta_json: None,
+    }
+}
+
+fn open() -> (tempfile::TempDir, Queue) {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Queue::open(&dir.path().join("q.sqlite3")).unwrap();
+    (dir, queue)
+}
+
+const T0: f64 = 1_760_362_083.0;
+
+#[test]
+fn jittered_subbands_form_one_group_named_by_the_earliest() {
+    let (_dir, mut q) = open();
+    let offsets = [3.0, -2.0, 4.5, 0.0];
+    let mut last = None;
+    for (sb, off) in offsets.iter().enumerate() {
+        last = Some(
+            q.register_file(&file(T0 + off, sb as u32), 4, TOL, T0)
+                .unwrap(),
+        );
+    }
+    match last.unwrap() {
+        Registration::Added {
+            group_id,
+            state,
+            subbands,
+        } => {
+            assert_eq!(group_id, group_id_for(T0 - 2.0));
+            assert_eq!(state, GroupState::Pending);
+            assert_eq!(subbands, 4);
+        }
+        other => panic!("{other:?}"),
+    }
+    let stats = q.stats(T0).unwrap();
+    assert_eq!(stats.count(GroupState::Pending), 1);
+    assert_eq!(stats.count(GroupState::Collecting), 0);
+}
+
+#[test]
+fn groups_further_apart_than_the_tolerance_stay_separate() {
+    let (_dir, mut q) = open();
+    q.register_file(&file(T0, 0), 2, TOL, T0).unwrap();
+    q.register_file(&file(T0 + 309.0, 0), 2, TOL, T0).unwrap();
+    assert_eq!(q.stats(T0).unwrap().count(GroupState::Collecting), 2);
+}
+
+#[test]
+fn registration_is_idempotent_and_duplicates_are_recorded() {
+    let (_dir, mut q) = open();
+    let f = file(T0, 0);
+    assert!(matches!(
+        q.register_file(&f, 2, TOL, T0).unwrap(),
+        Registration::Added { .. }
+    ));
+    assert_eq!(
+        q.register_file(&f, 2, TOL, T0).unwrap(),
+        Registration::AlreadyKnown
+    );
+    let mut dup = file(T0 + 1.0, 0);
+    dup.path = "/in/other_sb00.hdf5".into();
+    assert!(matches!(
+        q.register_file(&dup, 2, TOL, T0).unwrap(),
+        Registration::Duplicate { .. }
+    ));
+    assert_eq!(
+        q.register_file(&dup, 2, TOL, T0).unwrap(),
+        Registration::AlreadyKnown
+    );
+    let detail = q.group(&group_id_for(T0)).unwrap().unwrap();
+    assert_eq!(detail.files.len(), 1);
+    assert_eq!(detail.duplicates, vec!["/in/other_sb00.hdf5".to_string()]);
+}
+
+#[test]
+fn incomplete_groups_fail_naming_missing_subbands_and_reopen_when_completed() {
+    let (_dir, mut q) = open();
+    q.register_file(&file(T0, 0), 3, TOL, T0).unwrap();
+    q.register_file(&file(T0, 2), 3, TOL, T0).unwrap();
+    assert!(q.expire_incomplete(T0 + 10.0, 900.0).unwrap().is_empty());
+    let failed = q.expire_incomplete(T0 + 901.0, 900.0).unwrap();
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0].1.contains("missing sb01"), "{}", failed[0].1);
+    assert!(failed[0].1.contains("2/3"), "{}", failed[0].1);
+    // The straggler arrives: the group is pending again.
+    let r = q
+        .register_file(&file(T0 + 1.0, 1), 3, TOL, T0 + 1000.0)
+        .unwrap();
+    assert!(
+        matches!(
+            r,
+            Registration::Added {
+                state: GroupState::Pending,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn claim_fail_retry_complete_cycle() {
+    let (_dir, mut q) = open();
+    q.register_file(&file(T0, 0), 1, TOL, T0).unwrap();
+    let policy = RetryPolicy {
+        max_retries: 2,
+        backoff_s: 10.0,
+        backoff_max_s: 15.0,
+    };
+    let g = q.claim_next(T0).unwrap().unwrap();
+    assert_eq!(g.attempt, 1);
+    assert!(
+        q.claim_next(T0).unwrap().is_none(),
+        "only one pending group"
+    );
+    let out = q
+        .fail_attempt(&g.group_id, g.attempt, "boom", &policy, T0)
+        .unwrap();
+    assert_eq!(
+        out,
+        FailOutcome::Retrying {
+            retry_count: 1,
+            next_attempt_at: T0 + 10.0
+        }
+    );
+    assert!(
+        q.claim_next(T0 + 5.0).unwrap().is_none(),
+        "back-off not elapsed"
+    );
+    assert_eq!(q.next_due_at().unwrap(), Some(T0 + 10.0));
+    let g = q.claim_next(T0 + 10.0).unwrap().unwrap();
+    let out = q
+        .fail_attempt(&g.group_id, g.attempt, "boom", &policy, T0 + 10.0)
+        .unwrap();
+    assert_eq!(
+        out,
+        FailOutcome::Retrying {
+            retry_count: 2,
+            next_attempt_at: T0 + 25.0
+        }
+    );
+    let g = q.claim_next(T0 + 30.0).unwrap().unwrap();
+    assert_eq!(g.attempt, 3);
+    q.complete(
+        &g.group_id,
+        g.attempt,
+        &Timings {
+            total_time: Some(1.5),
+            ..Default::default()
+        },
+        None,
+        T0 + 31.0,
+    )
+    .unwrap();
+    let detail = q.group(&g.group_id).unwrap().unwrap();
+    assert_eq!(detail.summary.state, "completed");
+    assert_eq!(detail.summary.retry_count, 2);
+    assert_eq!(detail.attempts.len(), 3);
+    assert_eq!(detail.timings.unwrap().total_time, Some(1.5));
+    // Completing twice is refused.
+    assert!(matches!(
+        q.complete(&g.group_id, g.attempt, &Timings::default(), None, T0 + 32.0),
+        Err(QueueError::WrongState { .. })
+    ));
+}
+
+#[test]
+fn retries_run_out() {
+    let (_dir, mut q) = open();
+    q.register_file(&file(T0, 0), 1, TOL, T0).unwrap();
+    let policy = RetryPolicy {
+        max_retries: 0,
+        backoff_s: 1.0,
+        backoff_max_s: 1.0,
+    };
+    let g = q.claim_next(T0).unwrap().unwrap();
+    assert_eq!(
+        q.fail_attempt(&g.group_id, g.attempt, "bad", &policy, T0)
+            .unwrap(),
+        FailOutcome::Failed { retry_count: 0 }
+    );
+    let stats = q.stats(T0).unwrap();
+    assert_eq!(stats.count(GroupState::Failed), 1);
+    // An operator retry gives it a fresh budget.
+    q.retry_failed(&g.group_id, T0 + 1.0).unwrap();
+    assert_eq!(q.stats(T0).unwrap().count(GroupState::Pending), 1);
+    assert!(matches!(
+        q.retry_failed(&g.group_id, T0 + 1.0),
+        Err(QueueError::WrongState { .. })
+    ));
+    assert!(matches!(
+        q.retry_failed("nope", T0),
+        Err(QueueError::UnknownGroup(_))
+    ));
+}
+
+#[test]
+fn crash_recovery_requeues_in_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.sqlite3");
+    {
+        let mut q = Queue::open(&path).unwrap();
+        q.register_file(&file(T0, 0), 1, TOL, T0).unwrap();
+        q.claim_next(T0).unwrap().unwrap();
+    }
+    let mut q = Queue::open(&path).unwrap();
+    assert_eq!(
+        q.recover_in_progress(T0 + 1.0).unwrap(),
+        vec![group_id_for(T0)]
+    );
+    let g = q.claim_next(T0 + 2.0).unwrap().unwrap();
+    assert_eq!(g.retry_count, 1);
+    assert_eq!(g.attempt, 2);
+}
+
+#[test]
+fn stats_counts_rate_and_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.sqlite3");
+    let mut q = Queue::open(&path).unwrap();
+    for i in 0..3 {
+        q.register_file(&file(T0 + 400.0 * f64::from(i), 0), 1, TOL, T0)
+            .unwrap();
+    }
+    q.register_file(&file(T0 + 5000.0, 0), 2, TOL, T0).unwrap();
+    for _ in 0..2 {
+        let g = q.claim_next(T0).unwrap().unwrap();
+        q.complete(&g.group_id, g.attempt, &Timings::default(), None, T0 + 10.0)
+            .unwrap();
+    }
+    q.heartbeat(42, T0, T0 + 11.0).unwrap();
+    let reader = QueueReader::open(&path).unwrap();
+    let stats = reader.stats(T0 + 20.0).unwrap();
+    assert_eq!(stats.count(GroupState::Completed), 2);
+    assert_eq!(stats.count(GroupState::Pending), 1);
+    assert_eq!(stats.count(GroupState::Collecting), 1);
+    assert_eq!(stats.count(GroupState::InProgress), 0);
+    assert_eq!(stats.completed_last_hour, 2);
+    assert_eq!(stats.processing_rate_per_hour, 2.0);
+    assert_eq!(
+        reader
+            .stats(T0 + 10.0 + 3601.0)
+            .unwrap()
+            .completed_last_hour,
+        0
+    );
+    assert!(
+        stats
+            .summary_line()
+            .starts_with("collecting 1, pending 1, in_progress 0, completed 2, failed 0")
+    );
+    assert_eq!(reader.heartbeat().unwrap().unwrap().pid, 42);
+    let completed = reader
+        .groups(&GroupFilter {
+            state: Some(GroupState::Completed),
+            limit: Some(1),
+            before: None,
+        })
+        .unwrap();
+    assert_eq!(completed.len(), 1);
+    let older = reader
+        .groups(&GroupFilter {
+            state: Some(GroupState::Completed),
+            limit: Some(10),
+            before: Some(completed[0].group_id.clone()),
+        })
+        .unwrap();
+    assert_eq!(older.len(), 1);
+    assert!(older[0].group_id < completed[0].group_id);
+}
+
+#[test]
+fn reader_reports_a_missing_db() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        QueueReader::open(&dir.path().join("none.sqlite3")),
+        Err(QueueError::Missing(_))
+    ));
+}
+
+#[test]
+fn retry_requests_reject_path_tricks() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(request_retry(dir.path(), "../etc").is_err());
+    assert!(request_retry(dir.path(), "").is_err());
+    let path = request_retry(dir.path(), "2025-10-13T13:28:03").unwrap();
+    assert!(path.exists());
+}
