@@ -1,0 +1,227 @@
+// Typed models mirroring docs/api.md (contimg-api). Fields are only ever added
+// server-side, so everything beyond the seed's original fields is optional here
+// and the UI degrades gracefully when a field is absent.
+
+export type LogLevel = 'DEBUG' | 'INFO' | 'WARNING' | 'ERROR';
+export const LOG_LEVELS: LogLevel[] = ['ERROR', 'WARNING', 'INFO', 'DEBUG'];
+
+export type ConverterConfig =
+  | { kind: 'builtin' }
+  | { kind: 'command'; argv: string[]; env?: Record<string, string> };
+
+export interface StreamingConfig {
+  input_dir: string;
+  output_dir: string;
+  queue_db: string;
+  registry_db: string;
+  scratch_dir: string;
+  expected_subbands: number;
+  chunk_duration: number;
+  log_level: LogLevel;
+  use_subprocess: boolean;
+  monitoring: boolean;
+  monitor_interval: number;
+  poll_interval: number;
+  worker_poll_interval: number;
+  max_workers: number;
+  stage_to_tmpfs: boolean;
+  tmpfs_path: string;
+  group_tolerance_s?: number;
+  incomplete_timeout_s?: number;
+  max_retries?: number;
+  retry_backoff_s?: number;
+  retry_backoff_max_s?: number;
+  convert_timeout_s?: number;
+  converter?: ConverterConfig;
+}
+
+/** systemd ActiveState values (plus whatever other backends report). */
+export type ActiveState =
+  | 'active'
+  | 'reloading'
+  | 'inactive'
+  | 'failed'
+  | 'activating'
+  | 'deactivating'
+  | (string & {});
+
+export interface ServiceStatus {
+  running: boolean;
+  pid: number | null;
+  started_at: string | null;
+  uptime_seconds: number | null;
+  cpu_percent: number | null;
+  memory_mb: number | null;
+  last_heartbeat: string | null;
+  config: StreamingConfig | null;
+  error: string | null;
+  backend?: string;
+  unit?: string;
+  active_state?: ActiveState;
+  sub_state?: string;
+  restart_count?: number | null;
+  status_text?: string | null;
+  memory_limit_mb?: number | null;
+  tasks?: number | null;
+}
+
+export interface HealthCheck {
+  name: string;
+  ok: boolean;
+  detail?: string | null;
+}
+
+export interface Health {
+  healthy: boolean;
+  running: boolean;
+  uptime_seconds: number | null;
+  cpu_percent: number | null;
+  memory_mb: number | null;
+  error: string | null;
+  checks?: HealthCheck[];
+}
+
+export type GroupState = 'collecting' | 'pending' | 'in_progress' | 'completed' | 'failed';
+export const GROUP_STATES: GroupState[] = ['collecting', 'pending', 'in_progress', 'completed', 'failed'];
+
+export type QueueStats = Partial<Record<GroupState, number>> & Record<string, number>;
+
+export interface Metrics {
+  service_running: boolean;
+  uptime_seconds: number | null;
+  cpu_percent: number | null;
+  memory_mb: number | null;
+  queue_stats: QueueStats;
+  processing_rate_per_hour: number;
+  queue_error?: string | null;
+  rejected_files?: number | null;
+  oldest_pending_age_seconds?: number | null;
+  last_completed_at?: string | null;
+}
+
+export interface ControlResponse {
+  success: boolean;
+  message: string;
+  pid?: number | null;
+  changed?: string[];
+  restarted?: boolean;
+  logs?: string[] | LogEntry[];
+}
+
+export interface LogEntry {
+  timestamp: string;
+  level: LogLevel | string;
+  message: string;
+  group_id?: string | null;
+  pid?: number | null;
+}
+
+export interface LogsResponse {
+  lines: LogEntry[];
+}
+
+export type HistoryWindow = '1h' | '24h' | '7d';
+
+export interface HistoryPoint {
+  t: string;
+  cpu_percent: number | null;
+  memory_mb: number | null;
+  queue_depth: number | null;
+  pending?: number | null;
+  in_progress?: number | null;
+  failed?: number | null;
+  processing_rate_per_hour: number | null;
+  running?: boolean;
+}
+
+export interface HistoryResponse {
+  window: HistoryWindow;
+  step_seconds: number;
+  points: HistoryPoint[];
+}
+
+export interface GroupSummary {
+  group_id: string;
+  state: GroupState | string;
+  received_at: string | null;
+  last_update: string | null;
+  expected_subbands: number | null;
+  subbands: number | null;
+  retry_count: number | null;
+  error: string | null;
+  processing_stage: string | null;
+}
+
+export interface GroupsResponse {
+  groups: GroupSummary[];
+  next_before: string | null;
+}
+
+export interface GroupFile {
+  subband_idx: number;
+  path: string;
+  freq_min_hz?: number | null;
+  freq_max_hz?: number | null;
+}
+
+export interface GroupTimings {
+  load_time?: number | null;
+  phase_time?: number | null;
+  write_time?: number | null;
+  total_time?: number | null;
+  writer_type?: string | null;
+}
+
+/** Attempt records are not specified in detail; render whatever keys arrive. */
+export type GroupAttempt = Record<string, unknown>;
+
+export interface GroupDetail extends GroupSummary {
+  files?: GroupFile[];
+  timings?: GroupTimings | null;
+  attempts?: GroupAttempt[];
+}
+
+export interface Limits {
+  memory_max_bytes: number | null;
+  cpu_quota_percent: number | null;
+}
+
+export interface LimitsUpdate {
+  memory_max_bytes?: number | null;
+  cpu_quota_percent?: number | null;
+  persistent?: boolean;
+}
+
+export type AlertRule =
+  | 'service_down'
+  | 'restart_loop'
+  | 'failed_groups'
+  | 'queue_stalled'
+  | 'incomplete_groups'
+  | 'low_disk'
+  | (string & {});
+
+export interface Alert {
+  id: string;
+  rule: AlertRule;
+  severity: 'critical' | 'warning' | (string & {});
+  message: string;
+  raised_at: string;
+  cleared_at: string | null;
+}
+
+export interface AlertsResponse {
+  active: Alert[];
+  recent: Alert[];
+}
+
+export interface FieldError {
+  field: string;
+  message: string;
+}
+
+export interface ApiErrorBody {
+  error: string;
+  message: string;
+  details?: unknown;
+}

@@ -1,0 +1,43 @@
+import { Box, LinearProgress, Typography } from '@mui/material';
+import { usageColor } from '../format';
+
+interface Props {
+  label: string;
+  /** Percent used, 0–100+ (clamped for the bar), or null when there is no reference. */
+  percent: number | null;
+  value: string;
+  caption?: string;
+}
+
+/** A labelled usage bar: green, orange above 50 %, red above 80 %. */
+export function UsageBar({ label, percent, value, caption }: Props) {
+  const clamped = percent == null ? 0 : Math.min(100, Math.max(0, percent));
+  return (
+    <Box>
+      <Box sx={{ display: 'flex', justifyContent: 'space-between', alignItems: 'baseline', mb: 0.5 }}>
+        <Typography variant="body2" color="text.secondary">
+          {label}
+        </Typography>
+        <Typography variant="body1" sx={{ fontWeight: 600, fontVariantNumeric: 'tabular-nums' }}>
+          {value}
+        </Typography>
+      </Box>
+      {percent != null ? (
+        <LinearProgress
+          variant="determinate"
+          value={clamped}
+          color={usageColor(percent)}
+          aria-label={label}
+          aria-valuetext={`${value}${caption ? `, ${caption}` : ''}`}
+          data-level={usageColor(percent)}
+          sx={{ height: 10, borderRadius: 5 }}
+        />
+      ) : null}
+      {caption ? (
+        <Typography variant="caption" color="text.secondary">
+          {caption}
+        </Typography>
+      ) : null}
+    </Box>
+  );
+}

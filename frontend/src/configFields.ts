@@ -1,0 +1,90 @@
+import type { StreamingConfig } from './api/types';
+
+export type FieldKind = 'path' | 'int' | 'float' | 'bool' | 'level' | 'text';
+
+export interface FieldDef {
+  name: string;
+  label: string;
+  kind: FieldKind;
+  help?: string;
+  unit?: string;
+}
+
+export interface FieldSection {
+  title: string;
+  fields: FieldDef[];
+}
+
+/** The known StreamingConfig fields, grouped for the editor and the summary card. */
+export const CONFIG_SECTIONS: FieldSection[] = [
+  {
+    title: 'Paths',
+    fields: [
+      { name: 'input_dir', label: 'Input directory', kind: 'path', help: 'Watched for *_sbNN.hdf5 subband files' },
+      { name: 'output_dir', label: 'Output directory', kind: 'path', help: 'Where converted groups are written' },
+      { name: 'queue_db', label: 'Queue database', kind: 'path' },
+      { name: 'registry_db', label: 'Calibration registry database', kind: 'path' },
+      { name: 'scratch_dir', label: 'Scratch directory', kind: 'path' },
+      { name: 'tmpfs_path', label: 'tmpfs path', kind: 'path' },
+    ],
+  },
+  {
+    title: 'Grouping',
+    fields: [
+      { name: 'expected_subbands', label: 'Expected subbands', kind: 'int' },
+      { name: 'chunk_duration', label: 'Chunk duration', kind: 'float', unit: 'min' },
+      { name: 'group_tolerance_s', label: 'Group tolerance', kind: 'float', unit: 's', help: 'Subbands within this many seconds form one group' },
+      { name: 'incomplete_timeout_s', label: 'Incomplete timeout', kind: 'float', unit: 's' },
+    ],
+  },
+  {
+    title: 'Worker',
+    fields: [
+      { name: 'max_workers', label: 'Max workers', kind: 'int' },
+      { name: 'poll_interval', label: 'Poll interval', kind: 'float', unit: 's' },
+      { name: 'worker_poll_interval', label: 'Worker poll interval', kind: 'float', unit: 's' },
+      { name: 'monitor_interval', label: 'Monitor interval', kind: 'float', unit: 's' },
+      { name: 'convert_timeout_s', label: 'Convert timeout', kind: 'float', unit: 's' },
+      { name: 'max_retries', label: 'Max retries', kind: 'int' },
+      { name: 'retry_backoff_s', label: 'Retry backoff', kind: 'float', unit: 's' },
+      { name: 'retry_backoff_max_s', label: 'Max retry backoff', kind: 'float', unit: 's' },
+      { name: 'log_level', label: 'Log level', kind: 'level' },
+    ],
+  },
+  {
+    title: 'Switches',
+    fields: [
+      { name: 'use_subprocess', label: 'Use subprocess', kind: 'bool' },
+      { name: 'monitoring', label: 'Monitoring', kind: 'bool' },
+      { name: 'stage_to_tmpfs', label: 'Stage to tmpfs', kind: 'bool' },
+    ],
+  },
+];
+
+const KNOWN = new Set(['converter', ...CONFIG_SECTIONS.flatMap((s) => s.fields.map((f) => f.name))]);
+
+function humanize(name: string): string {
+  const s = name.replace(/_/g, ' ');
+  return s.charAt(0).toUpperCase() + s.slice(1);
+}
+
+/**
+ * Sections for a given config: known fields that the server actually returned,
+ * plus an "Other" section for fields the server added that we don't know yet
+ * (the API only ever adds fields), typed from their JSON values.
+ */
+export function sectionsFor(cfg: StreamingConfig): FieldSection[] {
+  const rec = cfg as unknown as Record<string, unknown>;
+  const out = CONFIG_SECTIONS.map((s) => ({ ...s, fields: s.fields.filter((f) => f.name in rec) })).filter(
+    (s) => s.fields.length > 0,
+  );
+  const extra: FieldDef[] = [];
+  for (const [k, v] of Object.entries(rec)) {
+    if (KNOWN.has(k)) continue;
+    if (typeof v === 'boolean') extra.push({ name: k, label: humanize(k), kind: 'bool' });
+    else if (typeof v === 'number') extra.push({ name: k, label: humanize(k), kind: Number.isInteger(v) ? 'int' : 'float' });
+    else if (typeof v === 'string' || v === null) extra.push({ name: k, label: humanize(k), kind: 'text' });
+  }
+  if (extra.length) out.push({ title: 'Other', fields: extra });
+  return out;
+}

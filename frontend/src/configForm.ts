@@ -1,0 +1,116 @@
+// Pure conversion between a StreamingConfig and the editor's form state.
+import type { ConverterConfig, FieldError, StreamingConfig } from './api/types';
+import { sectionsFor, type FieldDef } from './configFields';
+
+export interface ConfigForm {
+  values: Record<string, string | boolean>;
+  converterKind: 'builtin' | 'command';
+  /** One argv element per line. */
+  argv: string;
+  /** KEY=VALUE per line. */
+  env: string;
+}
+
+export function toForm(cfg: StreamingConfig): ConfigForm {
+  const rec = cfg as unknown as Record<string, unknown>;
+  const values: Record<string, string | boolean> = {};
+  for (const s of sectionsFor(cfg)) {
+    for (const f of s.fields) {
+      const v = rec[f.name];
+      values[f.name] = f.kind === 'bool' ? Boolean(v) : v == null ? '' : String(v);
+    }
+  }
+  const conv = cfg.converter;
+  return {
+    values,
+    converterKind: conv?.kind === 'command' ? 'command' : 'builtin',
+    argv: conv?.kind === 'command' ? conv.argv.join('\n') : '',
+    env:
+      conv?.kind === 'command' && conv.env
+        ? Object.entries(conv.env)
+            .map(([k, v]) => `${k}=${v}`)
+            .join('\n')
+        : '',
+  };
+}
+
+function parseValue(f: FieldDef, raw: string | boolean): { value?: unknown; error?: string } {
+  if (f.kind === 'bool') return { value: Boolean(raw) };
+  const s = String(raw).trim();
+  if (f.kind === 'int' || f.kind === 'float') {
+    if (s === '') return { error: 'Enter a number' };
+    const n = Number(s);
+    if (!Number.isFinite(n)) return { error: 'Enter a number' };
+    if (f.kind === 'int' && !Number.isInteger(n)) return { error: 'Enter a whole number' };
+    return { value: n };
+  }
+  return { value: f.kind === 'path' || f.kind === 'level' ? s : String(raw) };
+}
+
+export function parseConverter(form: ConfigForm): { value?: ConverterConfig; error?: string } {
+  if (form.converterKind === 'builtin') return { value: { kind: 'builtin' } };
+  const argv = form.argv
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
+  if (argv.length === 0) return { error: 'Enter the command, one argument per line' };
+  const env: Record<string, string> = {};
+  for (const line of form.env.split('\n')) {
+    const l = line.trim();
+    if (!l) continue;
+    const eq = l.indexOf('=');
+    if (eq <= 0) return { error: `Environment line "${l}" is not KEY=VALUE` };
+    env[l.slice(0, eq).trim()] = l.slice(eq + 1);
+  }
+  return { value: Object.keys(env).length ? { kind: 'command', argv, env } : { kind: 'command', argv } };
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+export interface BuiltPayload {
+  /** Only the fields that differ from the loaded config. */
+  payload: Partial<StreamingConfig>;
+  /** Client-side problems (unparseable numbers, empty argv): field → message. */
+  errors: Record<string, string>;
+}
+
+export function buildPayload(original: StreamingConfig, form: ConfigForm): BuiltPayload {
+  const rec = original as unknown as Record<string, unknown>;
+  const payload: Record<string, unknown> = {};
+  const errors: Record<string, string> = {};
+  for (const s of sectionsFor(original)) {
+    for (const f of s.fields) {
+      const r = parseValue(f, form.values[f.name] ?? '');
+      if (r.error) errors[f.name] = r.error;
+      else if (!sameJson(r.value, rec[f.name] ?? (f.kind === 'bool' ? false : ''))) payload[f.name] = r.value;
+    }
+  }
+  const conv = parseConverter(form);
+  if (conv.error) errors.converter = conv.error;
+  else if (!sameJson(conv.value, original.converter ?? { kind: 'builtin' })) {
+    if (original.converter !== undefined || conv.value?.kind !== 'builtin') payload.converter = conv.value;
+  }
+  return { payload: payload as Partial<StreamingConfig>, errors };
+}
+
+/**
+ * Attach the server's 422 field errors to form fields. Errors for nested
+ * converter fields (`converter.argv`, `converter.env.X`) go to `converter`;
+ * errors naming no field we show are returned in `other`.
+ */
+export function mapFieldErrors(
+  errs: FieldError[],
+  known: Set<string>,
+): { byField: Record<string, string>; other: FieldError[] } {
+  const byField: Record<string, string> = {};
+  const other: FieldError[] = [];
+  for (const e of errs) {
+    const top = e.field.split(/[.[]/)[0];
+    const key = known.has(e.field) ? e.field : top === 'converter' ? 'converter' : known.has(top) ? top : null;
+    if (key) byField[key] = byField[key] ? `${byField[key]}; ${e.message}` : e.message;
+    else other.push(e);
+  }
+  return { byField, other };
+}
