@@ -48,6 +48,7 @@ export const CONFIG_SECTIONS: FieldSection[] = [
       { name: 'max_retries', label: 'Max retries', kind: 'int' },
       { name: 'retry_backoff_s', label: 'Retry backoff', kind: 'float', unit: 's' },
       { name: 'retry_backoff_max_s', label: 'Max retry backoff', kind: 'float', unit: 's' },
+      { name: 'drain_timeout_s', label: 'Drain timeout', kind: 'float', unit: 's', help: 'On stop, how long running conversions may finish' },
       { name: 'log_level', label: 'Log level', kind: 'level' },
     ],
   },
@@ -57,6 +58,7 @@ export const CONFIG_SECTIONS: FieldSection[] = [
       { name: 'use_subprocess', label: 'Use subprocess', kind: 'bool' },
       { name: 'monitoring', label: 'Monitoring', kind: 'bool' },
       { name: 'stage_to_tmpfs', label: 'Stage to tmpfs', kind: 'bool' },
+      { name: 'validate_uvh5', label: 'Validate UVH5 files', kind: 'bool' },
     ],
   },
 ];

@@ -4,7 +4,7 @@ import { sectionsFor, type FieldDef } from './configFields';
 
 export interface ConfigForm {
   values: Record<string, string | boolean>;
-  converterKind: 'builtin' | 'command';
+  converterKind: 'builtin' | 'manifest' | 'command';
   /** One argv element per line. */
   argv: string;
   /** KEY=VALUE per line. */
@@ -23,7 +23,7 @@ export function toForm(cfg: StreamingConfig): ConfigForm {
   const conv = cfg.converter;
   return {
     values,
-    converterKind: conv?.kind === 'command' ? 'command' : 'builtin',
+    converterKind: conv?.kind === 'command' || conv?.kind === 'manifest' ? conv.kind : 'builtin',
     argv: conv?.kind === 'command' ? conv.argv.join('\n') : '',
     env:
       conv?.kind === 'command' && conv.env
@@ -48,7 +48,7 @@ function parseValue(f: FieldDef, raw: string | boolean): { value?: unknown; erro
 }
 
 export function parseConverter(form: ConfigForm): { value?: ConverterConfig; error?: string } {
-  if (form.converterKind === 'builtin') return { value: { kind: 'builtin' } };
+  if (form.converterKind !== 'command') return { value: { kind: form.converterKind } };
   const argv = form.argv
     .split('\n')
     .map((l) => l.trim())

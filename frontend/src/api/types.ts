@@ -2,11 +2,15 @@
 // server-side, so everything beyond the seed's original fields is optional here
 // and the UI degrades gracefully when a field is absent.
 
-export type LogLevel = 'DEBUG' | 'INFO' | 'WARNING' | 'ERROR';
+export type LogLevel = 'DEBUG' | 'INFO' | 'WARNING' | 'ERROR' | 'CRITICAL';
+/** Levels of log lines (docs/api.md), most severe first. */
 export const LOG_LEVELS: LogLevel[] = ['ERROR', 'WARNING', 'INFO', 'DEBUG'];
+/** Levels the worker's `log_level` setting accepts. */
+export const CONFIG_LOG_LEVELS: LogLevel[] = ['DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL'];
 
 export type ConverterConfig =
   | { kind: 'builtin' }
+  | { kind: 'manifest' }
   | { kind: 'command'; argv: string[]; env?: Record<string, string> };
 
 export interface StreamingConfig {
@@ -32,6 +36,8 @@ export interface StreamingConfig {
   retry_backoff_s?: number;
   retry_backoff_max_s?: number;
   convert_timeout_s?: number;
+  drain_timeout_s?: number;
+  validate_uvh5?: boolean;
   converter?: ConverterConfig;
 }
 

@@ -51,7 +51,7 @@ export function ConfigCard() {
                 Converter
               </Typography>
               <Typography variant="body2" sx={{ fontFamily: 'monospace', overflowWrap: 'anywhere' }} aria-label="Converter">
-                {config.converter?.kind === 'command' ? config.converter.argv.join(' ') : 'builtin'}
+                {config.converter?.kind === 'command' ? config.converter.argv.join(' ') : (config.converter?.kind ?? 'builtin')}
               </Typography>
             </Box>
           </Box>

@@ -23,7 +23,7 @@ import { ApiError, errorMessage } from '../api/client';
 import type { ConfigWithEtag } from '../api/endpoints';
 import { keys } from '../api/keys';
 import { useConfig, useSaveConfig } from '../api/queries';
-import { LOG_LEVELS, type ControlResponse, type FieldError } from '../api/types';
+import { CONFIG_LOG_LEVELS, type ControlResponse, type FieldError } from '../api/types';
 import { sectionsFor, type FieldDef } from '../configFields';
 import { buildPayload, mapFieldErrors, toForm, type ConfigForm } from '../configForm';
 import { QueryError } from './Panel';
@@ -38,8 +38,14 @@ export function ConfigDialog({ open, onClose, onSaved }: Props) {
   const q = useConfig(open);
   const theme = useTheme();
   const fullScreen = useMediaQuery(theme.breakpoints.down('sm'));
+  // Survives the editor's remount after a 412 reload, so the operator is told why.
+  const [stale, setStale] = useState(false);
+  const close = () => {
+    setStale(false);
+    onClose();
+  };
   return (
-    <Dialog open={open} onClose={onClose} maxWidth="md" fullWidth fullScreen={fullScreen} aria-labelledby="config-dialog-title">
+    <Dialog open={open} onClose={close} maxWidth="md" fullWidth fullScreen={fullScreen} aria-labelledby="config-dialog-title">
       <DialogTitle id="config-dialog-title">Edit configuration</DialogTitle>
       {q.isPending ? (
         <DialogContent>
@@ -49,14 +55,24 @@ export function ConfigDialog({ open, onClose, onSaved }: Props) {
         </DialogContent>
       ) : q.data ? (
         // Remount the form whenever the server's version changes (after a 412 reload).
-        <ConfigEditor key={q.data.etag ?? JSON.stringify(q.data.config)} loaded={q.data} onClose={onClose} onSaved={onSaved} />
+        <ConfigEditor
+          key={q.data.etag ?? JSON.stringify(q.data.config)}
+          loaded={q.data}
+          stale={stale}
+          onStale={() => setStale(true)}
+          onClose={close}
+          onSaved={(r) => {
+            setStale(false);
+            onSaved(r);
+          }}
+        />
       ) : (
         <>
           <DialogContent>
             <QueryError what="configuration" error={q.error} onRetry={() => void q.refetch()} />
           </DialogContent>
           <DialogActions>
-            <Button onClick={onClose}>Close</Button>
+            <Button onClick={close}>Close</Button>
           </DialogActions>
         </>
       )}
@@ -64,12 +80,22 @@ export function ConfigDialog({ open, onClose, onSaved }: Props) {
   );
 }
 
+const STALE_BANNER = {
+  severity: 'warning' as const,
+  title: 'Configuration changed on the server',
+  text: 'Someone saved the configuration after you opened this editor. The latest version has been loaded; re-apply your changes.',
+};
+
 function ConfigEditor({
   loaded,
+  stale,
+  onStale,
   onClose,
   onSaved,
 }: {
   loaded: ConfigWithEtag;
+  stale: boolean;
+  onStale: () => void;
   onClose: () => void;
   onSaved: (r: ControlResponse) => void;
 }) {
@@ -80,7 +106,9 @@ function ConfigEditor({
   const [form, setForm] = useState<ConfigForm>(() => toForm(loaded.config));
   const [fieldErrors, setFieldErrors] = useState<Record<string, string>>({});
   const [otherErrors, setOtherErrors] = useState<FieldError[]>([]);
-  const [banner, setBanner] = useState<{ severity: 'error' | 'warning' | 'info'; title?: string; text: string } | null>(null);
+  const [banner, setBanner] = useState<{ severity: 'error' | 'warning' | 'info'; title?: string; text: string } | null>(
+    stale ? STALE_BANNER : null,
+  );
 
   const setValue = (name: string, v: string | boolean) => {
     setForm((f) => ({ ...f, values: { ...f.values, [name]: v } }));
@@ -117,12 +145,9 @@ function ConfigEditor({
             });
           } else if (err instanceof ApiError && err.status === 412) {
             // Someone else saved in between: reload; this editor remounts with the new version.
+            onStale();
+            setBanner(STALE_BANNER);
             void qc.invalidateQueries({ queryKey: keys.config });
-            setBanner({
-              severity: 'warning',
-              title: 'Configuration changed on the server',
-              text: 'Someone saved the configuration after you opened this editor. The latest version has been loaded; re-apply your changes.',
-            });
           } else {
             setBanner({ severity: 'error', text: errorMessage(err) });
           }
@@ -212,7 +237,7 @@ function ConfigField({
         fullWidth
         size="small"
       >
-        {LOG_LEVELS.map((l) => (
+        {(CONFIG_LOG_LEVELS as string[]).concat(CONFIG_LOG_LEVELS.includes(String(value) as never) || !value ? [] : [String(value)]).map((l) => (
           <option key={l} value={l}>
             {l}
           </option>
@@ -240,6 +265,12 @@ function ConfigField({
   );
 }
 
+const KIND_HELP: Record<ConfigForm['converterKind'], string> = {
+  builtin: 'Merge the subbands into one UVH5 file (built in)',
+  manifest: 'Dry run: check the files and write a JSON manifest',
+  command: 'Run an external command per group (e.g. the CASA orchestrator)',
+};
+
 function ConverterFields({
   form,
   setForm,
@@ -262,12 +293,13 @@ function ConverterFields({
           value={form.converterKind}
           onChange={(e) => setForm((f) => ({ ...f, converterKind: e.target.value as ConfigForm['converterKind'] }))}
           slotProps={{ select: { native: true }, inputLabel: { shrink: true } }}
-          error={!!error && form.converterKind === 'builtin'}
-          helperText={form.converterKind === 'builtin' ? (error ?? 'The worker\'s own UVH5 converter') : 'Run an external command per group'}
+          error={!!error && form.converterKind !== 'command'}
+          helperText={(form.converterKind !== 'command' && error) || KIND_HELP[form.converterKind]}
           size="small"
           fullWidth
         >
           <option value="builtin">builtin</option>
+          <option value="manifest">manifest</option>
           <option value="command">command</option>
         </TextField>
         {form.converterKind === 'command' ? (
@@ -280,7 +312,7 @@ function ConverterFields({
               value={form.argv}
               onChange={(e) => setForm((f) => ({ ...f, argv: e.target.value }))}
               error={!!error}
-              helperText={error ?? 'One argument per line, e.g. {files}'}
+              helperText={error ?? 'One argument per line. Placeholders: {files} {output} {group_id} {start} {end} {input_dir} {output_dir} {scratch_dir} {max_workers} {tmpfs_path}'}
               slotProps={{ htmlInput: { spellCheck: false, style: { fontFamily: 'monospace' } } }}
               size="small"
               fullWidth
