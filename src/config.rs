@@ -40,8 +40,12 @@ pub const CONVERTER_PLACEHOLDERS: [&str; 10] = [
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ConverterConfig {
-    /// The converter built into `contimg-stream`.
+    /// The converter built into `contimg-stream`: merges the group's UVH5
+    /// subbands into one UVH5 file.
     Builtin,
+    /// Verifies every file is readable and writes a JSON manifest of the group;
+    /// a dry run of the pipeline without conversion.
+    Manifest,
     /// An external command, e.g. the production CASA orchestrator. `argv` may use
     /// the placeholders in [`CONVERTER_PLACEHOLDERS`]; `{files}` expands to one
     /// argument per input file.

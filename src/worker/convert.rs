@@ -1,0 +1,535 @@
+//! Converting one claimed group: the builtin converters (in-process or as a child
+//! process of our own binary) or an external command template modelled on the
+//! original pipeline's orchestrator call.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::watch;
+
+use crate::config::ConverterConfig;
+use crate::queue::Timings;
+
+/// How many trailing lines of a failed command's output go into the group's error.
+const ERROR_TAIL_LINES: usize = 8;
+/// Grace period between SIGTERM and SIGKILL for a converter being stopped.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+/// Suffix of files being written; anything with it is half-written by definition.
+pub const PARTIAL_SUFFIX: &str = ".partial";
+
+/// Everything a converter needs to know about one group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConvertJob {
+    pub group_id: String,
+    /// Unix seconds of the group's first file.
+    pub group_ts: f64,
+    pub chunk_minutes: f64,
+    /// (subband index, path) by subband index; staged copies when staging is on.
+    pub files: Vec<(u32, PathBuf)>,
+    pub input_dir: PathBuf,
+    pub output_dir: PathBuf,
+    pub scratch_dir: PathBuf,
+    pub tmpfs_path: PathBuf,
+    pub max_workers: u32,
+    pub stage_to_tmpfs: bool,
+}
+
+/// A successful conversion.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConvertOutput {
+    pub timings: Timings,
+    pub output_path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConvertError {
+    #[error("{0}")]
+    Failed(String),
+    #[error("conversion timed out after {0:.0} s and was killed")]
+    TimedOut(f64),
+    /// The worker is shutting down; the group is requeued, not failed.
+    #[error("conversion interrupted by shutdown")]
+    Interrupted,
+}
+
+/// Runs the configured converter for `job`. `cancel` flips to `true` when the
+/// worker gives up waiting at shutdown: child processes are then killed.
+pub async fn run_conversion(
+    job: &ConvertJob,
+    converter: &ConverterConfig,
+    use_subprocess: bool,
+    timeout: Duration,
+    cancel: watch::Receiver<bool>,
+) -> Result<ConvertOutput, ConvertError> {
+    match converter {
+        ConverterConfig::Command { argv, env } => {
+            let argv = expand_argv(argv, job);
+            run_command(&job.group_id, &argv, env, timeout, cancel, None).await
+        }
+        builtin if use_subprocess => {
+            let exe = std::env::current_exe().map_err(|err| {
+                ConvertError::Failed(format!("cannot find our own executable: {err}"))
+            })?;
+            let job_json =
+                serde_json::to_string(job).map_err(|err| ConvertError::Failed(err.to_string()))?;
+            let kind = match builtin {
+                ConverterConfig::Manifest => "manifest",
+                _ => "builtin",
+            };
+            let argv = vec![
+                exe.to_string_lossy().into_owned(),
+                "convert-group".to_string(),
+                "--converter".to_string(),
+                kind.to_string(),
+            ];
+            run_command(
+                &job.group_id,
+                &argv,
+                &BTreeMap::new(),
+                timeout,
+                cancel,
+                Some(job_json),
+            )
+            .await
+        }
+        builtin => {
+            let job = job.clone();
+            let builtin = builtin.clone();
+            let started = Instant::now();
+            let work = tokio::task::spawn_blocking(move || convert_in_process(&job, &builtin));
+            // An in-process conversion cannot be killed; on timeout we stop waiting
+            // and its temp output is removed at the next start.
+            match tokio::time::timeout(timeout, work).await {
+                Ok(Ok(result)) => result.map_err(ConvertError::Failed),
+                Ok(Err(join)) => Err(ConvertError::Failed(format!("converter panicked: {join}"))),
+                Err(_) => Err(ConvertError::TimedOut(started.elapsed().as_secs_f64())),
+            }
+        }
+    }
+}
+
+/// The builtin converters, run in this process (or in the `convert-group` child).
+pub fn convert_in_process(
+    job: &ConvertJob,
+    converter: &ConverterConfig,
+) -> Result<ConvertOutput, String> {
+    match converter {
+        ConverterConfig::Manifest => write_manifest(job),
+        ConverterConfig::Builtin => super::builtin::merge_group(job),
+        ConverterConfig::Command { .. } => {
+            Err("a command converter cannot run in-process".to_string())
+        }
+    }
+}
+
+/// Verifies every file can be read to the end and writes `<group_id>.json`.
+pub fn write_manifest(job: &ConvertJob) -> Result<ConvertOutput, String> {
+    let started = Instant::now();
+    let mut files = Vec::with_capacity(job.files.len());
+    for (subband_idx, path) in &job.files {
+        let mut file = std::fs::File::open(path)
+            .map_err(|err| format!("sb{subband_idx:02} {}: {err}", path.display()))?;
+        let bytes = std::io::copy(&mut file, &mut std::io::sink())
+            .map_err(|err| format!("sb{subband_idx:02} {}: {err}", path.display()))?;
+        files.push(
+            serde_json::json!({"subband_idx": subband_idx, "path": path, "size_bytes": bytes}),
+        );
+    }
+    let load_time = started.elapsed().as_secs_f64();
+    let manifest = serde_json::json!({
+        "group_id": job.group_id,
+        "group_ts": job.group_ts,
+        "files": files,
+        "written_by": format!("contimg {}", env!("CARGO_PKG_VERSION")),
+    });
+    let output = job.output_dir.join(format!("{}.json", job.group_id));
+    let text = serde_json::to_vec_pretty(&manifest).map_err(|err| err.to_string())?;
+    write_output_atomically(&output, &text)?;
+    let total = started.elapsed().as_secs_f64();
+    Ok(ConvertOutput {
+        timings: Timings {
+            load_time: Some(load_time),
+            phase_time: None,
+            write_time: Some(total - load_time),
+            total_time: Some(total),
+            writer_type: Some("manifest".to_string()),
+        },
+        output_path: Some(output),
+    })
+}
+
+/// Writes `bytes` to `<path>.partial`, fsyncs and renames it into place.
+pub fn write_output_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let partial = partial_path(path);
+    let result = (|| -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&partial)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&partial, path)
+    })();
+    result.map_err(|err| {
+        let _ = std::fs::remove_file(&partial);
+        format!("cannot write {}: {err}", path.display())
+    })
+}
+
+/// `<dir>/.<name>.partial`: hidden, and recognisable as half-written.
+pub fn partial_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}{PARTIAL_SUFFIX}"))
+}
+
+/// Expands the placeholders of a command template. `{files}` standing alone becomes
+/// one argument per file; inside a longer argument it is space-joined.
+pub fn expand_argv(template: &[String], job: &ConvertJob) -> Vec<String> {
+    let start = crate::queue::group_id_for(job.group_ts);
+    let end = crate::queue::group_id_for(job.group_ts + job.chunk_minutes * 60.0);
+    let files: Vec<String> = job
+        .files
+        .iter()
+        .map(|(_, p)| p.to_string_lossy().into_owned())
+        .collect();
+    let output = job.output_dir.join(format!("{}.ms", job.group_id));
+    let values: [(&str, String); 9] = [
+        ("{group_id}", job.group_id.clone()),
+        ("{start}", start),
+        ("{end}", end),
+        ("{input_dir}", job.input_dir.to_string_lossy().into_owned()),
+        (
+            "{output_dir}",
+            job.output_dir.to_string_lossy().into_owned(),
+        ),
+        (
+            "{scratch_dir}",
+            job.scratch_dir.to_string_lossy().into_owned(),
+        ),
+        ("{output}", output.to_string_lossy().into_owned()),
+        ("{max_workers}", job.max_workers.to_string()),
+        (
+            "{tmpfs_path}",
+            job.tmpfs_path.to_string_lossy().into_owned(),
+        ),
+    ];
+    let mut argv = Vec::with_capacity(template.len() + files.len());
+    for arg in template {
+        if arg == "{files}" {
+            argv.extend(files.iter().cloned());
+            continue;
+        }
+        let mut expanded = arg.replace("{files}", &files.join(" "));
+        for (placeholder, value) in &values {
+            expanded = expanded.replace(placeholder, value);
+        }
+        argv.push(expanded);
+    }
+    argv
+}
+
+/// Runs a converter process in its own process group, logs its output tagged with
+/// the group id, and kills the whole group on timeout or cancellation.
+async fn run_command(
+    group_id: &str,
+    argv: &[String],
+    extra_env: &BTreeMap<String, String>,
+    timeout: Duration,
+    mut cancel: watch::Receiver<bool>,
+    stdin_payload: Option<String>,
+) -> Result<ConvertOutput, ConvertError> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err(ConvertError::Failed("empty converter command".to_string()));
+    };
+    let started = Instant::now();
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        // What the production orchestrator needs on shared file systems.
+        .env("HDF5_USE_FILE_LOCKING", "FALSE")
+        .env("OMP_NUM_THREADS", "4")
+        .env("CONTIMG_GROUP_ID", group_id)
+        .envs(extra_env)
+        .stdin(if stdin_payload.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    // If the worker is killed outright (kill -9), its converters must not live on
+    // as orphans writing outputs nobody will record.
+    // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|err| ConvertError::Failed(format!("cannot start {program}: {err}")))?;
+    let pid = child.id();
+
+    if let (Some(payload), Some(mut stdin)) = (stdin_payload, child.stdin.take()) {
+        use tokio::io::AsyncWriteExt;
+        let _ = stdin.write_all(payload.as_bytes()).await;
+        drop(stdin);
+    }
+
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let stdout_task = tokio::spawn(forward_lines(group_id.to_string(), stdout, false));
+    let stderr_task = tokio::spawn(forward_lines(group_id.to_string(), stderr, true));
+
+    let waited = tokio::select! {
+        status = child.wait() => Some(status),
+        _ = tokio::time::sleep(timeout) => None,
+        _ = cancelled(&mut cancel) => {
+            kill_group(pid, &mut child).await;
+            let _ = stdout_task.await;
+            let _ = stderr_task.await;
+            return Err(ConvertError::Interrupted);
+        }
+    };
+    let Some(status) = waited else {
+        kill_group(pid, &mut child).await;
+        let _ = stdout_task.await;
+        let _ = stderr_task.await;
+        return Err(ConvertError::TimedOut(started.elapsed().as_secs_f64()));
+    };
+    let status =
+        status.map_err(|err| ConvertError::Failed(format!("waiting for {program}: {err}")))?;
+    let stdout_lines = stdout_task.await.unwrap_or_default();
+    let stderr_lines = stderr_task.await.unwrap_or_default();
+    let total = started.elapsed().as_secs_f64();
+    if !status.success() {
+        let tail: Vec<String> = stderr_lines.into_iter().chain(stdout_lines).collect();
+        let tail = tail
+            .iter()
+            .rev()
+            .take(ERROR_TAIL_LINES)
+            .rev()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" | ");
+        let how = match status.code() {
+            Some(code) => format!("exit code {code}"),
+            None => {
+                use std::os::unix::process::ExitStatusExt;
+                format!("signal {}", status.signal().unwrap_or(0))
+            }
+        };
+        return Err(ConvertError::Failed(if tail.is_empty() {
+            format!("converter failed ({how})")
+        } else {
+            format!("converter failed ({how}): {tail}")
+        }));
+    }
+    // Our own `convert-group` child reports its result as JSON on its last line.
+    let reported = stdout_lines
+        .iter()
+        .rev()
+        .find_map(|line| line.strip_prefix(CONVERT_RESULT_PREFIX))
+        .and_then(|json| serde_json::from_str::<ConvertOutput>(json).ok());
+    Ok(reported.unwrap_or(ConvertOutput {
+        timings: Timings {
+            total_time: Some(total),
+            writer_type: Some("command".to_string()),
+            ..Default::default()
+        },
+        output_path: None,
+    }))
+}
+
+/// Resolves once the worker asks running conversions to stop.
+async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+    // The borrow guard must not live across an await in the caller.
+    let _ = cancel.wait_for(|stop| *stop).await.map(|_| ());
+}
+
+/// Prefix of the line on which `contimg-stream convert-group` reports its result.
+pub const CONVERT_RESULT_PREFIX: &str = "CONTIMG_RESULT ";
+
+async fn forward_lines<R: tokio::io::AsyncRead + Unpin>(
+    group_id: String,
+    reader: Option<R>,
+    is_stderr: bool,
+) -> VecDeque<String> {
+    let mut tail = VecDeque::with_capacity(ERROR_TAIL_LINES + 1);
+    let Some(reader) = reader else { return tail };
+    let mut lines = BufReader::new(reader).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line.starts_with(CONVERT_RESULT_PREFIX) {
+            tail.push_back(line);
+            continue;
+        }
+        if is_stderr {
+            tracing::warn!(group_id = %group_id, "converter: {line}");
+        } else {
+            tracing::info!(group_id = %group_id, "converter: {line}");
+        }
+        tail.push_back(line);
+        // Keep the result line (if any) plus a bounded tail.
+        while tail.len() > 4 * ERROR_TAIL_LINES {
+            tail.pop_front();
+        }
+    }
+    tail
+}
+
+async fn kill_group(pid: Option<u32>, child: &mut tokio::process::Child) {
+    use nix::sys::signal::{Signal, killpg};
+    use nix::unistd::Pid;
+    let Some(pid) = pid else { return };
+    let group = Pid::from_raw(pid as i32);
+    let _ = killpg(group, Signal::SIGTERM);
+    if tokio::time::timeout(KILL_GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        let _ = killpg(group, Signal::SIGKILL);
+        let _ = child.wait().await;
+    }
+    // Children that outlived the leader.
+    let _ = killpg(group, Signal::SIGKILL);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(dir: &Path) -> ConvertJob {
+        ConvertJob {
+            group_id: "2025-10-13T13:28:03".into(),
+            group_ts: 1_760_362_083.0,
+            chunk_minutes: 5.0,
+            files: vec![(0, dir.join("a_sb00.hdf5")), (1, dir.join("a_sb01.hdf5"))],
+            input_dir: dir.to_path_buf(),
+            output_dir: dir.join("out"),
+            scratch_dir: dir.join("scratch"),
+            tmpfs_path: PathBuf::from("/dev/shm"),
+            max_workers: 4,
+            stage_to_tmpfs: false,
+        }
+    }
+
+    #[test]
+    fn expands_placeholders_like_the_orchestrator_call() {
+        let dir = Path::new("/in");
+        let argv = expand_argv(
+            &[
+                "python".into(),
+                "{input_dir}".into(),
+                "{output_dir}".into(),
+                "{start}".into(),
+                "{end}".into(),
+                "{files}".into(),
+                "--tag={group_id}".into(),
+                "--all={files}".into(),
+            ],
+            &job(dir),
+        );
+        assert_eq!(
+            argv,
+            vec![
+                "python",
+                "/in",
+                "/in/out",
+                "2025-10-13T13:28:03",
+                "2025-10-13T13:33:03",
+                "/in/a_sb00.hdf5",
+                "/in/a_sb01.hdf5",
+                "--tag=2025-10-13T13:28:03",
+                "--all=/in/a_sb00.hdf5 /in/a_sb01.hdf5",
+            ]
+        );
+    }
+
+    #[test]
+    fn manifest_reads_every_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let job = job(tmp.path());
+        std::fs::create_dir_all(&job.output_dir).unwrap();
+        std::fs::write(&job.files[0].1, b"abc").unwrap();
+        let err = write_manifest(&job).unwrap_err();
+        assert!(err.contains("sb01"), "{err}");
+        std::fs::write(&job.files[1].1, b"defg").unwrap();
+        let out = write_manifest(&job).unwrap();
+        let written: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.output_path.unwrap()).unwrap()).unwrap();
+        assert_eq!(written["files"][1]["size_bytes"], 4);
+    }
+
+    #[tokio::test]
+    async fn command_failures_timeouts_and_env() {
+        let tmp = tempfile::tempdir().unwrap();
+        let job = job(tmp.path());
+        let (_tx, rx) = watch::channel(false);
+        let fail = ConverterConfig::Command {
+            argv: vec!["sh".into(), "-c".into(), "echo oops >&2; exit 3".into()],
+            env: BTreeMap::new(),
+        };
+        let err = run_conversion(&job, &fail, true, Duration::from_secs(10), rx.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ConvertError::Failed("converter failed (exit code 3): oops".into())
+        );
+
+        let slow = ConverterConfig::Command {
+            argv: vec!["sleep".into(), "30".into()],
+            env: BTreeMap::new(),
+        };
+        let started = Instant::now();
+        let err = run_conversion(&job, &slow, true, Duration::from_millis(200), rx.clone())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ConvertError::TimedOut(_)), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+
+        let env_check = ConverterConfig::Command {
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                "test \"$HDF5_USE_FILE_LOCKING\" = FALSE && test \"$X\" = y".into(),
+            ],
+            env: BTreeMap::from([("X".to_string(), "y".to_string())]),
+        };
+        run_conversion(&job, &env_check, true, Duration::from_secs(10), rx)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn cancellation_kills_the_process_group() {
+        let tmp = tempfile::tempdir().unwrap();
+        let job = job(tmp.path());
+        let (tx, rx) = watch::channel(false);
+        let slow = ConverterConfig::Command {
+            argv: vec!["sh".into(), "-c".into(), "sleep 30 & wait".into()],
+            env: BTreeMap::new(),
+        };
+        let task = tokio::spawn(async move {
+            run_conversion(&job, &slow, true, Duration::from_secs(60), rx).await
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        tx.send(true).unwrap();
+        let result = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(result.unwrap_err(), ConvertError::Interrupted);
+    }
+}
