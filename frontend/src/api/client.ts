@@ -28,7 +28,13 @@ export class ApiError extends Error {
     const d = this.details as { logs?: unknown } | null;
     const logs = d && typeof d === 'object' ? d.logs : undefined;
     if (!Array.isArray(logs)) return [];
-    return logs.map((l) => (typeof l === 'string' ? l : JSON.stringify(l)));
+    return logs.map((l) => {
+      if (typeof l === 'string') return l;
+      const e = l as { timestamp?: string; level?: string; message?: string };
+      return e && typeof e.message === 'string'
+        ? [e.timestamp, e.level, e.message].filter(Boolean).join(' ')
+        : JSON.stringify(l);
+    });
   }
 }
 

@@ -156,6 +156,10 @@ export interface GroupSummary {
   retry_count: number | null;
   error: string | null;
   processing_stage: string | null;
+  next_attempt_at?: string | null;
+  started_at?: string | null;
+  completed_at?: string | null;
+  output_path?: string | null;
 }
 
 export interface GroupsResponse {
@@ -166,6 +170,7 @@ export interface GroupsResponse {
 export interface GroupFile {
   subband_idx: number;
   path: string;
+  size_bytes?: number | null;
   freq_min_hz?: number | null;
   freq_max_hz?: number | null;
 }
@@ -185,6 +190,8 @@ export interface GroupDetail extends GroupSummary {
   files?: GroupFile[];
   timings?: GroupTimings | null;
   attempts?: GroupAttempt[];
+  /** Paths of duplicate subband files that were ignored. */
+  duplicates?: string[];
 }
 
 export interface Limits {

@@ -19,7 +19,7 @@ import { useState } from 'react';
 import { errorMessage } from '../api/client';
 import { useGroup } from '../api/queries';
 import type { GroupAttempt, GroupDetail } from '../api/types';
-import { formatHz, formatSeconds, formatTime } from '../format';
+import { formatHz, formatMb, formatSeconds, formatTime } from '../format';
 import { stateColor, stateLabel } from '../groupStates';
 import { Facts } from './Facts';
 import { QueryError } from './Panel';
@@ -104,6 +104,10 @@ function GroupBody({ g }: { g: GroupDetail }) {
           ['Stage', g.processing_stage ?? '—'],
           ['Received', formatTime(g.received_at)],
           ['Last update', formatTime(g.last_update)],
+          ['Started', formatTime(g.started_at)],
+          ['Completed', formatTime(g.completed_at)],
+          ['Next attempt', formatTime(g.next_attempt_at)],
+          ['Output', g.output_path ?? '—'],
         ]}
       />
       {g.error ? (
@@ -163,6 +167,15 @@ function GroupBody({ g }: { g: GroupDetail }) {
           </Typography>
         )}
       </Section>
+      {g.duplicates?.length ? (
+        <Section title={`Ignored duplicates (${g.duplicates.length})`}>
+          <Box component="ul" sx={{ m: 0, pl: 2, fontFamily: 'monospace', fontSize: 13 }}>
+            {g.duplicates.map((d) => (
+              <li key={d}>{d}</li>
+            ))}
+          </Box>
+        </Section>
+      ) : null}
       <Section title={`Files (${files.length})`}>
         {files.length ? (
           <Table size="small" aria-label="Subband files">
@@ -170,6 +183,7 @@ function GroupBody({ g }: { g: GroupDetail }) {
               <TableRow>
                 <TableCell>Subband</TableCell>
                 <TableCell>Path</TableCell>
+                <TableCell align="right">Size</TableCell>
                 <TableCell align="right">Freq min</TableCell>
                 <TableCell align="right">Freq max</TableCell>
               </TableRow>
@@ -179,6 +193,7 @@ function GroupBody({ g }: { g: GroupDetail }) {
                 <TableRow key={f.subband_idx}>
                   <TableCell>sb{String(f.subband_idx).padStart(2, '0')}</TableCell>
                   <TableCell sx={{ fontFamily: 'monospace', fontSize: 13, wordBreak: 'break-all' }}>{f.path}</TableCell>
+                  <TableCell align="right">{f.size_bytes != null ? formatMb(f.size_bytes / 1048576) : '—'}</TableCell>
                   <TableCell align="right">{formatHz(f.freq_min_hz)}</TableCell>
                   <TableCell align="right">{formatHz(f.freq_max_hz)}</TableCell>
                 </TableRow>

@@ -1,0 +1,221 @@
+import { expect, test } from '@playwright/test';
+import { api, openDashboard, serviceState, shot, signIn, TOKEN, watchConsole } from './helpers';
+
+// One real service shared by all tests: run in order.
+test.describe.configure({ mode: 'serial' });
+
+test.afterEach(async ({ page }, info) => {
+  if (!page.isClosed()) await shot(page, info, 'final');
+});
+
+test('the dashboard loads with no console errors', async ({ page }, info) => {
+  const errors = watchConsole(page);
+  await page.goto('/');
+  await expect(page).toHaveURL(/\/streaming$/);
+  await expect(serviceState(page)).toBeVisible();
+  for (const name of ['Service Status', 'Queue Statistics', 'Resource Usage', 'Health', 'Alerts', 'History', 'Current Configuration', 'Groups', 'Logs']) {
+    await expect(page.getByRole('region', { name })).toBeVisible();
+  }
+  // Every panel finished loading (no skeletons left) and none shows a load error.
+  await expect(page.locator('[aria-busy="true"]')).toHaveCount(0, { timeout: 15_000 });
+  await expect(page.getByText(/^Could not load/)).toHaveCount(0);
+  await expect(page.getByRole('status', { name: /Live updates/ })).toHaveAttribute('data-live', 'live');
+  await page.waitForTimeout(2_000);
+  await shot(page, info, 'dashboard-laptop');
+  expect(errors).toEqual([]);
+});
+
+test('Start turns the status to running within 2 s without a reload', async ({ page, request }, info) => {
+  const a = api(request);
+  await a.ensure(false);
+  const errors = watchConsole(page);
+  await openDashboard(page);
+  await expect(serviceState(page)).not.toHaveAttribute('data-state', 'active');
+  await page.evaluate(() => ((window as unknown as { __noReload: boolean }).__noReload = true));
+
+  // First mutation without a token: the sign-in prompt appears, then the action proceeds.
+  await page.getByRole('button', { name: 'Start' }).click();
+  const prompt = page.getByRole('dialog', { name: 'Sign in' });
+  await expect(prompt).toBeVisible();
+  await prompt.getByLabel('API token').fill(TOKEN);
+  const t0 = Date.now();
+  await prompt.getByRole('button', { name: 'Sign in' }).click();
+  await expect(serviceState(page)).toHaveAttribute('data-state', 'active', { timeout: 2_000 });
+  info.annotations.push({ type: 'start-latency-ms', description: String(Date.now() - t0) });
+  expect(await page.evaluate(() => (window as unknown as { __noReload?: boolean }).__noReload)).toBe(true);
+  await expect(page.getByRole('region', { name: 'Service Status' }).getByLabel('Service details')).toContainText(/PID\s*\d+/);
+  expect((await a.status()).running).toBe(true);
+  await shot(page, info, 'started');
+  expect(errors).toEqual([]);
+});
+
+test('Stop asks for confirmation', async ({ page, request }, info) => {
+  const a = api(request);
+  await a.ensure(true);
+  await signIn(page);
+  await openDashboard(page);
+  await expect(serviceState(page)).toHaveAttribute('data-state', 'active');
+
+  await page.getByRole('button', { name: 'Stop' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Stop the streaming service?' });
+  await expect(dialog).toBeVisible();
+  await shot(page, info, 'stop-confirmation');
+  await dialog.getByRole('button', { name: 'Cancel' }).click();
+  await expect(dialog).toBeHidden();
+  await page.waitForTimeout(1_000);
+  expect((await a.status()).running).toBe(true);
+  await expect(serviceState(page)).toHaveAttribute('data-state', 'active');
+
+  await page.getByRole('button', { name: 'Stop' }).click();
+  await page.getByRole('dialog', { name: 'Stop the streaming service?' }).getByRole('button', { name: 'Stop service' }).click();
+  await expect(serviceState(page)).toHaveAttribute('data-state', /inactive|failed/, { timeout: 15_000 });
+  expect((await a.status()).running).toBe(false);
+
+  // Restart asks too.
+  await page.getByRole('button', { name: 'Restart' }).click();
+  await expect(page.getByRole('dialog', { name: 'Restart the streaming service?' })).toBeVisible();
+  await page.getByRole('button', { name: 'Cancel' }).click();
+
+  await a.ensure(true);
+  await expect(serviceState(page)).toHaveAttribute('data-state', 'active');
+});
+
+test('an invalid config shows the field error and changes nothing', async ({ page, request }, info) => {
+  const a = api(request);
+  const before = await a.config();
+  await signIn(page);
+  await openDashboard(page);
+  await page.getByRole('button', { name: 'Edit configuration' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Edit configuration' });
+  const field = dialog.getByRole('spinbutton', { name: 'Max workers' });
+  await field.fill('0');
+  const resp = page.waitForResponse((r) => r.url().endsWith('/api/streaming/config') && r.request().method() === 'POST');
+  await dialog.getByRole('button', { name: 'Save' }).click();
+  expect((await resp).status()).toBe(422);
+  await expect(field).toHaveAttribute('aria-invalid', 'true');
+  // The server's message is rendered as the field's helper text (its accessible description).
+  await expect(field).toHaveAccessibleDescription(/\S/);
+  await expect(dialog.getByRole('alert')).toContainText('rejected');
+  await shot(page, info, 'config-422');
+
+  const after = await a.config();
+  expect(after.body).toEqual(before.body);
+  if (before.etag) expect(after.etag).toBe(before.etag);
+  await dialog.getByRole('button', { name: 'Cancel' }).click();
+});
+
+test('a valid config is saved and the service restarts', async ({ page, request }, info) => {
+  const a = api(request);
+  await a.ensure(true);
+  const before = await a.config();
+  const oldWorkers = Number(before.body.max_workers);
+  const newWorkers = oldWorkers >= 64 ? oldWorkers - 1 : oldWorkers + 1;
+  const oldStatus = await a.status();
+
+  await signIn(page);
+  await openDashboard(page);
+  await page.getByRole('button', { name: 'Edit configuration' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Edit configuration' });
+  await dialog.getByRole('spinbutton', { name: 'Max workers' }).fill(String(newWorkers));
+  const resp = page.waitForResponse((r) => r.url().endsWith('/api/streaming/config') && r.request().method() === 'POST', { timeout: 60_000 });
+  await dialog.getByRole('button', { name: 'Save' }).click();
+  const r = await resp;
+  expect(r.status()).toBe(200);
+  expect(r.request().headers()['if-match']).toBe(before.etag ?? undefined);
+  const body = (await r.json()) as { changed?: string[]; restarted?: boolean };
+  expect(body.restarted).toBe(true);
+  await expect(dialog).toBeHidden();
+  const cfgRegion = page.getByRole('region', { name: 'Current Configuration' });
+  await expect(cfgRegion).toContainText('service restarted');
+  await expect(cfgRegion.getByLabel('Worker settings')).toContainText(`Max workers${newWorkers}`);
+  expect((await a.config()).body.max_workers).toBe(newWorkers);
+  await expect
+    .poll(async () => {
+      const s = await a.status();
+      return s.running && (s.pid !== oldStatus.pid || s.started_at !== oldStatus.started_at);
+    }, { timeout: 20_000 })
+    .toBe(true);
+  await expect(serviceState(page)).toHaveAttribute('data-state', 'active');
+  await shot(page, info, 'config-saved');
+
+  // Put the original value back.
+  const restore = await a.post('/api/streaming/config', { max_workers: oldWorkers });
+  expect(restore.status).toBe(200);
+});
+
+test('log lines and queue counts appear', async ({ page, request }, info) => {
+  await api(request).ensure(true);
+  await openDashboard(page);
+  const counts = page.getByRole('list', { name: 'Queue counts' });
+  for (const st of ['collecting', 'pending', 'in_progress', 'completed', 'failed']) {
+    await expect(counts.getByTestId(`queue-${st}`)).toHaveText(/^\d+/);
+  }
+  const m = await api(request).get<{ queue_stats: Record<string, number> }>('/api/streaming/metrics');
+  const total = Object.values(m.queue_stats).reduce((x, y) => x + y, 0);
+  expect(total).toBeGreaterThan(0);
+
+  const log = page.getByRole('log', { name: 'Service log' });
+  await expect(log.getByTestId('log-line').first()).toBeVisible({ timeout: 20_000 });
+  // Every line carries a timestamp.
+  const n = await log.getByTestId('log-line').count();
+  expect(await log.locator('[data-testid="log-line"] time').count()).toBe(n);
+
+  // Follow mode connects and keeps showing lines.
+  await page.getByRole('switch', { name: 'Follow' }).check();
+  await expect(page.getByRole('region', { name: 'Logs' }).getByText('following')).toBeVisible();
+  await expect(log.getByTestId('log-line').first()).toBeVisible();
+  await shot(page, info, 'logs-and-queue');
+});
+
+test('a failed group can be retried', async ({ page, request }, info) => {
+  await signIn(page);
+  await openDashboard(page);
+  const groups = page.getByRole('region', { name: 'Groups' });
+  await groups.getByRole('button', { name: /^Failed/ }).click();
+  const retry = groups.getByRole('button', { name: /^Retry group / }).first();
+  await expect(retry).toBeVisible({ timeout: 20_000 });
+  const label = (await retry.getAttribute('aria-label')) ?? '';
+  const groupId = label.replace(/^Retry group /, '');
+
+  // Drill-down first: files, timings, attempts.
+  await groups.getByRole('link', { name: `Details of group ${groupId}` }).click();
+  await expect(page).toHaveURL(new RegExp(`/streaming/groups/`));
+  const dialog = page.getByRole('dialog');
+  await expect(dialog.getByRole('region', { name: /^Files/ })).toBeVisible();
+  await expect(dialog.getByRole('region', { name: 'Timings' })).toBeVisible();
+  await expect(dialog.getByRole('region', { name: /^Attempts/ })).toBeVisible();
+  await shot(page, info, 'group-detail');
+  await dialog.getByRole('button', { name: 'Close' }).click();
+  await expect(page).toHaveURL(/\/streaming$/);
+
+  const resp = page.waitForResponse((r) => r.url().includes('/retry') && r.request().method() === 'POST');
+  await groups.getByRole('button', { name: `Retry group ${groupId}` }).click();
+  expect((await resp).status()).toBe(200);
+  await expect(groups.getByRole('status').filter({ hasText: /./ })).toBeVisible();
+  const g = await api(request).get<{ state: string }>(`/api/streaming/groups/${encodeURIComponent(groupId)}`);
+  // Right after a retry the group is queued again (it may already be running, or have failed again).
+  expect(['pending', 'in_progress', 'completed', 'failed']).toContain(g.state);
+  await shot(page, info, 'group-retried');
+});
+
+test('screenshots at laptop and wall-screen widths, light and dark', async ({ page }, info) => {
+  const errors = watchConsole(page);
+  for (const [w, h] of [
+    [1366, 768],
+    [2560, 1440],
+  ]) {
+    await page.setViewportSize({ width: w, height: h });
+    for (const mode of ['light', 'dark']) {
+      await page.addInitScript((m) => localStorage.setItem('contimg.theme', m), mode);
+      await openDashboard(page);
+      await expect(page.locator('[aria-busy="true"]')).toHaveCount(0, { timeout: 15_000 });
+      // No horizontal scrolling of the page itself.
+      expect(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth + 1)).toBe(true);
+      await shot(page, info, `dashboard-${w}x${h}-${mode}`);
+      if (process.env.UPDATE_DOC_SCREENSHOTS) {
+        await page.screenshot({ path: `../docs/screenshots/streaming-${w}x${h}-${mode}.png` });
+      }
+    }
+  }
+  expect(errors).toEqual([]);
+});
