@@ -7,5 +7,7 @@ pub mod config;
 pub mod control;
 pub mod ingest;
 pub mod logging;
+pub mod metrics;
 pub mod queue;
+pub mod uvh5;
 pub mod worker;

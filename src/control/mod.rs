@@ -4,12 +4,29 @@
 //! `contimgctl` and `contimg-api` both hold an `Arc<dyn Backend>` and never care
 //! which implementation is behind it.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
+
+pub mod detect;
+pub mod docker;
+pub mod logs;
+pub mod process;
+pub mod report;
+pub mod systemd;
+
+pub use detect::connect;
+
+/// The default worker unit (`--unit`).
+pub const DEFAULT_UNIT: &str = "contimg-stream.service";
+/// The default container name of the docker backend.
+pub const DEFAULT_CONTAINER: &str = "contimg-stream";
+/// How long `stop` waits for a worker to exit after SIGTERM before SIGKILL.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Which implementation controls the worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,15 +158,153 @@ pub enum ControlError {
     Io(#[from] std::io::Error),
 }
 
+/// Exit codes of `contimgctl` (documented in `--help` and docs/operations.md).
+pub mod exit_code {
+    pub const OK: i32 = 0;
+    pub const FAILED: i32 = 1;
+    pub const USAGE: i32 = 2;
+    /// `status`/`health`: the service is not running (as `systemctl status`).
+    pub const NOT_RUNNING: i32 = 3;
+    pub const PERMISSION_DENIED: i32 = 4;
+    pub const UNKNOWN_UNIT: i32 = 5;
+    /// The service manager (D-Bus, dockerd) cannot be reached.
+    pub const UNAVAILABLE: i32 = 6;
+}
+
 impl ControlError {
     /// The CLI's exit code for this error (documented in `contimgctl --help`).
     pub fn exit_code(&self) -> i32 {
         match self {
-            ControlError::PermissionDenied(_) => 4,
-            ControlError::Invalid(_) => 2,
-            _ => 1,
+            ControlError::PermissionDenied(_) => exit_code::PERMISSION_DENIED,
+            ControlError::Invalid(_) => exit_code::USAGE,
+            ControlError::UnknownUnit(_) => exit_code::UNKNOWN_UNIT,
+            ControlError::Unavailable(_) => exit_code::UNAVAILABLE,
+            _ => exit_code::FAILED,
         }
     }
+}
+
+/// Which backend to use; `Auto` detects one (see [`detect::connect`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    #[default]
+    Auto,
+    Systemd,
+    Docker,
+    Process,
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = ControlError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "auto" => Ok(Self::Auto),
+            "systemd" => Ok(Self::Systemd),
+            "docker" => Ok(Self::Docker),
+            "process" => Ok(Self::Process),
+            other => Err(ControlError::Invalid(format!(
+                "unknown backend {other:?} (auto, systemd, docker, process)"
+            ))),
+        }
+    }
+}
+
+/// Everything needed to reach the worker, shared by `contimgctl` and `contimg-api`.
+#[derive(Debug, Clone)]
+pub struct ControlOptions {
+    pub backend: BackendChoice,
+    /// systemd: the calling user's manager (session bus) instead of the system one.
+    /// With `Auto`, the user manager is tried after the system manager anyway.
+    pub user: bool,
+    /// Unit name (`contimg-stream.service`); with `instance`, the template's base.
+    pub unit: String,
+    /// Template instance: `contimg-stream@NAME.service`.
+    pub instance: Option<String>,
+    pub state_dir: PathBuf,
+    /// Config file passed to the worker by the process/docker backends
+    /// (default: the state dir's `streaming.toml`).
+    pub config_path: Option<PathBuf>,
+    /// process backend: the worker binary (default: `contimg-stream` next to the
+    /// current executable).
+    pub worker_bin: Option<PathBuf>,
+    /// Extra arguments for the worker (process backend).
+    pub worker_args: Vec<String>,
+    /// A log file the worker writes (e.g. `StandardError=append:` in the unit), read
+    /// by `logs` when the journal has nothing for the unit (no journald, as in the
+    /// test user manager). Default: `<state_dir>/logs/contimg-stream.log` if present.
+    pub log_file: Option<PathBuf>,
+    /// Docker Engine socket (default `/var/run/docker.sock`).
+    pub docker_socket: Option<PathBuf>,
+    /// Image for the docker backend; docker is only auto-detected when set.
+    pub docker_image: Option<String>,
+    pub docker_container: String,
+    /// Extra host directories bind-mounted at the same path into the container
+    /// (input/output dirs; the state dir is always mounted).
+    pub docker_mounts: Vec<PathBuf>,
+    /// Worker stop grace period (process: SIGTERM→SIGKILL; docker: stop timeout).
+    pub stop_timeout: Duration,
+    /// The cgroup filesystem root (tests point it at fixtures).
+    pub cgroup_root: PathBuf,
+}
+
+impl Default for ControlOptions {
+    fn default() -> Self {
+        Self {
+            backend: BackendChoice::Auto,
+            user: false,
+            unit: DEFAULT_UNIT.to_string(),
+            instance: None,
+            state_dir: PathBuf::from("state"),
+            config_path: None,
+            worker_bin: None,
+            worker_args: Vec::new(),
+            log_file: None,
+            docker_socket: None,
+            docker_image: None,
+            docker_container: DEFAULT_CONTAINER.to_string(),
+            docker_mounts: Vec::new(),
+            stop_timeout: DEFAULT_STOP_TIMEOUT,
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+        }
+    }
+}
+
+impl ControlOptions {
+    /// The full unit name: `contimg-stream.service`, or with an instance
+    /// `contimg-stream@NAME.service`. A name without a suffix gets `.service`.
+    pub fn unit_name(&self) -> String {
+        let base = self.unit.trim();
+        let base = base.strip_suffix(".service").unwrap_or(base);
+        match &self.instance {
+            Some(instance) => {
+                let template = base.split('@').next().unwrap_or(base);
+                format!("{template}@{instance}.service")
+            }
+            None => format!("{base}.service"),
+        }
+    }
+
+    /// The log file `logs` falls back to (see [`ControlOptions::log_file`]).
+    pub fn effective_log_file(&self) -> Option<PathBuf> {
+        self.log_file.clone().or_else(|| {
+            let default = self.state_dir.join("logs").join("contimg-stream.log");
+            default.exists().then_some(default)
+        })
+    }
+}
+
+impl ResourceUsage {
+    pub fn memory_mb(&self) -> Option<f64> {
+        self.memory_bytes.map(bytes_to_mb)
+    }
+    pub fn memory_limit_mb(&self) -> Option<f64> {
+        self.memory_limit_bytes.map(bytes_to_mb)
+    }
+}
+
+fn bytes_to_mb(bytes: u64) -> f64 {
+    (bytes as f64 / (1024.0 * 1024.0) * 100.0).round() / 100.0
 }
 
 #[async_trait]
