@@ -9,5 +9,4 @@ pub mod ingest;
 pub mod logging;
 pub mod metrics;
 pub mod queue;
-pub mod uvh5;
 pub mod worker;
