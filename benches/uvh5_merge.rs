@@ -1,0 +1,2 @@
+//! Criterion benchmark of the UVH5 subband merge (filled in below).
+fn main() {}
