@@ -9,4 +9,5 @@ pub mod ingest;
 pub mod logging;
 pub mod metrics;
 pub mod queue;
+pub mod uvh5;
 pub mod worker;
