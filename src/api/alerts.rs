@@ -1,0 +1,419 @@
+//! The alert engine: rules evaluated on every refresh of the service snapshot.
+//! Each raise and clear is logged, pushed to SSE clients and, when configured,
+//! POSTed to a webhook by a background task that never blocks evaluation.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use utoipa::ToSchema;
+
+use super::models::iso_from_unix;
+
+/// How many cleared alerts `GET /alerts` remembers.
+const RECENT_LIMIT: usize = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    Warning,
+}
+
+/// One alert, active (`cleared_at` null) or recent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Alert {
+    /// `rule` or `rule:subject` (e.g. `low_disk:output_dir`).
+    pub id: String,
+    /// service_down, restart_loop, failed_groups, queue_stalled, incomplete_groups, low_disk.
+    pub rule: String,
+    pub severity: Severity,
+    pub message: String,
+    pub raised_at: String,
+    pub cleared_at: Option<String>,
+}
+
+/// `GET /api/streaming/alerts`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AlertList {
+    pub active: Vec<Alert>,
+    /// Cleared alerts, newest first.
+    pub recent: Vec<Alert>,
+}
+
+/// Thresholds of the rules (daemon config file `[alerts]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertThresholds {
+    /// A service that should run but has not for this long is "down".
+    pub service_down_grace_s: f64,
+    /// `restart_loop` fires at this many restarts within `restart_window_s`.
+    pub restart_count: u32,
+    pub restart_window_s: f64,
+    /// `failed_groups` fires when at least this many groups are failed.
+    pub failed_groups: u64,
+    /// `queue_stalled`: work pending but nothing completed for this long.
+    pub stall_after_s: f64,
+    /// `incomplete_groups` fires when more groups than this are collecting.
+    pub incomplete_groups: u64,
+    /// `low_disk` warning / critical below these free fractions (percent).
+    pub disk_warning_percent: f64,
+    pub disk_critical_percent: f64,
+}
+
+impl Default for AlertThresholds {
+    fn default() -> Self {
+        Self {
+            service_down_grace_s: 10.0,
+            restart_count: 3,
+            restart_window_s: 600.0,
+            failed_groups: 1,
+            stall_after_s: 1800.0,
+            incomplete_groups: 3,
+            disk_warning_percent: 10.0,
+            disk_critical_percent: 5.0,
+        }
+    }
+}
+
+/// What the rules look at; assembled by the event producer.
+#[derive(Debug, Clone, Default)]
+pub struct AlertInputs {
+    pub now: f64,
+    pub running: bool,
+    pub failed_state: bool,
+    /// Whether the service is meant to run (last operator action, or observed).
+    pub should_run: bool,
+    pub restart_count: u32,
+    pub failed_groups: Option<u64>,
+    pub collecting_groups: Option<u64>,
+    pub pending_work: Option<u64>,
+    pub last_completed_at: Option<f64>,
+    pub oldest_pending_ts: Option<f64>,
+    /// `(config field, path, free percent)` for input/output/scratch dirs.
+    pub disks: Vec<(String, PathBuf, Option<f64>)>,
+}
+
+/// A raise or a clear, as broadcast and sent to the webhook.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AlertChange {
+    /// `raised` or `cleared`.
+    pub event: String,
+    #[serde(flatten)]
+    pub alert: Alert,
+}
+
+pub struct AlertEngine {
+    thresholds: AlertThresholds,
+    active: BTreeMap<String, Alert>,
+    recent: VecDeque<Alert>,
+    /// Unix times of observed restarts, for the loop rule.
+    restarts: VecDeque<f64>,
+    last_restart_count: Option<u32>,
+    down_since: Option<f64>,
+}
+
+impl AlertEngine {
+    pub fn new(thresholds: AlertThresholds) -> Self {
+        Self {
+            thresholds,
+            active: BTreeMap::new(),
+            recent: VecDeque::new(),
+            restarts: VecDeque::new(),
+            last_restart_count: None,
+            down_since: None,
+        }
+    }
+
+    pub fn list(&self) -> AlertList {
+        AlertList {
+            active: self.active.values().cloned().collect(),
+            recent: self.recent.iter().cloned().collect(),
+        }
+    }
+
+    pub fn active(&self) -> impl Iterator<Item = &Alert> {
+        self.active.values()
+    }
+
+    pub fn has_critical(&self) -> bool {
+        self.active
+            .values()
+            .any(|a| a.severity == Severity::Critical)
+    }
+
+    /// Runs every rule; returns the raises and clears this evaluation caused.
+    pub fn evaluate(&mut self, input: &AlertInputs) -> Vec<AlertChange> {
+        let t = &self.thresholds;
+        let mut firing: BTreeMap<String, (String, Severity, String)> = BTreeMap::new();
+        let mut fire = |id: &str, rule: &str, severity: Severity, message: String| {
+            firing.insert(id.to_string(), (rule.to_string(), severity, message));
+        };
+
+        // Restarts: count increases of the backend's counter.
+        if let Some(previous) = self.last_restart_count
+            && input.restart_count > previous
+        {
+            for _ in previous..input.restart_count {
+                self.restarts.push_back(input.now);
+            }
+        }
+        self.last_restart_count = Some(input.restart_count);
+        while self
+            .restarts
+            .front()
+            .is_some_and(|ts| input.now - ts > t.restart_window_s)
+        {
+            self.restarts.pop_front();
+        }
+        if t.restart_count > 0 && self.restarts.len() >= t.restart_count as usize {
+            fire(
+                "restart_loop",
+                "restart_loop",
+                Severity::Critical,
+                format!(
+                    "the worker restarted {} times in the last {:.0} s",
+                    self.restarts.len(),
+                    t.restart_window_s
+                ),
+            );
+        }
+
+        if input.running {
+            self.down_since = None;
+        } else if input.should_run || input.failed_state {
+            let since = *self.down_since.get_or_insert(input.now);
+            if input.failed_state || input.now - since >= t.service_down_grace_s {
+                fire(
+                    "service_down",
+                    "service_down",
+                    Severity::Critical,
+                    if input.failed_state {
+                        "the worker failed and is not running".to_string()
+                    } else {
+                        format!(
+                            "the worker has not been running for {:.0} s",
+                            input.now - since
+                        )
+                    },
+                );
+            }
+        } else {
+            self.down_since = None;
+        }
+
+        if let Some(failed) = input.failed_groups
+            && t.failed_groups > 0
+            && failed >= t.failed_groups
+        {
+            fire(
+                "failed_groups",
+                "failed_groups",
+                Severity::Warning,
+                format!("{failed} group(s) failed"),
+            );
+        }
+
+        if let Some(pending) = input.pending_work
+            && pending > 0
+        {
+            // Stalled: nothing completed for `stall_after_s`, measured from the
+            // last completion or, if none, from the oldest pending group.
+            let reference = input.last_completed_at.or(input.oldest_pending_ts);
+            if let (Some(reference), Some(oldest)) = (reference, input.oldest_pending_ts) {
+                let quiet_for = input.now - reference.max(oldest);
+                if quiet_for >= t.stall_after_s {
+                    fire(
+                        "queue_stalled",
+                        "queue_stalled",
+                        Severity::Warning,
+                        format!(
+                            "{pending} group(s) waiting and nothing completed for {:.0} min",
+                            quiet_for / 60.0
+                        ),
+                    );
+                }
+            }
+        }
+
+        if let Some(collecting) = input.collecting_groups
+            && collecting > t.incomplete_groups
+        {
+            fire(
+                "incomplete_groups",
+                "incomplete_groups",
+                Severity::Warning,
+                format!("{collecting} groups are still collecting subbands"),
+            );
+        }
+
+        for (field, path, free) in &input.disks {
+            let Some(free) = free else { continue };
+            let severity = if *free < t.disk_critical_percent {
+                Severity::Critical
+            } else if *free < t.disk_warning_percent {
+                Severity::Warning
+            } else {
+                continue;
+            };
+            fire(
+                &format!("low_disk:{field}"),
+                "low_disk",
+                severity,
+                format!("{} ({field}) has {free:.1} % free", path.display()),
+            );
+        }
+
+        let now_iso = iso_from_unix(input.now).unwrap_or_default();
+        let mut changes = Vec::new();
+        let cleared: Vec<String> = self
+            .active
+            .keys()
+            .filter(|id| !firing.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in cleared {
+            if let Some(mut alert) = self.active.remove(&id) {
+                alert.cleared_at = Some(now_iso.clone());
+                self.recent.push_front(alert.clone());
+                self.recent.truncate(RECENT_LIMIT);
+                changes.push(AlertChange {
+                    event: "cleared".to_string(),
+                    alert,
+                });
+            }
+        }
+        for (id, (rule, severity, message)) in firing {
+            match self.active.get_mut(&id) {
+                Some(existing) => {
+                    // Keep the raise time; refresh the wording (counts move).
+                    existing.message = message;
+                    existing.severity = severity;
+                }
+                None => {
+                    let alert = Alert {
+                        id: id.clone(),
+                        rule,
+                        severity,
+                        message,
+                        raised_at: now_iso.clone(),
+                        cleared_at: None,
+                    };
+                    self.active.insert(id, alert.clone());
+                    changes.push(AlertChange {
+                        event: "raised".to_string(),
+                        alert,
+                    });
+                }
+            }
+        }
+        for change in &changes {
+            match change.event.as_str() {
+                "raised" => tracing::warn!(
+                    alert = %change.alert.id, severity = ?change.alert.severity,
+                    "alert raised: {}", change.alert.message
+                ),
+                _ => {
+                    tracing::info!(alert = %change.alert.id, "alert cleared: {}", change.alert.message)
+                }
+            }
+        }
+        changes
+    }
+}
+
+/// Free space of the filesystem holding `path`, in percent (for unprivileged
+/// users: `f_bavail`). `None` when the path does not exist.
+pub fn free_percent(path: &std::path::Path) -> Option<f64> {
+    let stat = nix::sys::statvfs::statvfs(path).ok()?;
+    let total = stat.blocks() as f64;
+    if total <= 0.0 {
+        return None;
+    }
+    Some(stat.blocks_available() as f64 / total * 100.0)
+}
+
+/// Starts the webhook sender; returns the queue the engine's changes go into.
+/// Delivery: http only (reqwest is built without TLS), 5 s timeout, 3 attempts
+/// with back-off; a full queue drops the notification with a log line rather
+/// than delaying the daemon.
+pub fn spawn_webhook(url: Option<String>) -> Option<mpsc::Sender<AlertChange>> {
+    let url = url?;
+    let (tx, mut rx) = mpsc::channel::<AlertChange>(256);
+    tokio::spawn(async move {
+        let client = match reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+        {
+            Ok(client) => client,
+            Err(err) => {
+                tracing::error!(%err, "cannot build the webhook client; alerts are not forwarded");
+                return;
+            }
+        };
+        while let Some(change) = rx.recv().await {
+            let mut delay = Duration::from_millis(500);
+            for attempt in 1..=3 {
+                match client.post(&url).json(&change).send().await {
+                    Ok(resp) if resp.status().is_success() => break,
+                    Ok(resp) => {
+                        tracing::warn!(status = %resp.status(), attempt, "webhook refused the alert")
+                    }
+                    Err(err) => tracing::warn!(%err, attempt, "webhook delivery failed"),
+                }
+                if attempt < 3 {
+                    tokio::time::sleep(delay).await;
+                    delay *= 4;
+                }
+            }
+        }
+    });
+    Some(tx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base(now: f64) -> AlertInputs {
+        AlertInputs {
+            now,
+            running: true,
+            should_run: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn restart_loop_raises_then_clears_after_window() {
+        let mut engine = AlertEngine::new(AlertThresholds::default());
+        let mut input = base(1000.0);
+        assert!(engine.evaluate(&input).is_empty());
+        for i in 1..=3 {
+            input.now = 1000.0 + f64::from(i);
+            input.restart_count = i;
+            let changes = engine.evaluate(&input);
+            if i == 3 {
+                assert_eq!(changes.len(), 1);
+                assert_eq!(changes[0].alert.rule, "restart_loop");
+            }
+        }
+        input.now = 1000.0 + 700.0;
+        let changes = engine.evaluate(&input);
+        assert_eq!(changes[0].event, "cleared");
+        assert_eq!(engine.list().recent.len(), 1);
+    }
+
+    #[test]
+    fn service_down_waits_for_grace() {
+        let mut engine = AlertEngine::new(AlertThresholds::default());
+        let mut input = base(0.0);
+        input.running = false;
+        assert!(engine.evaluate(&input).is_empty());
+        input.now = 11.0;
+        assert_eq!(engine.evaluate(&input)[0].alert.rule, "service_down");
+        assert!(engine.has_critical());
+    }
+}

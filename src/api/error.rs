@@ -1,0 +1,185 @@
+//! JSON errors: every failure the API answers has the same shape,
+//! `{"error": "<code>", "message": "<human text>", "details": …}`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::ValidationErrors;
+use crate::control::ControlError;
+use crate::queue::QueueError;
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `validation_failed`.
+    pub error: String,
+    pub message: String,
+    /// For 422: `[{"field": "...", "message": "..."}]`. For failed control
+    /// operations: the unit's last log lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub details: Option<Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PreconditionFailed(String),
+    #[error("invalid configuration")]
+    Validation(ValidationErrors),
+    #[error("{0}")]
+    Control(#[from] ControlError),
+    #[error("{0}")]
+    Queue(#[from] QueueError),
+    #[error("{0}")]
+    Internal(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Control(err) => match err {
+                ControlError::Unavailable(_) | ControlError::UnknownUnit(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                ControlError::PermissionDenied(_) => StatusCode::FORBIDDEN,
+                ControlError::Timeout(..) => StatusCode::GATEWAY_TIMEOUT,
+                ControlError::Unsupported(..) => StatusCode::NOT_IMPLEMENTED,
+                ControlError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                ControlError::Failed(_) | ControlError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            ApiError::Queue(err) => match err {
+                QueueError::UnknownGroup(_) => StatusCode::NOT_FOUND,
+                QueueError::WrongState { .. } => StatusCode::CONFLICT,
+                QueueError::Missing(_) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::Validation(_) => "validation_failed",
+            ApiError::Control(ControlError::Timeout(..)) => "timeout",
+            ApiError::Control(ControlError::Unsupported(..)) => "not_supported",
+            ApiError::Control(ControlError::PermissionDenied(_)) => "permission_denied",
+            ApiError::Queue(QueueError::WrongState { .. }) => "conflict",
+            _ => code_for_status(self.status()),
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        let details = match self {
+            ApiError::Validation(errors) => serde_json::to_value(&errors.errors).ok(),
+            _ => None,
+        };
+        ErrorBody {
+            error: self.code().to_string(),
+            message: self.to_string(),
+            details,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(%status, error = %self, "request failed");
+        }
+        (status, Json(self.body())).into_response()
+    }
+}
+
+/// A short code for a status, used when no more specific one applies.
+pub fn code_for_status(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        409 => "conflict",
+        412 => "precondition_failed",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        422 => "validation_failed",
+        501 => "not_supported",
+        503 => "unavailable",
+        504 => "timeout",
+        _ if status.is_server_error() => "internal",
+        _ => "error",
+    }
+}
+
+/// Middleware body: axum's own rejections (405 wrong method, 413 body too large,
+/// 404 no route, …) are plain text; rewrite every non-JSON error into our shape so
+/// clients only ever parse one format.
+pub async fn jsonify_errors(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_string()
+    } else {
+        text
+    };
+    let body = ErrorBody {
+        error: code_for_status(status).to_string(),
+        message,
+        details: None,
+    };
+    let mut rebuilt = (status, Json(body)).into_response();
+    // Keep headers such as `Allow` (405) and `WWW-Authenticate`.
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rebuilt.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    rebuilt.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    rebuilt
+}

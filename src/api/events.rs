@@ -1,0 +1,551 @@
+//! The one producer behind every read: it keeps [`Snapshot`] fresh and fans
+//! changes out to SSE clients over a broadcast channel.
+//!
+//! Inputs: the backend's `watch()` stream (D-Bus PropertiesChanged under systemd),
+//! a 1 s tick (uptime/CPU, and a safety net if signals are lost), explicit wake-ups
+//! after control operations, and a queue-watcher thread that polls the queue DB's
+//! `PRAGMA data_version` every 250 ms — one cheap query that only changes when
+//! another connection (the worker) commits.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::watch;
+
+use super::AppState;
+use super::alerts::{AlertInputs, free_percent};
+use super::history::Sample;
+use super::models::{MetricsResponse, StatusResponse};
+use crate::config::{ConfigStore, StreamingConfig};
+use crate::control::{Backend, BackendKind, ControlError, ServiceStatus};
+use crate::queue::{GroupState, Heartbeat, QueueReader, QueueStats, unix_now};
+
+const TICK: Duration = Duration::from_secs(1);
+const QUEUE_POLL: Duration = Duration::from_millis(250);
+/// Stats are recomputed at least this often (the processing rate moves with time).
+const QUEUE_FULL_REFRESH: Duration = Duration::from_secs(5);
+/// Unchanged status/metrics are still pushed this often (fresh uptime/CPU).
+const PERIODIC_PUSH: Duration = Duration::from_secs(5);
+const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+const DISK_CHECK_EVERY: Duration = Duration::from_secs(30);
+
+/// Upper bounds (seconds) of the group-duration histogram buckets.
+pub const DURATION_BUCKETS: [f64; 11] = [
+    1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
+];
+
+/// One server-sent event: `event: <kind>` / `data: <json>`.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub kind: &'static str,
+    pub data: Arc<str>,
+}
+
+/// Cumulative histogram of completed groups' total conversion times.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DurationHistogram {
+    /// Per bucket of [`DURATION_BUCKETS`], non-cumulative; the last is +Inf.
+    pub counts: [u64; DURATION_BUCKETS.len() + 1],
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl DurationHistogram {
+    pub fn observe(&mut self, seconds: f64) {
+        let index = DURATION_BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(DURATION_BUCKETS.len());
+        self.counts[index] += 1;
+        self.sum += seconds;
+        self.count += 1;
+    }
+}
+
+/// What the queue watcher last read.
+#[derive(Debug, Clone)]
+pub struct QueueSnapshot {
+    pub stats: Result<QueueStats, String>,
+    pub heartbeat: Option<Heartbeat>,
+    pub durations: DurationHistogram,
+}
+
+impl QueueSnapshot {
+    fn unread() -> Self {
+        Self {
+            stats: Err("the queue DB has not been read yet".to_string()),
+            heartbeat: None,
+            durations: DurationHistogram::default(),
+        }
+    }
+}
+
+/// Everything a read endpoint needs, pre-serialized where it is hot.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub status: StatusResponse,
+    pub status_json: Bytes,
+    pub metrics: MetricsResponse,
+    pub metrics_json: Bytes,
+    pub prometheus: Bytes,
+    pub queue: Arc<QueueSnapshot>,
+    pub config: Option<StreamingConfig>,
+    pub config_error: Option<String>,
+    /// False until the backend answered once.
+    pub backend_seen: bool,
+}
+
+impl Snapshot {
+    /// Before the first refresh: "unknown", without calling the backend.
+    pub fn initial(backend: &dyn Backend, store: &ConfigStore) -> Self {
+        let (config, config_error) = load_config(store);
+        let pending: Result<ServiceStatus, ControlError> =
+            Err(ControlError::Unavailable("status not read yet".to_string()));
+        let status = StatusResponse::assemble(
+            &backend.kind().to_string(),
+            backend.target(),
+            &pending,
+            config.as_ref(),
+            None,
+        );
+        let queue = Arc::new(QueueSnapshot::unread());
+        let metrics = MetricsResponse::assemble(&status, &queue.stats, unix_now());
+        Self::build(status, metrics, queue, config, config_error, false, &[], 0)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        status: StatusResponse,
+        metrics: MetricsResponse,
+        queue: Arc<QueueSnapshot>,
+        config: Option<StreamingConfig>,
+        config_error: Option<String>,
+        backend_seen: bool,
+        firing: &[(String, String)],
+        _generation: u64,
+    ) -> Self {
+        let status_json = Bytes::from(serde_json::to_vec(&status).unwrap_or_default());
+        let metrics_json = Bytes::from(serde_json::to_vec(&metrics).unwrap_or_default());
+        let prometheus = Bytes::from(super::prometheus::render(&status, &queue, firing));
+        Self {
+            status,
+            status_json,
+            metrics,
+            metrics_json,
+            prometheus,
+            queue,
+            config,
+            config_error,
+            backend_seen,
+        }
+    }
+}
+
+fn load_config(store: &ConfigStore) -> (Option<StreamingConfig>, Option<String>) {
+    match store.load() {
+        Ok((config, _)) => (Some(config), None),
+        Err(err) => (None, Some(err.to_string())),
+    }
+}
+
+async fn next_signal(stream: &mut Option<BoxStream<'static, ()>>) -> Option<()> {
+    match stream {
+        Some(stream) => stream.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Starts the queue watcher thread and the producer task.
+pub fn spawn_producer(state: Arc<AppState>) {
+    let initial_path = state
+        .snapshot()
+        .config
+        .as_ref()
+        .map(|c| c.queue_db.clone())
+        .unwrap_or_else(|| state.store.defaults().queue_db);
+    let queue_path = Arc::new(Mutex::new(initial_path));
+    let (queue_tx, mut queue_rx) = watch::channel(Arc::new(QueueSnapshot::unread()));
+    {
+        let queue_path = queue_path.clone();
+        if let Err(err) = std::thread::Builder::new()
+            .name("queue-watch".to_string())
+            .spawn(move || watch_queue(queue_path, queue_tx))
+        {
+            tracing::error!(%err, "cannot start the queue watcher; queue metrics stay empty");
+        }
+    }
+
+    tokio::spawn(async move {
+        let mut signals: Option<BoxStream<'static, ()>> = None;
+        let mut next_watch_attempt = Instant::now();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut producer = Producer::new(&state);
+        loop {
+            if signals.is_none() && Instant::now() >= next_watch_attempt {
+                match state.backend.watch().await {
+                    Ok(stream) => signals = Some(stream),
+                    Err(err) => {
+                        tracing::debug!(%err, "backend cannot push changes; polling every second");
+                        next_watch_attempt = Instant::now() + Duration::from_secs(10);
+                    }
+                }
+            }
+            let read_backend = tokio::select! {
+                signal = next_signal(&mut signals) => {
+                    match signal {
+                        // Coalesce a burst of property changes into one read.
+                        Some(()) => {
+                            if let Some(stream) = signals.as_mut() {
+                                while let Some(Some(())) = stream.next().now_or_never() {}
+                            }
+                        }
+                        None => {
+                            signals = None;
+                            next_watch_attempt = Instant::now() + Duration::from_secs(1);
+                        }
+                    }
+                    true
+                }
+                _ = tick.tick() => true,
+                _ = state.refresh.notified() => true,
+                changed = queue_rx.changed() => {
+                    if changed.is_err() {
+                        // The watcher thread ended; keep serving service status.
+                        tokio::time::sleep(TICK).await;
+                    }
+                    false
+                }
+            };
+            let queue = queue_rx.borrow_and_update().clone();
+            producer
+                .refresh(&state, read_backend, queue, &queue_path)
+                .await;
+        }
+    });
+}
+
+struct Producer {
+    last_status: Option<Result<ServiceStatus, ControlError>>,
+    config: (Option<StreamingConfig>, Option<String>),
+    last_status_push: Instant,
+    last_metrics_push: Instant,
+    disks: Vec<(String, PathBuf, Option<f64>)>,
+    last_disk_check: Option<Instant>,
+    first_seen: bool,
+}
+
+impl Producer {
+    fn new(state: &AppState) -> Self {
+        Self {
+            last_status: None,
+            config: load_config(&state.store),
+            last_status_push: Instant::now(),
+            last_metrics_push: Instant::now(),
+            disks: Vec::new(),
+            last_disk_check: None,
+            first_seen: false,
+        }
+    }
+
+    async fn refresh(
+        &mut self,
+        state: &Arc<AppState>,
+        read_backend: bool,
+        queue: Arc<QueueSnapshot>,
+        queue_path: &Mutex<PathBuf>,
+    ) {
+        if read_backend || self.last_status.is_none() {
+            let status = match tokio::time::timeout(STATUS_TIMEOUT, state.backend.status()).await {
+                Ok(result) => result,
+                Err(_) => Err(ControlError::Timeout(STATUS_TIMEOUT, "status".to_string())),
+            };
+            self.last_status = Some(status);
+            self.config = load_config(&state.store);
+            if let (Some(config), Ok(mut path)) = (&self.config.0, queue_path.lock())
+                && *path != config.queue_db
+            {
+                *path = config.queue_db.clone();
+            }
+        }
+        let Some(backend_status) = &self.last_status else {
+            return;
+        };
+        let kind = state.backend.kind();
+        let mut status = StatusResponse::assemble(
+            &kind.to_string(),
+            state.backend.target(),
+            backend_status,
+            self.config.0.as_ref(),
+            queue.heartbeat.as_ref(),
+        );
+        if status.error.is_none() {
+            status.error = self.config.1.clone();
+        }
+        if kind == BackendKind::Process {
+            status.restart_count = state.supervisor.restart_count();
+            if !status.running
+                && let Some(why) = state.supervisor.gave_up()
+            {
+                status.error = Some(why);
+            }
+        }
+
+        // What the operator wants: learnt from the first read, then from control
+        // operations; under systemd/docker an external clean stop/start counts too.
+        if let Ok(s) = backend_status {
+            if !self.first_seen {
+                self.first_seen = true;
+                state.set_should_run(s.running);
+            } else if kind != BackendKind::Process && !state.supervisor.in_operation() {
+                if s.running {
+                    state.set_should_run(true);
+                } else if s.active_state == "inactive" && s.error.is_none() {
+                    state.set_should_run(false);
+                }
+            }
+        }
+
+        let now = unix_now();
+        let metrics = MetricsResponse::assemble(&status, &queue.stats, now);
+
+        if self
+            .last_disk_check
+            .is_none_or(|at| at.elapsed() >= DISK_CHECK_EVERY)
+        {
+            self.last_disk_check = Some(Instant::now());
+            self.disks = disk_inputs(self.config.0.as_ref()).await;
+        }
+        let stats = queue.stats.as_ref().ok();
+        let inputs = AlertInputs {
+            now,
+            running: status.running,
+            failed_state: status.active_state == "failed",
+            should_run: state.should_run.load(Ordering::SeqCst),
+            restart_count: status.restart_count,
+            failed_groups: stats.map(|s| s.count(GroupState::Failed)),
+            collecting_groups: stats.map(|s| s.count(GroupState::Collecting)),
+            pending_work: stats
+                .map(|s| s.count(GroupState::Pending) + s.count(GroupState::InProgress)),
+            last_completed_at: stats.and_then(|s| s.last_completed_at),
+            oldest_pending_ts: stats.and_then(|s| s.oldest_pending_ts),
+            disks: self.disks.clone(),
+        };
+        let (changes, firing) = match state.alerts.lock() {
+            Ok(mut engine) => {
+                let changes = engine.evaluate(&inputs);
+                let firing: Vec<(String, String)> = engine
+                    .active()
+                    .map(|a| (a.rule.clone(), a.id.clone()))
+                    .collect();
+                (changes, firing)
+            }
+            Err(_) => (Vec::new(), Vec::new()),
+        };
+
+        let previous = state.snapshot();
+        let snapshot = Snapshot::build(
+            status,
+            metrics,
+            queue,
+            self.config.0.clone(),
+            self.config.1.clone(),
+            true,
+            &firing,
+            0,
+        );
+        let push_status = !previous.backend_seen
+            || !snapshot.status.same_state_as(&previous.status)
+            || self.last_status_push.elapsed() >= PERIODIC_PUSH;
+        let push_metrics = snapshot.metrics.queue_stats != previous.metrics.queue_stats
+            || snapshot.metrics.queue_error != previous.metrics.queue_error
+            || snapshot.metrics.service_running != previous.metrics.service_running
+            || self.last_metrics_push.elapsed() >= PERIODIC_PUSH;
+        let status_data: Arc<str> = String::from_utf8_lossy(&snapshot.status_json).into();
+        let metrics_data: Arc<str> = String::from_utf8_lossy(&snapshot.metrics_json).into();
+        let running = snapshot.status.running;
+        if let Ok(mut guard) = state.snapshot.write() {
+            *guard = Arc::new(snapshot);
+        }
+        if push_status {
+            self.last_status_push = Instant::now();
+            let _ = state.events.send(Event {
+                kind: "status",
+                data: status_data,
+            });
+        }
+        if push_metrics {
+            self.last_metrics_push = Instant::now();
+            let _ = state.events.send(Event {
+                kind: "metrics",
+                data: metrics_data,
+            });
+        }
+        for change in changes {
+            if let Ok(json) = serde_json::to_string(&change) {
+                let _ = state.events.send(Event {
+                    kind: "alert",
+                    data: json.into(),
+                });
+            }
+            if let Some(sink) = &state.alert_sink
+                && sink.try_send(change).is_err()
+            {
+                tracing::warn!("webhook queue full; an alert notification was dropped");
+            }
+        }
+        if kind == BackendKind::Process {
+            super::supervisor::after_refresh(state, running);
+        }
+    }
+}
+
+async fn disk_inputs(config: Option<&StreamingConfig>) -> Vec<(String, PathBuf, Option<f64>)> {
+    let Some(config) = config else {
+        return Vec::new();
+    };
+    let paths = vec![
+        ("input_dir".to_string(), config.input_dir.clone()),
+        ("output_dir".to_string(), config.output_dir.clone()),
+        ("scratch_dir".to_string(), config.scratch_dir.clone()),
+    ];
+    // statvfs can hang on a dead network mount: keep it off the async threads.
+    tokio::task::spawn_blocking(move || {
+        paths
+            .into_iter()
+            .map(|(field, path)| {
+                let free = free_percent(&path);
+                (field, path, free)
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// The queue watcher thread: polls `PRAGMA data_version` (one connection kept
+/// open, as the pragma is per connection) and republishes stats when it moves.
+fn watch_queue(path: Arc<Mutex<PathBuf>>, tx: watch::Sender<Arc<QueueSnapshot>>) {
+    let mut opened: Option<(PathBuf, Connection, QueueReader)> = None;
+    let mut last_version: Option<i64> = None;
+    let mut last_full = Instant::now() - QUEUE_FULL_REFRESH;
+    let mut histogram = DurationHistogram::default();
+    let mut cursor = 0.0_f64;
+    let mut last_batch: Vec<String> = Vec::new();
+    let mut last_error: Option<String> = None;
+    while !tx.is_closed() {
+        let wanted = path.lock().map(|p| p.clone()).unwrap_or_default();
+        if opened.as_ref().is_some_and(|(p, ..)| *p != wanted) {
+            opened = None;
+            histogram = DurationHistogram::default();
+            cursor = 0.0;
+            last_batch.clear();
+        }
+        if opened.is_none() {
+            match open_queue(&wanted) {
+                Ok((conn, reader)) => {
+                    opened = Some((wanted.clone(), conn, reader));
+                    last_version = None;
+                }
+                Err(err) => {
+                    if last_error.as_deref() != Some(&err) {
+                        last_error = Some(err.clone());
+                        tx.send_replace(Arc::new(QueueSnapshot {
+                            stats: Err(err),
+                            heartbeat: None,
+                            durations: histogram.clone(),
+                        }));
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
+            }
+        }
+        let Some((_, conn, reader)) = opened.as_ref() else {
+            continue;
+        };
+        let version: Option<i64> = conn
+            .query_row("PRAGMA data_version", [], |row| row.get(0))
+            .ok();
+        if version.is_none() {
+            opened = None;
+            continue;
+        }
+        if version != last_version || last_full.elapsed() >= QUEUE_FULL_REFRESH {
+            last_version = version;
+            last_full = Instant::now();
+            let now = unix_now();
+            let stats = reader.stats(now).map_err(|e| e.to_string());
+            let heartbeat = reader.heartbeat().ok().flatten();
+            // Durations recorded since the cursor; the 5 s overlap catches rows
+            // committed while we read, the previous batch's ids stop double counts.
+            if let Ok(rows) = reader.completed_durations_since(cursor) {
+                let mut batch = Vec::with_capacity(rows.len());
+                for (group_id, seconds) in rows {
+                    if !last_batch.contains(&group_id) {
+                        histogram.observe(seconds);
+                    }
+                    batch.push(group_id);
+                }
+                last_batch = batch;
+                cursor = now - 5.0;
+            }
+            let next = QueueSnapshot {
+                stats,
+                heartbeat,
+                durations: histogram.clone(),
+            };
+            last_error = next.stats.as_ref().err().cloned();
+            tx.send_replace(Arc::new(next));
+        }
+        std::thread::sleep(QUEUE_POLL);
+    }
+}
+
+fn open_queue(path: &Path) -> Result<(Connection, QueueReader), String> {
+    let reader = QueueReader::open(path).map_err(|e| e.to_string())?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| format!("queue DB {}: {e}", path.display()))?;
+    Ok((conn, reader))
+}
+
+/// Samples the snapshot into the history DB every `monitor_interval`.
+pub fn spawn_history_sampler(state: Arc<AppState>) {
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        loop {
+            let snapshot = state.snapshot();
+            let stats = snapshot.queue.stats.as_ref().ok();
+            state.history.record(Sample {
+                t: unix_now(),
+                cpu_percent: snapshot.status.cpu_percent,
+                memory_mb: snapshot.status.memory_mb,
+                pending: stats.map(|s| s.count(GroupState::Pending)),
+                in_progress: stats.map(|s| s.count(GroupState::InProgress)),
+                collecting: stats.map(|s| s.count(GroupState::Collecting)),
+                failed: stats.map(|s| s.count(GroupState::Failed)),
+                completed: stats.map(|s| s.count(GroupState::Completed)),
+                rate: stats.map(|s| s.processing_rate_per_hour),
+                running: snapshot.status.running,
+            });
+            let interval = snapshot
+                .config
+                .as_ref()
+                .map(|c| c.monitor_interval)
+                .filter(|s| s.is_finite())
+                .unwrap_or(60.0)
+                .clamp(1.0, 3600.0);
+            tokio::time::sleep(Duration::from_secs_f64(interval)).await;
+        }
+    });
+}

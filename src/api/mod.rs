@@ -1,0 +1,432 @@
+//! `contimg-api`: the HTTP control plane. The seed's `/api/streaming/*` endpoints
+//! and more, server-sent events, Prometheus `/metrics`, history, alerts and the
+//! built dashboard.
+//!
+//! One producer task ([`events`]) keeps a snapshot of status, metrics and
+//! Prometheus text fresh (driven by the backend's change signals and the queue
+//! DB's `data_version`); handlers serve from it, so a GET never costs a D-Bus call.
+
+pub mod alerts;
+pub mod auth;
+pub mod dashboard;
+pub mod error;
+pub mod events;
+pub mod handlers;
+pub mod history;
+pub mod models;
+pub mod openapi;
+pub mod prometheus;
+pub mod supervisor;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use tokio::sync::{Notify, broadcast};
+
+use crate::config::ConfigStore;
+use crate::control::{Backend, BackendChoice, ControlError, ControlOptions};
+
+use alerts::{AlertEngine, AlertThresholds};
+use auth::AuthPolicy;
+use events::{Event, Snapshot};
+use history::History;
+
+/// Request bodies above this are refused with 413.
+pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8010";
+/// Name of the daemon's own config file inside the state dir.
+pub const DAEMON_CONFIG_FILE: &str = "api.toml";
+pub const TOKEN_FILE: &str = "api.token";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot read {path}: {message}")]
+    ConfigFile { path: PathBuf, message: String },
+    #[error("invalid setting {0}")]
+    Invalid(String),
+    #[error("cannot listen: {0}")]
+    Listen(std::io::Error),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error(transparent)]
+    History(#[from] history::HistoryError),
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Command-line flags; each may also be set in the daemon config file
+/// (`--config`, default `<state_dir>/api.toml`). Flags win.
+#[derive(Debug, Clone, Default, clap::Parser)]
+#[command(
+    name = "contimg-api",
+    version,
+    about = "HTTP API daemon of the contimg streaming service"
+)]
+pub struct ApiArgs {
+    /// Daemon config file (TOML with the same keys as these flags, plus `[alerts]`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (ignored under systemd socket activation).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// State directory (streaming.toml, queue DB, history, token).
+    #[arg(long, env = crate::config::STATE_DIR_ENV)]
+    pub state_dir: Option<PathBuf>,
+    /// File holding the bearer token for mutations (default `<state_dir>/api.token`).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// auto, systemd, docker or process.
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Control the worker in the calling user's systemd manager.
+    #[arg(long)]
+    pub user: bool,
+    /// Worker unit name (default contimg-stream.service).
+    #[arg(long)]
+    pub unit: Option<String>,
+    /// Template instance (`contimg-stream@NAME.service`).
+    #[arg(long)]
+    pub instance: Option<String>,
+    /// Built dashboard to serve at /streaming.
+    #[arg(long)]
+    pub dashboard_dir: Option<PathBuf>,
+    /// Require the token for reads too.
+    #[arg(long)]
+    pub read_requires_token: bool,
+    /// Alerts are POSTed here as JSON (http:// only; built without TLS).
+    #[arg(long)]
+    pub webhook_url: Option<String>,
+    /// Seconds a start/stop/restart may take.
+    #[arg(long)]
+    pub control_timeout: Option<f64>,
+    /// process backend: the worker binary.
+    #[arg(long)]
+    pub worker_bin: Option<PathBuf>,
+    /// Enable `GET /api/bench/static` (benchmark baseline).
+    #[arg(long)]
+    pub bench_routes: bool,
+}
+
+/// The daemon config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonFile {
+    pub listen: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub token_file: Option<PathBuf>,
+    pub backend: Option<String>,
+    pub user: Option<bool>,
+    pub unit: Option<String>,
+    pub instance: Option<String>,
+    pub dashboard_dir: Option<PathBuf>,
+    pub read_requires_token: Option<bool>,
+    pub webhook_url: Option<String>,
+    pub control_timeout: Option<f64>,
+    pub worker_bin: Option<PathBuf>,
+    pub alerts: Option<AlertThresholds>,
+}
+
+/// Resolved daemon settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub state_dir: PathBuf,
+    pub token_file: PathBuf,
+    pub read_requires_token: bool,
+    pub control: ControlOptions,
+    pub dashboard_dir: Option<PathBuf>,
+    pub webhook_url: Option<String>,
+    pub control_timeout: Duration,
+    pub alerts: AlertThresholds,
+    pub bench_routes: bool,
+}
+
+impl Settings {
+    /// Merges flags over the config file over defaults.
+    pub fn resolve(args: &ApiArgs) -> Result<Self, DaemonError> {
+        let flag_state_dir = args.state_dir.clone();
+        let config_path = args.config.clone().or_else(|| {
+            let dir = ConfigStore::state_dir_from(flag_state_dir.as_deref());
+            let default = dir.join(DAEMON_CONFIG_FILE);
+            default.exists().then_some(default)
+        });
+        let file = match &config_path {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|err| DaemonError::ConfigFile {
+                        path: path.clone(),
+                        message: err.to_string(),
+                    })?;
+                toml::from_str::<DaemonFile>(&text).map_err(|err| DaemonError::ConfigFile {
+                    path: path.clone(),
+                    message: err.to_string(),
+                })?
+            }
+            None => DaemonFile::default(),
+        };
+        let state_dir =
+            ConfigStore::state_dir_from(flag_state_dir.or(file.state_dir.clone()).as_deref());
+        let listen_text = args
+            .listen
+            .clone()
+            .or(file.listen.clone())
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|_| DaemonError::Invalid(format!("listen = {listen_text:?}: not IP:PORT")))?;
+        let backend_text = args
+            .backend
+            .clone()
+            .or(file.backend.clone())
+            .unwrap_or_else(|| "auto".to_string());
+        let backend: BackendChoice = backend_text.parse()?;
+        let mut control = ControlOptions {
+            backend,
+            user: args.user || file.user.unwrap_or(false),
+            state_dir: state_dir.clone(),
+            instance: args.instance.clone().or(file.instance.clone()),
+            worker_bin: args.worker_bin.clone().or(file.worker_bin.clone()),
+            ..ControlOptions::default()
+        };
+        if let Some(unit) = args.unit.clone().or(file.unit.clone()) {
+            control.unit = unit;
+        }
+        let timeout_s = args
+            .control_timeout
+            .or(file.control_timeout)
+            .unwrap_or(90.0);
+        if !(timeout_s.is_finite() && timeout_s > 0.0) {
+            return Err(DaemonError::Invalid(format!(
+                "control_timeout = {timeout_s}"
+            )));
+        }
+        let webhook_url = args.webhook_url.clone().or(file.webhook_url.clone());
+        if let Some(url) = &webhook_url
+            && !url.starts_with("http://")
+        {
+            return Err(DaemonError::Invalid(format!(
+                "webhook_url = {url:?}: only http:// is supported (no TLS in this build)"
+            )));
+        }
+        Ok(Self {
+            listen,
+            token_file: args
+                .token_file
+                .clone()
+                .or(file.token_file.clone())
+                .unwrap_or_else(|| state_dir.join(TOKEN_FILE)),
+            // Beyond loopback, reads need the token too.
+            read_requires_token: args.read_requires_token
+                || file.read_requires_token.unwrap_or(false)
+                || !listen.ip().is_loopback(),
+            control,
+            dashboard_dir: args
+                .dashboard_dir
+                .clone()
+                .or(file.dashboard_dir.clone())
+                .or_else(dashboard::default_dir),
+            webhook_url,
+            control_timeout: Duration::from_secs_f64(timeout_s),
+            alerts: file.alerts.clone().unwrap_or_default(),
+            bench_routes: args.bench_routes,
+            state_dir,
+        })
+    }
+}
+
+/// Everything handlers and background tasks share.
+pub struct AppState {
+    pub settings: Settings,
+    pub backend: Arc<dyn Backend>,
+    pub store: ConfigStore,
+    pub auth: AuthPolicy,
+    /// Serializes start/stop/restart/config so concurrent requests cannot interleave.
+    pub control_lock: tokio::sync::Mutex<()>,
+    pub snapshot: RwLock<Arc<Snapshot>>,
+    pub events: broadcast::Sender<Event>,
+    pub alerts: Mutex<AlertEngine>,
+    pub history: History,
+    /// Wakes the producer to re-read the status now (after a control operation).
+    pub refresh: Notify,
+    /// Whether the service is meant to run: set by control operations, used by the
+    /// service-down alert and the process-mode supervisor.
+    pub should_run: AtomicBool,
+    pub supervisor: supervisor::SupervisorState,
+    pub alert_sink: Option<tokio::sync::mpsc::Sender<alerts::AlertChange>>,
+}
+
+impl AppState {
+    pub fn new(settings: Settings, backend: Arc<dyn Backend>) -> Result<Arc<Self>, DaemonError> {
+        let history = History::open(&settings.state_dir.join("history.sqlite3"))?;
+        let (events, _) = broadcast::channel(256);
+        let store = ConfigStore::new(settings.state_dir.clone());
+        let snapshot = Snapshot::initial(&*backend, &store);
+        Ok(Arc::new(Self {
+            auth: AuthPolicy {
+                token_file: settings.token_file.clone(),
+                read_requires_token: settings.read_requires_token,
+            },
+            alerts: Mutex::new(AlertEngine::new(settings.alerts.clone())),
+            alert_sink: alerts::spawn_webhook(settings.webhook_url.clone()),
+            settings,
+            backend,
+            store,
+            control_lock: tokio::sync::Mutex::new(()),
+            snapshot: RwLock::new(Arc::new(snapshot)),
+            events,
+            history,
+            refresh: Notify::new(),
+            should_run: AtomicBool::new(false),
+            supervisor: supervisor::SupervisorState::default(),
+        }))
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        match self.snapshot.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn set_should_run(&self, value: bool) {
+        self.should_run.store(value, Ordering::SeqCst);
+    }
+}
+
+/// The complete router.
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/api/streaming/status", get(handlers::status))
+        .route("/api/streaming/health", get(handlers::health))
+        .route(
+            "/api/streaming/config",
+            get(handlers::get_config).post(handlers::post_config),
+        )
+        .route("/api/streaming/metrics", get(handlers::metrics))
+        .route("/api/streaming/start", post(handlers::start))
+        .route("/api/streaming/stop", post(handlers::stop))
+        .route("/api/streaming/restart", post(handlers::restart))
+        .route("/api/streaming/events", get(handlers::events))
+        .route("/api/streaming/logs", get(handlers::logs))
+        .route("/api/streaming/history", get(handlers::history))
+        .route("/api/streaming/groups", get(handlers::groups))
+        .route("/api/streaming/groups/{id}", get(handlers::group))
+        .route(
+            "/api/streaming/groups/{id}/retry",
+            post(handlers::retry_group),
+        )
+        .route(
+            "/api/streaming/limits",
+            get(handlers::get_limits).post(handlers::post_limits),
+        )
+        .route("/api/streaming/alerts", get(handlers::alerts))
+        .route("/api/openapi.json", get(openapi::serve))
+        .route("/metrics", get(handlers::prometheus))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    let mut app = Router::new().merge(api);
+    if state.settings.bench_routes {
+        app = app.route("/api/bench/static", get(handlers::bench_static));
+    }
+    app = app
+        .route("/api", get(handlers::not_found).post(handlers::not_found))
+        .route("/api/{*rest}", axum::routing::any(handlers::not_found));
+    app = dashboard::mount(app, state.settings.dashboard_dir.as_deref());
+    app.layer(axum::middleware::map_response(error::jsonify_errors))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .with_state(state)
+}
+
+/// A TCP listener: the one systemd passed (socket activation) or a new one.
+pub async fn listener(settings: &Settings) -> Result<tokio::net::TcpListener, DaemonError> {
+    if let Some(std_listener) = activated_listener() {
+        std_listener
+            .set_nonblocking(true)
+            .map_err(DaemonError::Listen)?;
+        tracing::info!("using the socket passed by systemd (LISTEN_FDS)");
+        return tokio::net::TcpListener::from_std(std_listener).map_err(DaemonError::Listen);
+    }
+    tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(DaemonError::Listen)
+}
+
+/// The first socket of systemd socket activation, when `LISTEN_PID` is us.
+fn activated_listener() -> Option<std::net::TcpListener> {
+    use std::os::fd::FromRawFd;
+    let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
+    let fds: u32 = std::env::var("LISTEN_FDS").ok()?.parse().ok()?;
+    if pid != std::process::id() || fds < 1 {
+        return None;
+    }
+    const SD_LISTEN_FDS_START: i32 = 3;
+    // SAFETY: systemd hands us fd 3 open and owned by this process; nothing else
+    // in the daemon uses it.
+    Some(unsafe { std::net::TcpListener::from_raw_fd(SD_LISTEN_FDS_START) })
+}
+
+/// Runs the daemon until SIGTERM/SIGINT.
+pub async fn run(settings: Settings) -> Result<(), DaemonError> {
+    let backend = crate::control::connect(&settings.control).await?;
+    tracing::info!(backend = %backend.kind(), target = backend.target(), "connected");
+    let listener = listener(&settings).await?;
+    serve(settings, backend, listener).await
+}
+
+/// Serves on `listener` with `backend`; split from [`run`] so tests can inject.
+pub async fn serve(
+    settings: Settings,
+    backend: Arc<dyn Backend>,
+    listener: tokio::net::TcpListener,
+) -> Result<(), DaemonError> {
+    if let Err(why) = auth::load_token(&settings.token_file) {
+        tracing::warn!("{why}");
+    }
+    let state = AppState::new(settings, backend)?;
+    events::spawn_producer(state.clone());
+    events::spawn_history_sampler(state.clone());
+    let app = router(state.clone());
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "listening");
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let stopping = Arc::new(Notify::new());
+    let server = axum::serve(listener, app).with_graceful_shutdown({
+        let stopping = stopping.clone();
+        async move {
+            shutdown_signal().await;
+            stopping.notify_one();
+        }
+    });
+    // Open SSE streams never end by themselves: give in-flight requests a moment,
+    // then stop regardless.
+    tokio::select! {
+        result = server => result.map_err(DaemonError::Serve),
+        _ = async {
+            stopping.notified().await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        } => Ok(()),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down");
+}

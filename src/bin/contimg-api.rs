@@ -1,0 +1,23 @@
+//! `contimg-api`: the HTTP API daemon. Everything lives in `contimg::api`.
+
+use anyhow::Context;
+use clap::Parser;
+use contimg::api::{ApiArgs, Settings, run};
+
+fn main() -> anyhow::Result<()> {
+    let args = ApiArgs::parse();
+    let _log = contimg::logging::init(
+        &std::env::var("CONTIMG_API_LOG_LEVEL").unwrap_or_else(|_| "INFO".to_string()),
+        "contimg-api",
+    );
+    let settings = Settings::resolve(&args).context("invalid settings")?;
+    // Two cores on the target hosts: a small worker pool keeps RSS low.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime
+        .block_on(run(settings))
+        .context("contimg-api failed")
+}
