@@ -3,6 +3,7 @@
 //! The binaries in `src/bin/` are thin wrappers; everything they do lives here so
 //! tests can reach it.
 
+pub mod api;
 pub mod config;
 pub mod control;
 pub mod ingest;
