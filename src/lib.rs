@@ -4,6 +4,7 @@
 //! tests can reach it.
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod ingest;
