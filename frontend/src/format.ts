@@ -20,6 +20,24 @@ export function formatTime(iso: string | null | undefined): string {
   return d.toLocaleString(undefined, { hour12: false });
 }
 
+/** Compact local time for tables: "11-25 15:45:02". */
+export function formatShort(iso: string | null | undefined): string {
+  if (!iso) return '—';
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+
+/** Compact axis numbers: 2250 → 2.3k. */
+export function formatCompact(v: number): string {
+  const a = Math.abs(v);
+  if (a >= 1e6) return `${+(v / 1e6).toFixed(1)}M`;
+  if (a >= 1e4) return `${Math.round(v / 1e3)}k`;
+  if (a >= 1e3) return `${+(v / 1e3).toFixed(1)}k`;
+  return `${+v.toFixed(2)}`;
+}
+
 /** HH:MM:SS.mmm in local time, for log lines. */
 export function formatClock(iso: string): string {
   const d = new Date(iso);

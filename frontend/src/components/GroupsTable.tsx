@@ -21,7 +21,7 @@ import { Link as RouterLink } from 'react-router';
 import { errorMessage } from '../api/client';
 import { useGroups, useMetrics } from '../api/queries';
 import { GROUP_STATES } from '../api/types';
-import { formatTime } from '../format';
+import { formatShort, formatTime } from '../format';
 import { STATE_LABEL, stateColor, stateLabel } from '../groupStates';
 import { Panel, QueryError } from './Panel';
 import { RetryButton } from './RetryButton';
@@ -109,17 +109,21 @@ export function GroupsTable() {
                         {g.subbands ?? '—'}/{g.expected_subbands ?? '—'}
                       </TableCell>
                       <TableCell align="right">{g.retry_count ?? 0}</TableCell>
-                      <TableCell sx={{ whiteSpace: 'nowrap' }}>{formatTime(g.received_at)}</TableCell>
-                      <TableCell sx={{ whiteSpace: 'nowrap' }}>{formatTime(g.last_update)}</TableCell>
-                      <TableCell sx={{ maxWidth: 360 }}>
+                      <TableCell sx={{ whiteSpace: 'nowrap' }} title={formatTime(g.received_at)}>
+                        {formatShort(g.received_at)}
+                      </TableCell>
+                      <TableCell sx={{ whiteSpace: 'nowrap' }} title={formatTime(g.last_update)}>
+                        {formatShort(g.last_update)}
+                      </TableCell>
+                      <TableCell>
                         {g.error ? (
                           <Tooltip title={g.error}>
-                            <Typography variant="body2" color="error" noWrap>
+                            <Typography variant="body2" color="error" noWrap sx={{ maxWidth: { xs: 160, lg: 260, wall: 200 } }}>
                               {g.error}
                             </Typography>
                           </Tooltip>
                         ) : (
-                          <Typography variant="body2" color="text.secondary" noWrap>
+                          <Typography variant="body2" color="text.secondary" noWrap sx={{ maxWidth: { xs: 160, lg: 260, wall: 200 } }}>
                             {g.processing_stage ?? ''}
                           </Typography>
                         )}

@@ -60,7 +60,7 @@ export function HistoryCharts() {
       }
     >
       {q.isPending ? (
-        <Box aria-busy="true" aria-label="Loading history" sx={{ display: 'grid', gridTemplateColumns: 'repeat(auto-fit, minmax(320px, 1fr))', gap: 2 }}>
+        <Box aria-busy="true" aria-label="Loading history" sx={{ display: 'grid', gridTemplateColumns: 'repeat(auto-fit, minmax(280px, 1fr))', gap: 2 }}>
           {charts.map((c) => (
             <Skeleton key={c.title} variant="rectangular" height={220} />
           ))}
@@ -75,11 +75,17 @@ export function HistoryCharts() {
               No history recorded for this window yet.
             </Typography>
           ) : null}
-          <Box sx={{ display: 'grid', gridTemplateColumns: 'repeat(auto-fit, minmax(320px, 1fr))', gap: 2 }}>
+          <Box sx={{ display: 'grid', gridTemplateColumns: 'repeat(auto-fit, minmax(280px, 1fr))', gap: 2 }}>
             {charts.map((c) => (
               <Box key={c.title} sx={{ minWidth: 0 }}>
                 <Typography variant="subtitle2" component="h3">
                   {c.title}
+                  {c.unit ? (
+                    <Typography component="span" variant="caption" color="text.secondary">
+                      {' '}
+                      ({c.unit})
+                    </Typography>
+                  ) : null}
                 </Typography>
                 <UPlotChart label={`${c.title} over the last ${win}`} series={c.series} data={c.data} unit={c.unit} />
               </Box>

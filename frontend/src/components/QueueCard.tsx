@@ -30,7 +30,7 @@ function QueueBody({ m }: { m: Metrics }) {
       <Box
         component="ul"
         aria-label="Queue counts"
-        sx={{ listStyle: 'none', p: 0, m: 0, mb: 2, display: 'grid', gridTemplateColumns: 'repeat(auto-fit, minmax(92px, 1fr))', gap: 1 }}
+        sx={{ listStyle: 'none', p: 0, m: 0, mb: 2, display: 'grid', gridTemplateColumns: 'repeat(auto-fit, minmax(68px, 1fr))', gap: 1 }}
       >
         {GROUP_STATES.map((st) => {
           const n = m.queue_stats?.[st] ?? 0;
@@ -49,7 +49,7 @@ function QueueBody({ m }: { m: Metrics }) {
                 textAlign: 'center',
               }}
             >
-              <Typography variant="h5" component="div" sx={{ fontWeight: 600, fontVariantNumeric: 'tabular-nums' }}>
+              <Typography variant="h5" component="div" sx={{ fontSize: '1.35rem', fontWeight: 600, fontVariantNumeric: 'tabular-nums' }}>
                 {n}
               </Typography>
               <Typography variant="caption" color="text.secondary">

@@ -2,6 +2,7 @@ import { Box, useTheme } from '@mui/material';
 import { useEffect, useRef } from 'react';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
+import { formatCompact } from '../format';
 
 export interface SeriesDef {
   label: string;
@@ -40,7 +41,7 @@ export function UPlotChart({ label, series, data, unit, height = 180 }: Props) {
       scales: { x: { time: true }, y: { range: (_u, min, max) => [Math.min(0, min), max > 0 ? max * 1.1 : 1] } },
       axes: [
         axis,
-        { ...axis, size: 56, values: (_u, vals) => vals.map((v) => (v == null ? '' : `${+v.toFixed(2)}${unit ? ` ${unit}` : ''}`)) },
+        { ...axis, size: 48, values: (_u, vals) => vals.map((v) => (v == null ? '' : formatCompact(v))) },
       ],
       series: [
         {},

@@ -35,7 +35,7 @@ export function StreamingPage() {
         mx: 'auto',
       }}
     >
-      <Box sx={span(5, 7)}>
+      <Box sx={span(5, 6)}>
         <StatusCard />
       </Box>
       <Box sx={span(4, 5, 6)}>
@@ -44,19 +44,19 @@ export function StreamingPage() {
       <Box sx={span(3, 4, 6)}>
         <ResourceCard />
       </Box>
-      <Box sx={span(4, 4, 6)}>
+      <Box sx={span(4, 3, 6)}>
         <HealthCard />
       </Box>
-      <Box sx={span(4, 4, 6)}>
+      <Box sx={span(4, 3, 6)}>
         <AlertsPanel />
       </Box>
-      <Box sx={span(4, 4, 12)}>
+      <Box sx={span(4, 3, 12)}>
         <LimitsCard />
       </Box>
-      <Box sx={span(12, 16)}>
+      <Box sx={span(12, 15)}>
         <HistoryCharts />
       </Box>
-      <Box sx={span(12, 8)}>
+      <Box sx={span(12, 9)}>
         <ConfigCard />
       </Box>
       <Box sx={span(12, 12)}>
