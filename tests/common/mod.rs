@@ -1,4 +1,7 @@
 //! Shared helpers for the integration tests. Each test crate uses only some of them.
 #![allow(dead_code)]
 
+pub mod api;
+pub mod docker;
+pub mod systemd;
 pub mod worker;
