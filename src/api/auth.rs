@@ -69,11 +69,11 @@ fn bearer(request: &Request) -> Option<&str> {
 /// Checks a request against the policy. The token file is re-read each time a
 /// check needs it, so rotating the token needs no restart.
 pub fn check(policy: &AuthPolicy, request: &Request) -> Result<(), ApiError> {
-    let mutating = !matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    );
-    if !mutating && !policy.read_requires_token {
+    // Only POST mutates here; any other method is answered 405 by the router,
+    // which needs no token to say so.
+    let mutating = *request.method() == Method::POST;
+    let read = matches!(*request.method(), Method::GET | Method::HEAD);
+    if !mutating && !(read && policy.read_requires_token) {
         return Ok(());
     }
     let expected = match load_token(&policy.token_file) {

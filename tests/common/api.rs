@@ -1,0 +1,278 @@
+//! Helpers for driving the real `contimg-api` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::worker::WorkerEnv;
+
+pub const TOKEN: &str = "test-token-0123456789";
+
+pub fn api_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_contimg-api"))
+}
+
+pub fn stream_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_contimg-stream"))
+}
+
+/// A free loopback port (bound then released; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A running daemon on a temp state dir; killed (with its worker) on drop.
+pub struct ApiDaemon {
+    pub env: WorkerEnv,
+    pub base: String,
+    pub client: reqwest::Client,
+    child: Option<Child>,
+    pub log_path: PathBuf,
+}
+
+pub struct DaemonOptions {
+    pub write_token: bool,
+    /// Extra `api.toml` content (e.g. `[alerts]`).
+    pub api_toml: String,
+    pub extra_args: Vec<String>,
+    /// Extra `streaming.toml` lines.
+    pub streaming_toml: String,
+}
+
+impl Default for DaemonOptions {
+    fn default() -> Self {
+        Self {
+            write_token: true,
+            api_toml: String::new(),
+            extra_args: Vec::new(),
+            streaming_toml: String::new(),
+        }
+    }
+}
+
+impl ApiDaemon {
+    /// Process backend: the daemon spawns and supervises the real worker.
+    pub async fn start_process(options: DaemonOptions) -> Self {
+        let env = WorkerEnv::new();
+        env.write_config(&options.streaming_toml);
+        let mut args = vec![
+            "--backend".to_string(),
+            "process".to_string(),
+            "--worker-bin".to_string(),
+            stream_bin().to_string_lossy().into_owned(),
+            "--control-timeout".to_string(),
+            "20".to_string(),
+        ];
+        args.extend(options.extra_args.iter().cloned());
+        Self::start_with(env, &options, &args).await
+    }
+
+    pub async fn start_with(env: WorkerEnv, options: &DaemonOptions, args: &[String]) -> Self {
+        if options.write_token {
+            std::fs::write(env.state_dir.join("api.token"), format!("{TOKEN}\n")).expect("token");
+        }
+        std::fs::write(env.state_dir.join("api.toml"), &options.api_toml).expect("api.toml");
+        let port = free_port();
+        let log_path = env.root.path().join("api.log");
+        let log = std::fs::File::create(&log_path).expect("log");
+        let child = Command::new(api_bin())
+            .arg("--state-dir")
+            .arg(&env.state_dir)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(args)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("LISTEN_FDS")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn contimg-api");
+        let daemon = Self {
+            env,
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
+            child: Some(child),
+            log_path,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(resp) = daemon
+                .client
+                .get(daemon.url("/api/streaming/status"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                && resp.status().is_success()
+            {
+                let body: serde_json::Value = resp.json().await.expect("json");
+                // Wait for the producer's first real read.
+                if body["active_state"] != "unknown" {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "contimg-api did not come up:\n{}",
+                daemon.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        daemon
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Result<reqwest::Response> {
+        self.client.get(self.url(path)).send().await
+    }
+
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let resp = self.get(path).await.expect("GET");
+        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
+        resp.json().await.expect("json")
+    }
+
+    /// POST with the right token; `body` None = no body at all.
+    pub async fn post(&self, path: &str, body: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.post(self.url(path)).bearer_auth(TOKEN);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        request.send().await.expect("POST")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+}
+
+impl Drop for ApiDaemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // The process backend's worker outlives the daemon by design: kill
+        // whatever still runs on this state dir.
+        for pid in worker_pids(&self.env.state_dir) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Live (non-zombie) `contimg-stream` processes whose command line names `state_dir`.
+pub fn worker_pids(state_dir: &Path) -> Vec<u32> {
+    let needle = state_dir.to_string_lossy().into_owned();
+    let mut pids = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).into_owned();
+        let program = cmdline.split('\0').next().unwrap_or_default();
+        // argv[0] must be the worker (the daemon's own command line names it too).
+        if !program.ends_with("contimg-stream") || !cmdline.contains(&needle) {
+            continue;
+        }
+        let zombie = std::fs::read_to_string(entry.path().join("stat"))
+            .map(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(false);
+        if !zombie {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// A minimal SSE reader: yields `(event, data)` pairs.
+pub struct SseClient {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl SseClient {
+    pub async fn connect(daemon: &ApiDaemon, path: &str) -> Self {
+        let response = reqwest::Client::new()
+            .get(daemon.url(path))
+            .send()
+            .await
+            .expect("SSE connect");
+        assert!(response.status().is_success());
+        Self {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event, or None on timeout / end of stream.
+    pub async fn next(&mut self, timeout: Duration) -> Option<(String, serde_json::Value)> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = String::from("message");
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // keep-alive comment
+                }
+                return Some((event, serde_json::from_str(&data).unwrap_or_default()));
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .ok()?
+                .ok()??;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
