@@ -28,7 +28,9 @@ use super::models::{
     LimitsView, LogLine, LogsResponse, MetricsResponse, RetryResponse, StatusResponse,
 };
 use crate::config::{StreamingConfig, ValidationErrors};
-use crate::control::{ControlOutcome, LogQuery, ResourceLimits};
+use crate::control::{
+    Backend, BackendChoice, BackendKind, ControlOutcome, LogQuery, ResourceLimits,
+};
 use crate::queue::{GroupFilter, GroupState, QueueReader, request_retry, unix_now};
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
@@ -131,16 +133,31 @@ async fn run_operation(state: &AppState, op: Operation) -> Result<ControlOutcome
     if op == Operation::Stop {
         state.set_should_run(false);
     }
+    let backend = operation_backend(state).await?;
     let result = match op {
-        Operation::Start => state.backend.start(timeout).await,
-        Operation::Stop => state.backend.stop(timeout).await,
-        Operation::Restart => state.backend.restart(timeout).await,
+        Operation::Start => backend.start(timeout).await,
+        Operation::Stop => backend.stop(timeout).await,
+        Operation::Restart => backend.restart(timeout).await,
     };
     if op != Operation::Stop && result.as_ref().is_ok_and(|o| o.success) {
         state.set_should_run(true);
     }
     state.refresh.notify_one();
     Ok(result?)
+}
+
+/// The backend a start/stop/restart runs on. Under systemd each job runs on a
+/// fresh D-Bus connection: the systemd backend calls `Subscribe()` per job, and the
+/// manager answers `AlreadySubscribed` on a connection that already subscribed
+/// (the long-lived one the producer watches). Jobs are rare and serialized, so a
+/// connection each costs nothing that matters.
+async fn operation_backend(state: &AppState) -> Result<Arc<dyn Backend>, ApiError> {
+    if state.backend.kind() != BackendKind::Systemd {
+        return Ok(state.backend.clone());
+    }
+    let mut options = state.settings.control.clone();
+    options.backend = BackendChoice::Systemd;
+    Ok(crate::control::connect(&options).await?)
 }
 
 fn control_response(outcome: ControlOutcome, changed: Option<Vec<String>>) -> Response {

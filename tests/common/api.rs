@@ -71,6 +71,16 @@ impl ApiDaemon {
     }
 
     pub async fn start_with(env: WorkerEnv, options: &DaemonOptions, args: &[String]) -> Self {
+        Self::start_configured(env, options, args, &|_| {}).await
+    }
+
+    /// Like [`start_with`](Self::start_with); `configure` adjusts the command (env).
+    pub async fn start_configured(
+        env: WorkerEnv,
+        options: &DaemonOptions,
+        args: &[String],
+        configure: &dyn Fn(&mut Command),
+    ) -> Self {
         if options.write_token {
             std::fs::write(env.state_dir.join("api.token"), format!("{TOKEN}\n")).expect("token");
         }
@@ -78,7 +88,9 @@ impl ApiDaemon {
         let port = free_port();
         let log_path = env.root.path().join("api.log");
         let log = std::fs::File::create(&log_path).expect("log");
-        let child = Command::new(api_bin())
+        let mut command = Command::new(api_bin());
+        configure(&mut command);
+        let child = command
             .arg("--state-dir")
             .arg(&env.state_dir)
             .arg("--listen")
@@ -274,5 +286,46 @@ impl SseClient {
                 .ok()??;
             self.buffer.push_str(&String::from_utf8_lossy(&chunk));
         }
+    }
+}
+
+impl ApiDaemon {
+    /// systemd backend: the daemon controls `unit` in the test user manager `manager`,
+    /// which runs the shipped worker unit (output in `<state_dir>/logs/`, where the
+    /// backend's `logs` look when there is no journal).
+    pub async fn start_systemd(
+        manager: &super::systemd::UserManager,
+        unit: &str,
+        options: DaemonOptions,
+    ) -> Self {
+        let env = WorkerEnv::new();
+        env.write_config(&options.streaming_toml);
+        let log_dir = env.state_dir.join("logs");
+        std::fs::create_dir_all(&log_dir).expect("log dir");
+        let log = log_dir.join("contimg-stream.log");
+        std::fs::write(&log, "").expect("log file");
+        manager.install_unit(
+            unit,
+            &super::systemd::worker_unit(&super::systemd::WorkerUnit {
+                worker_bin: &stream_bin(),
+                state_dir: &env.state_dir,
+                log_file: &log,
+                watchdog_sec: "30s",
+                restart_sec: "300ms",
+                template: false,
+            }),
+        );
+        let mut args = vec![
+            "--backend".to_string(),
+            "systemd".to_string(),
+            "--user".to_string(),
+            "--unit".to_string(),
+            unit.to_string(),
+            "--control-timeout".to_string(),
+            "30".to_string(),
+        ];
+        args.extend(options.extra_args.iter().cloned());
+        let configure = |command: &mut Command| manager.apply_env(command);
+        Self::start_configured(env, &options, &args, &configure).await
     }
 }
