@@ -328,7 +328,7 @@ impl Reader {
     ) -> Result<(), Uvh5Error> {
         let ds = self.header_dataset(header, name)?;
         let shape: Vec<u64> = ds.shape().iter().map(|d| *d as u64).collect();
-        if allowed.iter().any(|a| *a == shape.as_slice()) {
+        if allowed.contains(&shape.as_slice()) {
             return Ok(());
         }
         let expected: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();

@@ -409,10 +409,13 @@ fn concat_last_axis(
     raw::write_block(&out, &start, &out_shape, &merged).map_err(|e| raw_to_uvh5(out_path, e))
 }
 
+/// time_array, ant_1_array, ant_2_array of one input.
+type BltAxes = (Vec<f64>, Vec<i64>, Vec<i64>);
+
 /// Verifies the inputs share one baseline-time axis (same times and baseline
 /// order), which fast_concat also requires; otherwise rows would be mixed up.
 fn check_blt_axes(inputs: &[Input]) -> Result<(), Uvh5Error> {
-    let read_axes = |input: &Input| -> Result<(Vec<f64>, Vec<i64>, Vec<i64>), Uvh5Error> {
+    let read_axes = |input: &Input| -> Result<BltAxes, Uvh5Error> {
         let reader = Reader {
             path: input.path.clone(),
             file_size: input.meta.file_size_bytes,
@@ -534,7 +537,7 @@ fn chunk_copy_possible(
             || !raw::same_type(ds, &sources[0])?
             || ds.filters() != filters
             || chunk[freq_axis] == 0
-            || n % chunk[freq_axis] != 0
+            || !n.is_multiple_of(chunk[freq_axis])
         {
             return Ok(false);
         }
@@ -651,7 +654,7 @@ fn gcd(a: u64, b: u64) -> u64 {
 fn largest_divisor_at_most(n: u64, limit: u64) -> u64 {
     (1..=limit.min(n).max(1))
         .rev()
-        .find(|d| n % d == 0)
+        .find(|d| n.is_multiple_of(*d))
         .unwrap_or(1)
 }
 

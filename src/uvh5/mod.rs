@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 pub use group::check_group;
 pub use inspect::inspect;
-pub use merge::{MergeReport, merge, merge_order};
+pub use merge::{CopyMethod, MergeReport, merge, merge_order};
 
 /// Time stamps closer than this are "the same" (pyuvdata's own time tolerance is 1 ms).
 pub const TIME_TOLERANCE_DAYS: f64 = 1e-3 / 86_400.0;

@@ -465,9 +465,7 @@ fn write_header(header: &Group, spec: &SubbandSpec) -> hdf5::Result<()> {
                 ant2.push(b as i64);
                 times.push(time);
                 // Unprojected (drift) data: uvw is the east/north/up baseline, ant2 - ant1.
-                for k in 0..3 {
-                    uvw.push(enu[b][k] - enu[a][k]);
-                }
+                uvw.extend(enu[b].iter().zip(&enu[a]).map(|(pb, pa)| pb - pa));
             }
         }
     }

@@ -7,6 +7,7 @@ writer. Usage:
 
     make_fixtures.py OUTDIR [--subbands 16] [--nfreqs 8] [--ntimes 4] [--nants 5]
                             [--descending] [--start 2025-01-02T03:04:05] [--seed 1]
+                            [--data-compression gzip] [--chunks a,b,c | --contiguous]
 
 Prints the written paths, one per line. sb00 is the highest frequency band.
 """
@@ -95,6 +96,12 @@ def main():
     parser.add_argument(
         "--data-compression", default=None, help="visdata compression (default none)"
     )
+    parser.add_argument(
+        "--chunks", default=None, help="chunk shape 'a,b,c' for the data sets (default: h5py's)"
+    )
+    parser.add_argument(
+        "--contiguous", action="store_true", help="no chunking and no compression at all"
+    )
     args = parser.parse_args()
     os.makedirs(args.outdir, exist_ok=True)
     rng = np.random.default_rng(args.seed)
@@ -104,7 +111,22 @@ def main():
         path = os.path.join(args.outdir, f"{stamp}_sb{subband:02d}.hdf5")
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            uvd.write_uvh5(path, clobber=True, data_compression=args.data_compression)
+            if args.contiguous:
+                uvd.write_uvh5(
+                    path,
+                    clobber=True,
+                    chunks=None,
+                    data_compression=None,
+                    flags_compression=None,
+                    nsample_compression=None,
+                )
+            else:
+                chunks = True
+                if args.chunks:
+                    chunks = tuple(int(c) for c in args.chunks.split(","))
+                uvd.write_uvh5(
+                    path, clobber=True, chunks=chunks, data_compression=args.data_compression
+                )
         print(path)
     return 0
 
