@@ -1,8 +1,6 @@
 import { expect, test } from '@playwright/test';
 import { api, openDashboard, serviceState, shot, signIn, TOKEN, watchConsole } from './helpers';
 
-// One real service shared by all tests: run in order.
-test.describe.configure({ mode: 'serial' });
 
 test.afterEach(async ({ page }, info) => {
   if (!page.isClosed()) await shot(page, info, 'final');
@@ -34,7 +32,7 @@ test('Start turns the status to running within 2 s without a reload', async ({ p
   await page.evaluate(() => ((window as unknown as { __noReload: boolean }).__noReload = true));
 
   // First mutation without a token: the sign-in prompt appears, then the action proceeds.
-  await page.getByRole('button', { name: 'Start' }).click();
+  await page.getByRole('button', { name: 'Start', exact: true }).click();
   const prompt = page.getByRole('dialog', { name: 'Sign in' });
   await expect(prompt).toBeVisible();
   await prompt.getByLabel('API token').fill(TOKEN);
@@ -56,7 +54,7 @@ test('Stop asks for confirmation', async ({ page, request }, info) => {
   await openDashboard(page);
   await expect(serviceState(page)).toHaveAttribute('data-state', 'active');
 
-  await page.getByRole('button', { name: 'Stop' }).click();
+  await page.getByRole('button', { name: 'Stop', exact: true }).click();
   const dialog = page.getByRole('dialog', { name: 'Stop the streaming service?' });
   await expect(dialog).toBeVisible();
   await shot(page, info, 'stop-confirmation');
@@ -66,13 +64,13 @@ test('Stop asks for confirmation', async ({ page, request }, info) => {
   expect((await a.status()).running).toBe(true);
   await expect(serviceState(page)).toHaveAttribute('data-state', 'active');
 
-  await page.getByRole('button', { name: 'Stop' }).click();
+  await page.getByRole('button', { name: 'Stop', exact: true }).click();
   await page.getByRole('dialog', { name: 'Stop the streaming service?' }).getByRole('button', { name: 'Stop service' }).click();
   await expect(serviceState(page)).toHaveAttribute('data-state', /inactive|failed/, { timeout: 15_000 });
   expect((await a.status()).running).toBe(false);
 
   // Restart asks too.
-  await page.getByRole('button', { name: 'Restart' }).click();
+  await page.getByRole('button', { name: 'Restart', exact: true }).click();
   await expect(page.getByRole('dialog', { name: 'Restart the streaming service?' })).toBeVisible();
   await page.getByRole('button', { name: 'Cancel' }).click();
 

@@ -43,6 +43,7 @@ describe('config editor', () => {
     await user.click(within(dialog).getByRole('button', { name: 'Save' }));
     expect(await within(dialog).findByText('must be between 1 and 64, got 0')).toBeInTheDocument();
     expect(field).toHaveAttribute('aria-invalid', 'true');
+    await waitFor(() => expect(field).toHaveFocus());
     const post = calls.find((c) => c.method === 'POST')!;
     expect(post.headers['if-match']).toBe('"v1"');
     expect(post.body).toEqual({ max_workers: 0 });
@@ -72,9 +73,14 @@ describe('config editor', () => {
 
   it('saves a valid change and reports what changed', async () => {
     setToken('t');
+    let saved = false;
     mockFetch({
-      '/api/streaming/config': json(config, 200, { ETag: '"v1"' }),
-      'POST /api/streaming/config': { success: true, message: 'saved', changed: ['max_workers'], restarted: true, pid: 5 },
+      // After the save the server has a new version (new ETag): the dialog must still close.
+      '/api/streaming/config': () => json({ ...config, max_workers: saved ? 3 : 4 }, 200, { ETag: saved ? '"v2"' : '"v1"' }),
+      'POST /api/streaming/config': () => {
+        saved = true;
+        return { success: true, message: 'saved', changed: ['max_workers'], restarted: true, pid: 5 };
+      },
     });
     renderWithProviders(<ConfigCard />);
     const { user, dialog } = await openEditor();

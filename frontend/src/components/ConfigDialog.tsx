@@ -18,7 +18,7 @@ import {
   useTheme,
 } from '@mui/material';
 import { useQueryClient } from '@tanstack/react-query';
-import { useMemo, useState, type FormEvent } from 'react';
+import { useEffect, useMemo, useRef, useState, type FormEvent } from 'react';
 import { ApiError, errorMessage } from '../api/client';
 import type { ConfigWithEtag } from '../api/endpoints';
 import { keys } from '../api/keys';
@@ -40,6 +40,9 @@ export function ConfigDialog({ open, onClose, onSaved }: Props) {
   const fullScreen = useMediaQuery(theme.breakpoints.down('sm'));
   // Survives the editor's remount after a 412 reload, so the operator is told why.
   const [stale, setStale] = useState(false);
+  // The editor keeps the version it was opened with (its ETag goes in If-Match);
+  // it is remounted with fresh data only after a 412.
+  const [version, setVersion] = useState(0);
   const close = () => {
     setStale(false);
     onClose();
@@ -56,10 +59,13 @@ export function ConfigDialog({ open, onClose, onSaved }: Props) {
       ) : q.data ? (
         // Remount the form whenever the server's version changes (after a 412 reload).
         <ConfigEditor
-          key={q.data.etag ?? JSON.stringify(q.data.config)}
+          key={version}
           loaded={q.data}
           stale={stale}
-          onStale={() => setStale(true)}
+          onStale={() => {
+            setStale(true);
+            setVersion((v) => v + 1);
+          }}
           onClose={close}
           onSaved={(r) => {
             setStale(false);
@@ -87,7 +93,7 @@ const STALE_BANNER = {
 };
 
 function ConfigEditor({
-  loaded,
+  loaded: current,
   stale,
   onStale,
   onClose,
@@ -101,6 +107,7 @@ function ConfigEditor({
 }) {
   const qc = useQueryClient();
   const save = useSaveConfig();
+  const [loaded] = useState(current);
   const sections = useMemo(() => sectionsFor(loaded.config), [loaded.config]);
   const known = useMemo(() => new Set(['converter', ...sections.flatMap((s) => s.fields.map((f) => f.name))]), [sections]);
   const [form, setForm] = useState<ConfigForm>(() => toForm(loaded.config));
@@ -109,6 +116,16 @@ function ConfigEditor({
   const [banner, setBanner] = useState<{ severity: 'error' | 'warning' | 'info'; title?: string; text: string } | null>(
     stale ? STALE_BANNER : null,
   );
+
+  // Bring the first field with an error into view and focus it.
+  const formRef = useRef<HTMLFormElement>(null);
+  const [focusErrors, setFocusErrors] = useState(0);
+  useEffect(() => {
+    if (!focusErrors) return;
+    const el = formRef.current?.querySelector<HTMLElement>('[aria-invalid="true"]');
+    el?.scrollIntoView?.({ block: 'center' });
+    el?.focus();
+  }, [focusErrors]);
 
   const setValue = (name: string, v: string | boolean) => {
     setForm((f) => ({ ...f, values: { ...f.values, [name]: v } }));
@@ -123,6 +140,7 @@ function ConfigEditor({
     setFieldErrors(errors);
     if (Object.keys(errors).length) {
       setBanner({ severity: 'error', text: 'Fix the highlighted fields.' });
+      setFocusErrors((n) => n + 1);
       return;
     }
     if (Object.keys(payload).length === 0) {
@@ -138,6 +156,7 @@ function ConfigEditor({
             const { byField, other } = mapFieldErrors(err.fieldErrors, known);
             setFieldErrors(byField);
             setOtherErrors(other);
+            setFocusErrors((n) => n + 1);
             setBanner({
               severity: 'error',
               title: 'The server rejected the configuration',
@@ -145,9 +164,9 @@ function ConfigEditor({
             });
           } else if (err instanceof ApiError && err.status === 412) {
             // Someone else saved in between: reload; this editor remounts with the new version.
-            onStale();
+            // Someone else saved in between: load their version, then remount on it.
             setBanner(STALE_BANNER);
-            void qc.invalidateQueries({ queryKey: keys.config });
+            void qc.refetchQueries({ queryKey: keys.config }).then(onStale);
           } else {
             setBanner({ severity: 'error', text: errorMessage(err) });
           }
@@ -157,7 +176,7 @@ function ConfigEditor({
   };
 
   return (
-    <Box component="form" onSubmit={submit} noValidate aria-label="Configuration form" sx={{ display: 'contents' }}>
+    <Box component="form" ref={formRef} onSubmit={submit} noValidate aria-label="Configuration form" sx={{ display: 'contents' }}>
       <DialogContent dividers>
         {banner ? (
           <Alert severity={banner.severity} sx={{ mb: 2 }} role="alert">

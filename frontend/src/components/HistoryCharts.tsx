@@ -1,4 +1,4 @@
-import { Box, Skeleton, ToggleButton, ToggleButtonGroup, Typography, useTheme } from '@mui/material';
+import { Box, Skeleton, ToggleButton, ToggleButtonGroup, Typography, useMediaQuery, useTheme } from '@mui/material';
 import { useMemo, useState } from 'react';
 import { useHistory } from '../api/queries';
 import type { HistoryWindow } from '../api/types';
@@ -12,6 +12,7 @@ export function HistoryCharts() {
   const [win, setWin] = useState<HistoryWindow>('1h');
   const q = useHistory(win);
   const t = useTheme();
+  const wall = useMediaQuery(t.breakpoints.up('wall'));
   const pts = q.data?.points;
 
   const charts = useMemo(() => {
@@ -87,7 +88,7 @@ export function HistoryCharts() {
                     </Typography>
                   ) : null}
                 </Typography>
-                <UPlotChart label={`${c.title} over the last ${win}`} series={c.series} data={c.data} unit={c.unit} />
+                <UPlotChart label={`${c.title} over the last ${win}`} series={c.series} data={c.data} unit={c.unit} height={wall ? 300 : 180} />
               </Box>
             ))}
           </Box>
