@@ -73,7 +73,8 @@ pub fn check(policy: &AuthPolicy, request: &Request) -> Result<(), ApiError> {
     // which needs no token to say so.
     let mutating = *request.method() == Method::POST;
     let read = matches!(*request.method(), Method::GET | Method::HEAD);
-    if !mutating && !(read && policy.read_requires_token) {
+    let needs_token = mutating || (read && policy.read_requires_token);
+    if !needs_token {
         return Ok(());
     }
     let expected = match load_token(&policy.token_file) {
