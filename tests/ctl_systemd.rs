@@ -290,3 +290,39 @@ fn unknown_unit_and_dead_bus_have_their_own_exit_codes() {
         .unwrap();
     assert_eq!(output.status.code(), Some(6), "{output:?}");
 }
+
+/// The library API the daemon uses: `connect` with an explicit bus address, status,
+/// and `watch()` firing on the unit's PropertiesChanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn library_connect_status_and_watch() {
+    use contimg::control::{BackendChoice, ControlOptions, connect};
+    use futures_util::StreamExt;
+
+    let (manager, env, log) = setup("30s");
+    let options = ControlOptions {
+        backend: BackendChoice::Systemd,
+        user: true,
+        state_dir: env.state_dir.clone(),
+        log_file: Some(log.clone()),
+        bus_address: Some(manager.bus.clone()),
+        ..ControlOptions::default()
+    };
+    let backend = connect(&options).await.expect("connect");
+    assert_eq!(backend.target(), UNIT);
+    let mut changes = backend.watch().await.expect("watch");
+    let outcome = backend.start(Duration::from_secs(30)).await.expect("start");
+    assert!(outcome.success, "{outcome:?}");
+    tokio::time::timeout(Duration::from_secs(10), changes.next())
+        .await
+        .expect("a PropertiesChanged after start")
+        .expect("stream open");
+    let status = backend.status().await.expect("status");
+    assert!(status.running);
+    assert!(
+        status.status_text.is_some(),
+        "the worker sends STATUS=: {status:?}"
+    );
+    let outcome = backend.stop(Duration::from_secs(30)).await.expect("stop");
+    assert!(outcome.success, "{outcome:?}");
+    assert!(!backend.status().await.unwrap().running);
+}

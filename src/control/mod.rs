@@ -246,6 +246,9 @@ pub struct ControlOptions {
     pub stop_timeout: Duration,
     /// The cgroup filesystem root (tests point it at fixtures).
     pub cgroup_root: PathBuf,
+    /// systemd: a D-Bus address to use instead of the system/session bus from the
+    /// environment (e.g. `unix:path=/tmp/sdtest.X/runtime/bus` of a test manager).
+    pub bus_address: Option<String>,
 }
 
 impl Default for ControlOptions {
@@ -266,6 +269,7 @@ impl Default for ControlOptions {
             docker_mounts: Vec::new(),
             stop_timeout: DEFAULT_STOP_TIMEOUT,
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            bus_address: None,
         }
     }
 }

@@ -48,6 +48,7 @@ pub struct SystemdBackend {
     cgroups: CgroupRoot,
     cpu: CpuSampler,
     log_file: Option<PathBuf>,
+    subscribed: std::sync::atomic::AtomicBool,
 }
 
 /// Maps a D-Bus error onto the shared vocabulary: polkit denial, unknown unit and
@@ -145,9 +146,14 @@ impl SystemdBackend {
         options: &ControlOptions,
     ) -> Result<Self, ControlError> {
         let unit = options.unit_name();
-        let connection = match scope {
-            ManagerScope::System => Connection::system().await,
-            ManagerScope::User => Connection::session().await,
+        let connection = match (&options.bus_address, scope) {
+            (Some(address), _) => {
+                zbus::connection::Builder::address(address.as_str())
+                    .build()
+                    .await
+            }
+            (None, ManagerScope::System) => Connection::system().await,
+            (None, ManagerScope::User) => Connection::session().await,
         }
         .map_err(|err| {
             ControlError::Unavailable(format!(
@@ -169,11 +175,30 @@ impl SystemdBackend {
             cgroups: CgroupRoot::new(&options.cgroup_root),
             cpu: CpuSampler::new(),
             log_file: options.effective_log_file(),
+            subscribed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     pub fn scope(&self) -> ManagerScope {
         self.scope
+    }
+
+    /// `Subscribe` once per connection: systemd answers a second call on the same
+    /// connection with `AlreadySubscribed`, which a long-lived caller (the API
+    /// daemon running several jobs) would otherwise see as a failure.
+    async fn ensure_subscribed(&self) -> Result<(), ControlError> {
+        if self.subscribed.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(());
+        }
+        match self.manager.subscribe().await {
+            Ok(()) => {}
+            Err(zbus::Error::MethodError(name, _, _))
+                if name.as_str() == "org.freedesktop.systemd1.AlreadySubscribed" => {}
+            Err(err) => return Err(self.map_err(err)),
+        }
+        self.subscribed
+            .store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 
     fn map_err(&self, err: zbus::Error) -> ControlError {
@@ -218,10 +243,7 @@ impl SystemdBackend {
 
     /// Queues a job and waits for its `JobRemoved`.
     async fn run_job(&self, verb: &str, timeout: Duration) -> Result<ControlOutcome, ControlError> {
-        self.manager
-            .subscribe()
-            .await
-            .map_err(|err| self.map_err(err))?;
+        self.ensure_subscribed().await?;
         // The stream must exist before the job is queued, or a fast job's signal is lost.
         let mut removed = self
             .manager
@@ -474,10 +496,7 @@ impl Backend for SystemdBackend {
 
     async fn watch(&self) -> Result<BoxStream<'static, ()>, ControlError> {
         // Without Subscribe the manager sends no PropertiesChanged for units.
-        self.manager
-            .subscribe()
-            .await
-            .map_err(|err| self.map_err(err))?;
+        self.ensure_subscribed().await?;
         let path = self.unit_path().await?;
         let proxy = zbus::fdo::PropertiesProxy::builder(&self.connection)
             .destination("org.freedesktop.systemd1")
