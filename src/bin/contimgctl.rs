@@ -27,7 +27,7 @@ fn main() -> std::process::ExitCode {
         Ok(code) => code,
         Err(err) => {
             let err = anyhow::Error::new(err);
-            eprintln!("contimgctl: {err:#}");
+            eprintln!("contimgctl: {err}");
             err.downcast_ref::<contimg::cli::CliError>()
                 .map(|e| e.exit_code())
                 .unwrap_or(1)
