@@ -1,4 +1,5 @@
 import DarkModeIcon from '@mui/icons-material/DarkMode';
+import WarningAmberIcon from '@mui/icons-material/WarningAmber';
 import LightModeIcon from '@mui/icons-material/LightMode';
 import LockIcon from '@mui/icons-material/Lock';
 import LockOpenIcon from '@mui/icons-material/LockOpen';
@@ -6,12 +7,15 @@ import { AppBar, Box, Button, Chip, IconButton, Toolbar, Tooltip, Typography } f
 import { useSyncExternalStore } from 'react';
 import { getToken, openTokenPrompt, setToken, subscribeAuth } from '../api/auth';
 import { useLiveState } from '../api/liveContext';
+import { useAlerts } from '../api/queries';
 import { useThemeMode } from '../themeMode';
 
 export function AppHeader() {
   const live = useLiveState();
   const { mode, toggle } = useThemeMode();
   const token = useSyncExternalStore(subscribeAuth, getToken, () => null);
+  const active = useAlerts().data?.active ?? [];
+  const critical = active.some((a) => a.severity === 'critical');
   return (
     <AppBar position="sticky" color="default" elevation={0} sx={{ borderBottom: 1, borderColor: 'divider' }}>
       <Toolbar sx={{ gap: 2 }}>
@@ -27,6 +31,15 @@ export function AppHeader() {
           variant="outlined"
           label={live === 'live' ? 'Live' : live === 'connecting' ? 'Connecting…' : 'Polling (live feed down)'}
         />
+        {active.length ? (
+          <Chip
+            size="small"
+            icon={<WarningAmberIcon />}
+            color={critical ? 'error' : 'warning'}
+            label={`${active.length} active alert${active.length === 1 ? '' : 's'}`}
+            onClick={() => document.querySelector('section[aria-label="Alerts"]')?.scrollIntoView({ behavior: 'smooth' })}
+          />
+        ) : null}
         <Box sx={{ flex: 1 }} />
         {token ? (
           <Button startIcon={<LockOpenIcon />} color="inherit" onClick={() => setToken(null)}>
