@@ -18,8 +18,9 @@ while [ $# -gt 0 ]; do
         *) echo "usage: $0 [--runs N] [--export-markdown FILE]" >&2; exit 2 ;;
     esac
 done
-CTL="$ROOT/target/release/contimgctl"
-WORKER="$ROOT/target/release/contimg-stream"
+PROFILE=${PROFILE:-release}
+CTL="$ROOT/target/$PROFILE/contimgctl"
+WORKER="$ROOT/target/$PROFILE/contimg-stream"
 [ -x "$CTL" ] && [ -x "$WORKER" ] || { echo "build first: cargo build --release --bin contimgctl --bin contimg-stream" >&2; exit 1; }
 command -v hyperfine >/dev/null || { echo "hyperfine not installed" >&2; exit 1; }
 
