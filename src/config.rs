@@ -563,7 +563,7 @@ impl ConfigStore {
             Ok(Value::Object(map)) => map,
             _ => Map::new(),
         };
-        self.from_patch(path, &patch)
+        self.config_from_patch(path, &patch)
     }
 
     fn import_legacy_json(&self, path: &Path, text: &str) -> Result<StreamingConfig, ConfigError> {
@@ -599,7 +599,7 @@ impl ConfigStore {
             .filter(|p| !p.as_os_str().is_empty())
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        let mut config = self.from_patch(path, &patch)?;
+        let mut config = self.config_from_patch(path, &patch)?;
         for (key, value) in &patch {
             if let Some(raw) = value.as_str() {
                 let raw_path = Path::new(raw);
@@ -621,7 +621,7 @@ impl ConfigStore {
         Ok(config)
     }
 
-    fn from_patch(
+    fn config_from_patch(
         &self,
         path: &Path,
         patch: &Map<String, Value>,

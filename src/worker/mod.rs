@@ -263,10 +263,10 @@ impl Worker {
         }
         remove_partials(&self.config.output_dir);
         let stage = stage_root(&self.config);
-        if stage.exists() {
-            if let Err(err) = std::fs::remove_dir_all(&stage) {
-                tracing::warn!("cannot remove stale staging dir {}: {err}", stage.display());
-            }
+        if stage.exists()
+            && let Err(err) = std::fs::remove_dir_all(&stage)
+        {
+            tracing::warn!("cannot remove stale staging dir {}: {err}", stage.display());
         }
         Ok(())
     }
@@ -705,20 +705,20 @@ async fn convert_group(
     timeout: Duration,
     cancel: watch::Receiver<bool>,
 ) -> Result<ConvertOutput, ConvertError> {
-    if let Some(stage_dir) = &stage {
-        if let Err(err) = stage_inputs(&mut job, stage_dir).await {
-            let _ = tokio::fs::remove_dir_all(stage_dir).await;
-            return Err(ConvertError::Failed(format!(
-                "staging to {} failed: {err}",
-                stage_dir.display()
-            )));
-        }
+    if let Some(stage_dir) = &stage
+        && let Err(err) = stage_inputs(&mut job, stage_dir).await
+    {
+        let _ = tokio::fs::remove_dir_all(stage_dir).await;
+        return Err(ConvertError::Failed(format!(
+            "staging to {} failed: {err}",
+            stage_dir.display()
+        )));
     }
     let result = run_conversion(&job, converter, use_subprocess, timeout, cancel).await;
-    if let Some(stage_dir) = &stage {
-        if let Err(err) = tokio::fs::remove_dir_all(stage_dir).await {
-            tracing::warn!(group_id = %job.group_id, "cannot remove staging dir {}: {err}", stage_dir.display());
-        }
+    if let Some(stage_dir) = &stage
+        && let Err(err) = tokio::fs::remove_dir_all(stage_dir).await
+    {
+        tracing::warn!(group_id = %job.group_id, "cannot remove staging dir {}: {err}", stage_dir.display());
     }
     result
 }
