@@ -619,7 +619,11 @@ pub async fn groups(
         limit: Some(limit),
         before: params.before.filter(|b| !b.is_empty()),
     };
-    let groups = with_queue(&state, move |reader| reader.groups(&filter)).await?;
+    // Before the worker's first start there is no queue DB, and so no groups yet.
+    let groups = match with_queue(&state, move |reader| reader.groups(&filter)).await {
+        Err(ApiError::Queue(crate::queue::QueueError::Missing(_))) => Vec::new(),
+        other => other?,
+    };
     let next_before = (groups.len() == limit as usize)
         .then(|| groups.last().map(|g| g.group_id.clone()))
         .flatten();
