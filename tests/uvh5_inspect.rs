@@ -6,7 +6,7 @@ mod uvh5_support;
 use std::path::{Path, PathBuf};
 
 use contimg::uvh5::{self, Uvh5Error};
-use uvh5_support::pyuvdata_group;
+use uvh5_support::{pyuvdata_group, replace_header_count};
 
 fn fixture_group(dir: &Path) -> Vec<(u32, PathBuf)> {
     pyuvdata_group(dir, &["--subbands", "16", "--nfreqs", "8", "--ntimes", "4"])
@@ -169,14 +169,7 @@ fn wrong_layouts_are_rejected_with_the_reason() {
     );
 
     let why = damaged(good, dir, "nfreqs.hdf5", |f| {
-        let header = f.group("Header").unwrap();
-        header.unlink("Nfreqs").unwrap();
-        header
-            .new_dataset::<i64>()
-            .create("Nfreqs")
-            .unwrap()
-            .write_scalar(&9_i64)
-            .unwrap();
+        replace_header_count(f, "Nfreqs", 9)
     });
     assert!(
         why.starts_with(
@@ -186,14 +179,7 @@ fn wrong_layouts_are_rejected_with_the_reason() {
     );
 
     let why = damaged(good, dir, "ntimes.hdf5", |f| {
-        let header = f.group("Header").unwrap();
-        header.unlink("Ntimes").unwrap();
-        header
-            .new_dataset::<i64>()
-            .create("Ntimes")
-            .unwrap()
-            .write_scalar(&5_i64)
-            .unwrap();
+        replace_header_count(f, "Ntimes", 5)
     });
     assert_eq!(
         why,

@@ -5,9 +5,11 @@ mod uvh5_support;
 
 use std::path::{Path, PathBuf};
 
-use contimg::uvh5::simulate::{self, Profile, SimulateArgs};
+use contimg::uvh5::simulate;
 use contimg::uvh5::{self, Uvh5Error};
-use uvh5_support::{dir_entries, path_args, pyuvdata_group, run_script, subband_of};
+use uvh5_support::{
+    dir_entries, path_args, pyuvdata_group, run_script, small_sim_args, subband_of,
+};
 
 /// Merges `inputs` into `out_dir/merged.uvh5` and asserts compare_merge.py
 /// finds it identical to fast_concat of the same files.
@@ -109,17 +111,11 @@ fn contiguous_inputs_are_merged() {
 #[test]
 fn simulated_group_merges_like_fast_concat() {
     let tmp = tempfile::tempdir().unwrap();
-    let report = simulate::run(&SimulateArgs {
-        input_dir: tmp.path().join("in"),
-        groups: 1,
-        interval: 0.0,
-        jitter: 3.0,
-        subbands: 16,
-        profile: Profile::Small,
-        corrupt_rate: 0.0,
-        start: Some("2025-03-04T05:06:07".into()),
-        seed: 3,
-    })
+    let report = simulate::run(&small_sim_args(
+        &tmp.path().join("in"),
+        "2025-03-04T05:06:07",
+        3,
+    ))
     .unwrap();
     let inputs: Vec<(u32, PathBuf)> = report.groups[0]
         .files
@@ -186,6 +182,16 @@ fn frequency_overlap_is_refused() {
         "{err}"
     );
     assert_eq!(err.offending_subbands(), vec![0, 5]);
+}
+
+#[test]
+fn output_over_an_input_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs = pyuvdata_group(&tmp.path().join("in"), &["--subbands", "2"]);
+    let before = std::fs::read(&inputs[1].1).unwrap();
+    let err = uvh5::merge(&inputs, &inputs[1].1).unwrap_err();
+    assert!(err.to_string().contains("is one of the inputs"), "{err}");
+    assert_eq!(std::fs::read(&inputs[1].1).unwrap(), before);
 }
 
 #[test]

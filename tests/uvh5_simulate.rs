@@ -5,22 +5,12 @@ mod uvh5_support;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use contimg::uvh5::simulate::{self, Corruption, Profile, SimulateArgs};
+use contimg::uvh5::simulate::{self, Corruption, SimulateArgs};
 use contimg::uvh5::{self, Uvh5Error};
-use uvh5_support::{dir_entries, path_args, run_script_ok, subband_of};
+use uvh5_support::{dir_entries, path_args, run_script_ok, small_sim_args, subband_of};
 
 fn args(dir: &std::path::Path) -> SimulateArgs {
-    SimulateArgs {
-        input_dir: dir.to_path_buf(),
-        groups: 1,
-        interval: 0.0,
-        jitter: 3.0,
-        subbands: 16,
-        profile: Profile::Small,
-        corrupt_rate: 0.0,
-        start: Some("2025-01-02T03:04:05".into()),
-        seed: 7,
-    }
+    small_sim_args(dir, "2025-01-02T03:04:05", 7)
 }
 
 #[test]

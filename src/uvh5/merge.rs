@@ -16,6 +16,7 @@
 //!   straddle subbands). Memory is about two blocks (≤ 2 × 32 MiB).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use hdf5::{Dataset, File, Group};
@@ -116,6 +117,7 @@ pub fn merge(inputs: &[(u32, PathBuf)], output: &Path) -> Result<MergeReport, Uv
             "no input subbands to merge".into(),
         ));
     }
+    refuse_output_among_inputs(inputs, output)?;
     let mut opened = Vec::with_capacity(inputs.len());
     for (subband, path) in inputs {
         let file = open_checked(path)?;
@@ -184,6 +186,22 @@ fn method_label(methods: &[CopyMethod]) -> &'static str {
     } else {
         "rechunk"
     }
+}
+
+/// Renaming the result over one of the inputs would destroy it.
+fn refuse_output_among_inputs(inputs: &[(u32, PathBuf)], output: &Path) -> Result<(), Uvh5Error> {
+    let Ok(output) = output.canonicalize() else {
+        return Ok(()); // does not exist yet, so it is no input
+    };
+    for (_, path) in inputs {
+        if path.canonicalize().is_ok_and(|p| p == output) {
+            return Err(Uvh5Error::InvalidArgument(format!(
+                "output {} is one of the inputs",
+                output.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Writes the merged file at `path`; returns the copy methods and the time
@@ -682,10 +700,13 @@ impl TempFile {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
+        // pid + counter: concurrent merges (threads or processes) never share a temp file.
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
         let path = dir.join(format!(
-            ".{}.{}.partial",
+            ".{}.{}-{}.partial",
             file_name.to_string_lossy(),
-            std::process::id()
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         // A leftover from a crashed run of this same process id is garbage.
         let _ = std::fs::remove_file(&path);

@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use contimg::uvh5::simulate::{Profile, SimulateArgs};
+
 /// The interpreter to run: `$CONTIMG_PYTHON`, else `python3`.
 pub fn python() -> String {
     std::env::var("CONTIMG_PYTHON").unwrap_or_else(|_| "python3".to_string())
@@ -81,4 +83,31 @@ pub fn dir_entries(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// Simulator arguments for one 16-subband `small` group starting at `start`.
+pub fn small_sim_args(dir: &Path, start: &str, seed: u64) -> SimulateArgs {
+    SimulateArgs {
+        input_dir: dir.to_path_buf(),
+        groups: 1,
+        interval: 0.0,
+        jitter: 3.0,
+        subbands: 16,
+        profile: Profile::Small,
+        corrupt_rate: 0.0,
+        start: Some(start.to_string()),
+        seed,
+    }
+}
+
+/// Replaces the scalar integer `Header/<name>` of an open file by `value`.
+pub fn replace_header_count(file: &hdf5::File, name: &str, value: i64) {
+    let header = file.group("Header").unwrap();
+    header.unlink(name).unwrap();
+    header
+        .new_dataset::<i64>()
+        .create(name)
+        .unwrap()
+        .write_scalar(&value)
+        .unwrap();
 }
