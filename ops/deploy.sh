@@ -498,6 +498,14 @@ EOF
     echo "$changed"
 }
 
+# Enablement = the [Install] symlink, made here: `systemctl --user enable` resolves
+# unit files with the *caller's* XDG dirs, which need not be the manager's.
+user_enable() {
+    mkdir -p "$unit_dir/default.target.wants"
+    ln -sfn "../$1" "$unit_dir/default.target.wants/$1"
+}
+user_disable() { rm -f "$unit_dir/default.target.wants/$1"; }
+
 deploy_user() {
     bin_dir=$prefix/bin
     unit_dir=$(user_unit_dir)
@@ -510,17 +518,17 @@ deploy_user() {
     units_changed=$(user_units)
     systemctl --user daemon-reload
     log "user manager: units in $unit_dir"
-    systemctl --user enable contimg-api.service >/dev/null 2>&1
+    user_enable contimg-api.service
     systemctl --user restart contimg-api.service
     if $want_worker; then
-        systemctl --user enable contimg-stream.service >/dev/null 2>&1
+        user_enable contimg-stream.service
         if [[ -n $changed || -n $units_changed ]]; then
             systemctl --user restart contimg-stream.service
         else
             systemctl --user start contimg-stream.service
         fi
     else
-        systemctl --user disable contimg-stream.service >/dev/null 2>&1 || true
+        user_disable contimg-stream.service
         systemctl --user stop contimg-stream.service
     fi
 }
@@ -605,8 +613,13 @@ uninstall_backend() {  # uninstall_backend BACKEND PREFIX UNIT_DIR
             remove_files "$pfx"
             ;;
         user)
-            systemctl --user disable --now contimg-stream.service contimg-api.service >/dev/null 2>&1 || true
-            [[ -n $udir ]] && rm -f "$udir/contimg-stream.service" "$udir/contimg-api.service"
+            systemctl --user stop contimg-stream.service contimg-api.service >/dev/null 2>&1 || true
+            if [[ -n $udir ]]; then
+                rm -f "$udir/contimg-stream.service" "$udir/contimg-api.service" \
+                    "$udir/default.target.wants/contimg-stream.service" \
+                    "$udir/default.target.wants/contimg-api.service"
+                rmdir "$udir/default.target.wants" 2>/dev/null || true
+            fi
             systemctl --user daemon-reload 2>/dev/null || true
             systemctl --user reset-failed contimg-stream.service contimg-api.service >/dev/null 2>&1 || true
             remove_files "$pfx"

@@ -1,0 +1,342 @@
+#!/usr/bin/env bash
+# pkg-test.sh — tests of the packaging and deployment ([PKG]), against real systems:
+#
+#   deb          build the .deb (packaging/build-deb.sh), lintian (no errors), then
+#                install it into a full systemd booted over a throwaway overlay of the
+#                host root (ops/testenv/nspawn.sh, testing.md §2): units enabled and
+#                active, `contimgctl status`, polkit (contimg and a contimg-admin member
+#                may restart the worker, are denied another unit; a plain user is
+#                denied), the API answers and serves the dashboard, POST with/without
+#                token, OnFailure= alert on an invalid config (journal + API logs +
+#                service_down), systemd-analyze security (API <= 4.0), reinstall,
+#                `dpkg --purge` leaves no process, unit or state behind
+#   deploy-system  ops/deploy.sh --backend system inside a second container (the .deb
+#                from the deb section), a converging second run, --uninstall --purge
+#   badenv       ops/deploy.sh with a bad env file: exit 2, every problem listed
+#   process      ops/deploy.sh in process mode on this machine (--demo: a group is
+#                converted), converging rerun, manual mode stops the worker, uninstall
+#   user         ops/deploy.sh in a real systemd user manager (ops/testenv/user-manager.sh)
+#
+#   ops/testenv/pkg-test.sh [SECTION…]     # default: all, in the order above
+#   PKG_TEST_NO_BUILD=1 …                  # reuse target/release and the newest .deb
+#
+# Prints `ok N - …` / `not ok N - …` lines and a summary; exits 1 on any failure.
+# Cleans up everything it started (containers, user manager, processes by PID file,
+# temp dirs) also on failure or Ctrl-C. Needs root (nspawn, cgroups). Takes ~3 min
+# with built binaries (+ the release build and cargo-deb install on a cold machine).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+repo=$(pwd)
+NSPAWN=$repo/ops/testenv/nspawn.sh
+sections=("$@")
+((${#sections[@]})) || sections=(badenv process user deb deploy-system)
+
+pass=0 fail=0 n=0
+ok() { n=$((n + 1)); pass=$((pass + 1)); echo "ok $n - $*"; }
+not_ok() { n=$((n + 1)); fail=$((fail + 1)); echo "not ok $n - $*"; }
+check() {  # check "description" CMD… — ok if CMD succeeds
+    local what=$1; shift
+    if "$@" >/tmp/pkg-test.out.$$ 2>&1; then ok "$what"; else
+        not_ok "$what"; sed 's/^/#   /' /tmp/pkg-test.out.$$ | tail -n 20
+    fi
+    rm -f /tmp/pkg-test.out.$$
+}
+section() { printf '\n# ---- %s\n' "$*"; }
+
+tmp=$(mktemp -d /tmp/contimg-pkg-test.XXXXXX)
+containers=()
+user_manager_dir=""
+deploy_envs=()
+cleanup() {
+    local rc=$? c e
+    for e in "${deploy_envs[@]}"; do
+        # Whatever a deploy left running (process mode: PID files; user mode: units).
+        if [[ -f $e.um ]]; then
+            # shellcheck disable=SC1090  # the user manager's env, printed by user-manager.sh
+            (set -a; . "$e.um"; "$repo/ops/deploy.sh" --env-file "$e" --uninstall --purge >/dev/null 2>&1) || true
+        else
+            "$repo/ops/deploy.sh" --env-file "$e" --uninstall --purge >/dev/null 2>&1 || true
+        fi
+    done
+    if [[ -n $user_manager_dir ]]; then
+        "$repo/ops/testenv/user-manager.sh" stop "$user_manager_dir" >/dev/null 2>&1 || true
+    fi
+    for c in "${containers[@]}"; do "$NSPAWN" cleanup "$c" >/dev/null 2>&1 || true; done
+    rm -rf "$tmp"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+write_env() {  # write_env FILE PORT
+    local dir
+    dir=$(dirname "$1")
+    printf '%s\n' "# test deployment" "CONTIMG_INPUT_DIR=$dir/data/incoming" \
+        "CONTIMG_OUTPUT_DIR=$dir/data/ms" "CONTIMG_STATE_DIR=$dir/state" \
+        "CONTIMG_API_PORT=$2" "CONTIMG_PREFIX=$dir/prefix" "CONTIMG_MAX_WORKERS=2" \
+        "CONTIMG_LOG_LEVEL=INFO" > "$1"
+}
+no_build=${PKG_TEST_NO_BUILD:-}
+deploy_build_flag=(); [[ -n $no_build ]] && deploy_build_flag=(--no-build)
+
+# ------------------------------------------------------------------ badenv
+test_badenv() {
+    section "deploy.sh rejects a bad env file, listing every problem"
+    cat > "$tmp/bad.env" <<'EOF'
+CONTIMG_INPUT_DIR=relative/incoming
+CONTIMG_STATE_DIR=/etc/passwd
+CONTIMG_API_PORT=70000
+CONTIMG_MAX_WORKERS=none
+CONTIMG_LOG_LEVEL=LOUD
+CONTIMG_CHUNK_MINUTES=0
+CONTIMG_QUEUE_DB=queue.sqlite3
+CONTIMG_TYPO=1
+not a line
+EOF
+    local out rc=0
+    out=$("$repo/ops/deploy.sh" --backend process --env-file "$tmp/bad.env" --no-build 2>&1) || rc=$?
+    check "bad env file: exit code 2 (got $rc)" test "$rc" = 2
+    local expect
+    for expect in "CONTIMG_INPUT_DIR: must be an absolute path" "CONTIMG_OUTPUT_DIR: missing" \
+        "CONTIMG_STATE_DIR: /etc/passwd exists and is not a directory" "CONTIMG_API_PORT: must be a port" \
+        "CONTIMG_MAX_WORKERS: must be an integer" "CONTIMG_LOG_LEVEL: must be" \
+        "CONTIMG_CHUNK_MINUTES: must be a number" "CONTIMG_QUEUE_DB: must be an absolute path" \
+        "CONTIMG_TYPO: unknown variable" "line 9: not KEY=VALUE"; do
+        check "bad env file: reports '$expect'" grep -qF "$expect" <<<"$out"
+    done
+    check "bad env file: reports them all at once (10 problems)" grep -qF "(10 problems)" <<<"$out"
+    check "bad env file: nothing was installed" test ! -e "$tmp/state"
+}
+
+# ------------------------------------------------------------------ process
+api_get() { curl -sf --max-time 5 "$1"; }
+status_pid() {  # the worker's PID per the API (0 if none)
+    curl -sf --max-time 5 "$1/api/streaming/status" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin).get("pid") or 0)' 2>/dev/null || echo 0
+}
+test_process() {
+    section "deploy.sh, process backend (this machine: PID 1 is not systemd)"
+    local d=$tmp/process port env state url
+    mkdir -p "$d"; env=$d/contimg.env; port=$(free_port); state=$d/state
+    write_env "$env" "$port"; deploy_envs+=("$env")
+    url=http://127.0.0.1:$port
+    check "process: deploy --mode both --demo" "$repo/ops/deploy.sh" --backend process --env-file "$env" --demo "${deploy_build_flag[@]}"
+    check "process: API health 200" api_get "$url/api/streaming/health"
+    check "process: dashboard served" bash -c "curl -sfL '$url/streaming/' | grep -qi '<div id=\"root\"'"
+    check "process: worker running (status)" bash -c "curl -sf '$url/api/streaming/status' | grep -q '\"running\":true'"
+    local api_pid; api_pid=$(cat "$state/run/contimg-api.pid" 2>/dev/null || echo none)
+    check "process: contimg-api runs from its PID file" test -d "/proc/$api_pid"
+    check "process: demo group converted within 60 s" bash -c "for i in \$(seq 60); do curl -sf '$url/api/streaming/metrics' | grep -q '\"completed\":[1-9]' && exit 0; sleep 1; done; exit 1"
+    local worker_pid; worker_pid=$(status_pid "$url")
+    check "process: second run converges (exit 0)" "$repo/ops/deploy.sh" --backend process --env-file "$env" --no-build
+    check "process: second run kept the worker (PID $worker_pid)" test -d "/proc/$worker_pid"
+    check "process: mode manual" "$repo/ops/deploy.sh" --backend process --env-file "$env" --no-build --mode manual
+    check "process: manual mode stopped the worker" bash -c "curl -sf '$url/api/streaming/status' | grep -q '\"running\":false'"
+    check "process: manual mode serves the dashboard" bash -c "curl -sfL '$url/streaming/' | grep -qi '<div id=\"root\"'"
+    check "process: mode streaming" "$repo/ops/deploy.sh" --backend process --env-file "$env" --no-build --mode streaming
+    check "process: streaming mode runs the worker" bash -c "curl -sf '$url/api/streaming/status' | grep -q '\"running\":true'"
+    check "process: streaming mode serves no dashboard" bash -c "! curl -sfL '$url/streaming/' | grep -qi '<div id=\"root\"'"
+    api_pid=$(cat "$state/run/contimg-api.pid")
+    worker_pid=$(status_pid "$url")
+    check "process: worker PID known ($worker_pid)" test "$worker_pid" -gt 0
+    check "process: --uninstall" "$repo/ops/deploy.sh" --backend process --env-file "$env" --uninstall
+    check "process: API and worker gone" bash -c "for i in \$(seq 50); do ps -o stat= -p $api_pid,$worker_pid | grep -qv '^Z' || exit 0; sleep 0.1; done; ps -o pid,stat,args -p $api_pid,$worker_pid; exit 1"
+    check "process: binaries removed, state kept" bash -c "test ! -e '$d/prefix/bin/contimg-api' && test -f '$state/streaming.toml'"
+}
+
+# ------------------------------------------------------------------ user
+test_user() {
+    section "deploy.sh, systemd user manager"
+    local d=$tmp/user port env url
+    mkdir -p "$d"; env=$d/contimg.env; port=$(free_port)
+    write_env "$env" "$port"
+    url=http://127.0.0.1:$port
+    if ! "$repo/ops/testenv/user-manager.sh" start > "$env.um" 2>"$d/um.err"; then
+        not_ok "user: start a user manager"; sed 's/^/#   /' "$d/um.err"; return
+    fi
+    user_manager_dir=$(sed -n "s/^export SDTEST_DIR='\(.*\)'$/\1/p" "$env.um")
+    deploy_envs+=("$env")
+    # The manager's environment, in this shell (counters must survive): unset below.
+    set -a
+    # shellcheck disable=SC1090
+    . "$env.um"
+    set +a
+    {
+        check "user: deploy (auto-detects the user manager) --demo" "$repo/ops/deploy.sh" --env-file "$env" --demo "${deploy_build_flag[@]}"
+        check "user: backend recorded as user" grep -q '^DEPLOY_BACKEND=user$' "$d/state/deploy.env"
+        check "user: contimg-stream.service active" systemctl --user is-active contimg-stream.service
+        check "user: contimg-api.service active" systemctl --user is-active contimg-api.service
+        check "user: API health 200" api_get "$url/api/streaming/health"
+        check "user: API sees the systemd user backend" bash -c "curl -sf '$url/api/streaming/status' | grep -q '\"backend\":\"systemd\"'"
+        check "user: dashboard served" bash -c "curl -sfL '$url/streaming/' | grep -qi '<div id=\"root\"'"
+        check "user: contimgctl --user status" "$d/prefix/bin/contimgctl" --user --backend systemd --state-dir "$d/state" status
+        check "user: demo group converted within 60 s" bash -c "for i in \$(seq 60); do curl -sf '$url/api/streaming/metrics' | grep -q '\"completed\":[1-9]' && exit 0; sleep 1; done; exit 1"
+        local main_pid; main_pid=$(systemctl --user show -p MainPID --value contimg-stream.service)
+        check "user: second run converges" "$repo/ops/deploy.sh" --env-file "$env" --no-build
+        check "user: worker not restarted by an unchanged rerun" test "$(systemctl --user show -p MainPID --value contimg-stream.service)" = "$main_pid"
+        sed -i 's/^CONTIMG_MAX_WORKERS=2$/CONTIMG_MAX_WORKERS=3/' "$env"
+        check "user: changed env file applied" "$repo/ops/deploy.sh" --env-file "$env" --no-build
+        check "user: config has max_workers = 3" grep -q '^max_workers = 3$' "$d/state/streaming.toml"
+        check "user: worker restarted for the new config" test "$(systemctl --user show -p MainPID --value contimg-stream.service)" != "$main_pid"
+        check "user: mode manual" "$repo/ops/deploy.sh" --env-file "$env" --no-build --mode manual
+        check "user: manual mode: worker inactive, API active" bash -c "! systemctl --user is-active -q contimg-stream.service && systemctl --user is-active -q contimg-api.service"
+        check "user: --uninstall --purge" "$repo/ops/deploy.sh" --env-file "$env" --uninstall --purge
+        check "user: no contimg units left" bash -c "test -z \"\$(systemctl --user list-units --all --no-legend 'contimg*')\""
+        check "user: unit files and state removed" bash -c "! ls '$SDTEST_UNIT_DIR' | grep -q contimg && test ! -e '$d/state'"
+    }
+    unset SDTEST_DIR SDTEST_UNIT_DIR SDTEST_CGROUP SDTEST_LOG DBUS_SESSION_BUS_ADDRESS XDG_RUNTIME_DIR MANAGER_PID
+}
+
+# ------------------------------------------------------------------ deb
+deb=""
+build_deb() {
+    [[ -n $deb ]] && return 0
+    if [[ -n $no_build ]]; then
+        deb=$(find target/debian -name 'contimg_*.deb' -printf '%T@ %p\n' 2>/dev/null | sort -rn | head -n 1 | cut -d' ' -f2-)
+        # Still repackage from the current sources (units, scripts), without compiling.
+        deb=$(packaging/build-deb.sh --no-build 2>"$tmp/build-deb.log" | tail -n 1) || deb=""
+    else
+        deb=$(packaging/build-deb.sh 2>"$tmp/build-deb.log" | tail -n 1) || deb=""
+    fi
+    if [[ -f $deb ]]; then ok "build the .deb ($deb)"; else
+        not_ok "build the .deb"; tail -n 30 "$tmp/build-deb.log" | sed 's/^/#   /'; return 1
+    fi
+}
+
+boot() {  # boot NAME — sets C_NAME
+    local out
+    if ! out=$("$NSPAWN" boot "$1" 2>"$tmp/boot-$1.err"); then
+        not_ok "boot a systemd container ($1)"; sed 's/^/#   /' "$tmp/boot-$1.err"; return 1
+    fi
+    containers+=("$1")
+    ok "boot a systemd container over an overlay root ($1)"
+}
+in_c() { "$NSPAWN" run "$C" "$@"; }
+
+test_deb() {
+    section ".deb: build, lintian, install into a booted systemd"
+    build_deb || return 0
+    lintian --tag-display-limit 0 "$deb" > "$tmp/lintian.log" 2>&1 || true
+    check "lintian: no errors" bash -c "! grep -q '^E:' '$tmp/lintian.log'"
+    sed 's/^/# lintian: /' "$tmp/lintian.log" | grep -v 'running with root' || true
+
+    C=contimg-pkg-$$
+    boot "$C" || return 0
+    "$NSPAWN" copy-in "$C" "$deb" /root/contimg.deb
+    in_c rm -f /usr/sbin/policy-rc.d
+    check "dpkg -i" in_c dpkg -i /root/contimg.deb
+    local u
+    for u in contimg-stream.service contimg-api.service contimg-api.socket; do
+        check "$u enabled" in_c systemctl is-enabled -q "$u"
+        check "$u active" in_c systemctl is-active -q "$u"
+    done
+    check "user contimg and groups contimg, contimg-admin exist" in_c bash -c "getent passwd contimg && getent group contimg-admin && id -nG contimg | grep -qw systemd-journal"
+    check "api.token is root:contimg 0640" bash -c "test \"\$('$NSPAWN' run $C stat -c '%U:%G %a' /var/lib/contimg/api.token)\" = 'root:contimg 640'"
+    check "live config seeded, owned by contimg" bash -c "test \"\$('$NSPAWN' run $C stat -c '%U' /var/lib/contimg/streaming.toml)\" = contimg"
+    check "/etc/contimg/*.toml are conffiles" bash -c "'$NSPAWN' run $C dpkg-query -W -f='\${Conffiles}' contimg | grep -q /etc/contimg/streaming.toml"
+    check "contimgctl status (login shell: CONTIMG_STATE_DIR from profile.d)" in_c bash -lc "contimgctl status | grep -q 'Queue: collecting'"
+    check "man page and completions installed" in_c bash -c "test -f /usr/share/man/man1/contimgctl.1.gz && test -f /usr/share/bash-completion/completions/contimgctl"
+    check "API health (socket-activated 127.0.0.1:8010)" in_c curl -sf http://127.0.0.1:8010/api/streaming/health
+    check "API serves the dashboard" in_c bash -c "curl -sfL http://127.0.0.1:8010/streaming/ | grep -qi '<div id=\"root\"'"
+    check "API: POST without token is 401" bash -c "test \"\$('$NSPAWN' run $C curl -s -o /dev/null -w '%{http_code}' -X POST http://127.0.0.1:8010/api/streaming/restart)\" = 401"
+    # shellcheck disable=SC2016  # expanded inside the container
+    check "API: POST restart with the token (API as contimg, polkit)" in_c bash -c 'curl -sf -X POST -H "Authorization: Bearer $(cat /var/lib/contimg/api.token)" http://127.0.0.1:8010/api/streaming/restart | grep -q "\"success\":true"'
+    # polkit
+    in_c useradd -m -G contimg-admin alice
+    in_c useradd -m bob
+    check "polkit: contimg may restart the worker" in_c runuser -u contimg -- contimgctl --backend systemd --state-dir /var/lib/contimg restart
+    check "polkit: contimg may set-property (limits)" in_c runuser -u contimg -- contimgctl --backend systemd --state-dir /var/lib/contimg limits set --memory-max 4G
+    check "polkit: contimg may reset-failed" in_c runuser -u contimg -- systemctl --no-ask-password reset-failed contimg-stream.service
+    local rc=0
+    in_c runuser -u contimg -- contimgctl --backend systemd --state-dir /var/lib/contimg --unit dbus.service restart >/dev/null 2>&1 || rc=$?
+    check "polkit: contimg is denied another unit (dbus.service: exit 4, got $rc)" test "$rc" = 4
+    rc=0; in_c runuser -u contimg -- systemctl --no-ask-password stop systemd-journald.service >/dev/null 2>&1 || rc=$?
+    check "polkit: contimg is denied stopping systemd-journald (got $rc)" test "$rc" != 0
+    check "polkit: contimg-admin member may restart the worker" in_c runuser -u alice -- systemctl --no-ask-password restart contimg-stream.service
+    rc=0; in_c runuser -u alice -- systemctl --no-ask-password restart dbus.service >/dev/null 2>&1 || rc=$?
+    check "polkit: contimg-admin member is denied dbus.service (got $rc)" test "$rc" != 0
+    rc=0; in_c runuser -u bob -- systemctl --no-ask-password restart contimg-stream.service >/dev/null 2>&1 || rc=$?
+    check "polkit: a plain user is denied the worker (got $rc)" test "$rc" != 0
+    check "worker active after the polkit tests" in_c bash -c "systemctl reset-failed contimg-stream.service; systemctl start contimg-stream.service; systemctl is-active -q contimg-stream.service"
+    # OnFailure alert: an invalid config makes the worker exit 2 (no restart).
+    in_c cp -p /var/lib/contimg/streaming.toml /root/streaming.toml.good
+    in_c sed -i 's/^max_workers = .*/max_workers = 0/' /var/lib/contimg/streaming.toml
+    in_c systemctl restart contimg-stream.service >/dev/null 2>&1 || true
+    check "invalid config: worker failed with exit 2, not restarted" bash -c "for i in \$(seq 50); do test \"\$('$NSPAWN' run $C systemctl show -p ActiveState --value contimg-stream.service)/\$('$NSPAWN' run $C systemctl show -p ExecMainStatus --value contimg-stream.service)\" = failed/2 && exit 0; sleep 0.2; done; exit 1"
+    check "OnFailure: alert in the worker's journal" bash -c "for i in \$(seq 50); do '$NSPAWN' run $C journalctl -u contimg-stream.service --no-pager -o cat | grep -q 'ALERT: contimg-stream.service failed' && exit 0; sleep 0.2; done; exit 1"
+    check "OnFailure: alert recorded in /var/log/contimg/failures.jsonl" in_c grep -q '"unit":"contimg-stream.service"' /var/log/contimg/failures.jsonl
+    check "OnFailure: alert visible in the API's log stream" in_c bash -c "curl -sf 'http://127.0.0.1:8010/api/streaming/logs?lines=100' | grep -q 'ALERT: contimg-stream.service failed'"
+    check "API raises service_down for the failed unit" in_c bash -c "for i in \$(seq 30); do curl -sf http://127.0.0.1:8010/api/streaming/alerts | grep -q '\"rule\":\"service_down\"' && exit 0; sleep 1; done; exit 1"
+    in_c cp -p /root/streaming.toml.good /var/lib/contimg/streaming.toml
+    check "worker recovers after reset-failed + start" in_c bash -c "systemctl reset-failed contimg-stream.service && systemctl start contimg-stream.service && systemctl is-active -q contimg-stream.service"
+    # Template instance.
+    check "instance contimg-stream@lab starts with its own seeded state" in_c bash -c "systemctl start contimg-stream@lab.service && test -f /var/lib/contimg/lab/streaming.toml && test -d /var/lib/contimg/lab/incoming"
+    check "contimgctl --instance lab status" in_c contimgctl --backend systemd --instance lab --state-dir /var/lib/contimg/lab status
+    # systemd-analyze security
+    local unit score
+    for unit in contimg-api.service contimg-stream.service contimg-stream@lab.service contimg-alert@contimg-stream.service.service; do
+        score=$(in_c systemd-analyze security --no-pager "$unit" 2>/dev/null | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+        echo "# systemd-analyze security $unit: ${score:-?}"
+    done
+    score=$(in_c systemd-analyze security --no-pager contimg-api.service 2>/dev/null | sed -n 's/.*exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+    check "systemd-analyze security contimg-api.service <= 4.0 (got ${score:-?})" python3 -c "import sys; sys.exit(0 if float('${score:-99}') <= 4.0 else 1)"
+    # Reinstall (upgrade path: restart, state kept).
+    check "dpkg -i again (reinstall/upgrade path)" in_c dpkg -i /root/contimg.deb
+    check "units active after reinstall" in_c systemctl is-active -q contimg-stream.service contimg-api.service contimg-api.socket
+    check "token kept across reinstall" in_c test -s /var/lib/contimg/api.token
+    # Purge.
+    check "dpkg --purge" in_c dpkg --purge contimg
+    check "purge: no contimg process running" bash -c "! '$NSPAWN' run $C pgrep -f '/usr/bin/contimg'"
+    check "purge: no contimg unit loaded" bash -c "test -z \"\$('$NSPAWN' run $C systemctl list-units --all --no-legend 'contimg*')\""
+    check "purge: no contimg unit file left" bash -c "test -z \"\$('$NSPAWN' run $C systemctl list-unit-files --no-legend 'contimg*')\""
+    check "purge: no enablement symlinks left" bash -c "! '$NSPAWN' run $C sh -c 'ls /etc/systemd/system/*/contimg* 2>/dev/null | grep -q .'"
+    check "purge: state, logs and /etc/contimg removed" in_c bash -c "test ! -e /var/lib/contimg && test ! -e /var/log/contimg && test ! -e /etc/contimg"
+    check "purge: system not degraded" bash -c "test \"\$('$NSPAWN' run $C systemctl is-system-running)\" = running"
+    check "container powers off cleanly" "$NSPAWN" poweroff "$C"
+    "$NSPAWN" cleanup "$C"
+    check "container cleaned up (no cgroup left)" bash -c "! find /sys/fs/cgroup -maxdepth 2 -name 'nsp-$C' | grep -q ."
+}
+
+test_deploy_system() {
+    section "deploy.sh, system backend (inside a booted systemd container)"
+    build_deb || return 0
+    C=contimg-dep-$$
+    boot "$C" || return 0
+    in_c rm -f /usr/sbin/policy-rc.d
+    # The checkout is visible inside (overlay of the host root), built artifacts too.
+    cat > "$tmp/system.env" <<'EOF'
+CONTIMG_INPUT_DIR=/data/incoming
+CONTIMG_OUTPUT_DIR=/data/ms
+CONTIMG_STATE_DIR=/var/lib/contimg
+CONTIMG_API_PORT=8011
+CONTIMG_MAX_WORKERS=2
+EOF
+    "$NSPAWN" copy-in "$C" "$tmp/system.env" /root/contimg.env
+    check "system: deploy --demo (installs the .deb, drop-ins, config)" in_c "$repo/ops/deploy.sh" --env-file /root/contimg.env --demo --no-build
+    check "system: backend recorded as system" in_c grep -q '^DEPLOY_BACKEND=system$' /var/lib/contimg/deploy.env
+    check "system: API on the env file's port 8011" in_c curl -sf http://127.0.0.1:8011/api/streaming/health
+    check "system: /data dirs owned by contimg" bash -c "test \"\$('$NSPAWN' run $C stat -c '%U' /data/incoming /data/ms | sort -u)\" = contimg"
+    check "system: demo group converted into /data/ms within 60 s" in_c bash -c "for i in \$(seq 60); do curl -sf http://127.0.0.1:8011/api/streaming/metrics | grep -q '\"completed\":[1-9]' && exit 0; sleep 1; done; exit 1"
+    local pid; pid=$(in_c systemctl show -p MainPID --value contimg-stream.service)
+    check "system: second run converges" in_c "$repo/ops/deploy.sh" --env-file /root/contimg.env --no-build
+    check "system: worker kept running (PID $pid)" test "$(in_c systemctl show -p MainPID --value contimg-stream.service)" = "$pid"
+    check "system: --uninstall --purge" in_c "$repo/ops/deploy.sh" --env-file /root/contimg.env --uninstall --purge
+    check "system: package gone, nothing running" bash -c "! '$NSPAWN' run $C dpkg -s contimg >/dev/null 2>&1 && ! '$NSPAWN' run $C pgrep -f /usr/bin/contimg"
+    "$NSPAWN" cleanup "$C"
+}
+
+for s in "${sections[@]}"; do
+    case $s in
+        badenv) test_badenv ;;
+        process) test_process ;;
+        user) test_user ;;
+        deb) test_deb ;;
+        deploy-system) test_deploy_system ;;
+        *) echo "pkg-test.sh: unknown section $s (badenv process user deb deploy-system)" >&2; exit 2 ;;
+    esac
+done
+
+echo
+echo "# pkg tests: $pass passed, $fail failed"
+((fail == 0))
