@@ -352,6 +352,7 @@ DEPLOY_MODE=$mode
 DEPLOY_PREFIX=$prefix
 DEPLOY_UNIT_DIR=${unit_dir:-}
 DEPLOY_API_URL=$api_url
+DEPLOY_DEB_SHA256=${deb_sha256:-}
 EOF
 }
 read_record() {  # sets prev_backend, prev_prefix, prev_unit_dir (empty if none)
@@ -394,8 +395,12 @@ process_stop_worker() {
 }
 stop_demo() {
     local pid; pid=$(cat "$run_dir/demo.pid" 2>/dev/null || true)
-    if pid_alive "$pid" && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == contimgctl ]]; then
-        kill -TERM "$pid" 2>/dev/null || true
+    # The simulator runs in its own session (setsid), maybe under runuser: end the
+    # whole process group, once we know the PID is still ours.
+    if pid_alive "$pid"; then
+        case $(cat "/proc/$pid/comm" 2>/dev/null) in
+            contimgctl|runuser|setsid) kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true ;;
+        esac
     fi
     rm -f "$run_dir/demo.pid"
 }
@@ -544,9 +549,17 @@ deploy_system() {
         deb=$(find "$repo/target/debian" -name 'contimg_*.deb' -printf '%T@ %p\n' 2>/dev/null | sort -rn | head -n 1 | cut -d' ' -f2-)
         [[ -n $deb ]] || die "no .deb in target/debian (run without --no-build)"
     fi
-    log "installing $deb"
-    # apt resolves the dependencies (libhdf5, polkitd, …); dpkg alone when offline.
-    apt-get install -y -qq "$deb" >/dev/null 2>&1 || dpkg -i "$deb" >/dev/null
+    # The same .deb as last time is not reinstalled (that would restart the services).
+    local sum; sum=$(sha256sum "$deb" | cut -d' ' -f1)
+    if [[ -f $state_dir/deploy.env ]] && grep -qx "DEPLOY_DEB_SHA256=$sum" "$state_dir/deploy.env" &&
+        dpkg-query -W -f='${Status}' contimg 2>/dev/null | grep -q 'install ok installed'; then
+        log "$deb is installed already"
+    else
+        log "installing $deb"
+        # apt resolves the dependencies (libhdf5, polkitd, …); dpkg alone when offline.
+        apt-get install -y -qq "$deb" >/dev/null 2>&1 || dpkg -i "$deb" >/dev/null
+    fi
+    deb_sha256=$sum
     bin_dir=/usr/bin
     make_dirs contimg
     ensure_token contimg
@@ -555,37 +568,43 @@ deploy_system() {
     for d in "$input_dir" "$output_dir" "$scratch_dir" "$(dirname "$queue_db")" "$(dirname "$registry_db")"; do
         [[ $d == /var/lib/contimg* ]] || rw="$rw $d"
     done
-    local dropin_changed=""
-    write_dropin() {  # UNIT CONTENT
-        local dir=/etc/systemd/system/$1.d
+    write_dropin() {  # UNIT CONTENT — prints "changed" when the file changed
+        local dir=/etc/systemd/system/$1.d new
         mkdir -p "$dir"
-        if [[ -f $dir/50-deploy.conf ]] && [[ $(cat "$dir/50-deploy.conf") == "$2" ]]; then return 0; fi
-        printf '%s\n' "$2" > "$dir/50-deploy.conf"
-        dropin_changed=yes
+        new=$(mktemp "$dir/.50-deploy.XXXXXX")
+        printf '%s\n' "$2" > "$new"
+        if [[ -f $dir/50-deploy.conf ]] && cmp -s "$new" "$dir/50-deploy.conf"; then
+            rm -f "$new"
+        else
+            chmod 0644 "$new"; mv -f "$new" "$dir/50-deploy.conf"; echo changed
+        fi
     }
+    local stream_changed socket_changed api_changed api_extra=""
     # (An empty ReadWritePaths= would reset the sandbox's list: only with paths.)
-    write_dropin contimg-stream.service "# written by ops/deploy.sh (mode $mode)
+    stream_changed=$(write_dropin contimg-stream.service "# written by ops/deploy.sh
 [Service]
-${rw:+ReadWritePaths=${rw# }}"
-    write_dropin contimg-api.socket "# written by ops/deploy.sh
+${rw:+ReadWritePaths=${rw# }}")
+    socket_changed=$(write_dropin contimg-api.socket "# written by ops/deploy.sh
 [Socket]
 ListenStream=
-ListenStream=$api_host:$api_port"
-    local api_extra=""
+ListenStream=$api_host:$api_port")
+    # Mode streaming: no dashboard (the package ships it; the API must not see it).
     $want_dashboard || api_extra="InaccessiblePaths=/usr/share/contimg/dashboard"
-    write_dropin contimg-api.service "# written by ops/deploy.sh (mode $mode)
+    api_changed=$(write_dropin contimg-api.service "# written by ops/deploy.sh (mode $mode)
 [Service]
-$api_extra"
+$api_extra")
     systemctl daemon-reload
     local changed; changed=$(write_config)
-    if [[ -n $dropin_changed ]]; then
+    systemctl enable contimg-api.socket contimg-api.service >/dev/null 2>&1
+    if [[ -n $socket_changed ]]; then
+        systemctl stop contimg-api.service
         systemctl restart contimg-api.socket
     fi
-    systemctl enable contimg-api.socket contimg-api.service >/dev/null 2>&1
-    systemctl restart contimg-api.service
+    if [[ -n $socket_changed || -n $api_changed ]]; then systemctl restart contimg-api.service
+    else systemctl start contimg-api.service; fi
     if $want_worker; then
         systemctl enable contimg-stream.service >/dev/null 2>&1
-        if [[ -n $changed || -n $dropin_changed ]]; then systemctl restart contimg-stream.service
+        if [[ -n $changed || -n $stream_changed ]]; then systemctl restart contimg-stream.service
         else systemctl start contimg-stream.service; fi
     else
         systemctl disable contimg-stream.service >/dev/null 2>&1 || true
