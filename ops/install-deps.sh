@@ -10,6 +10,7 @@ apt_packages=(
   chromium                           # dashboard end-to-end tests
   wrk hyperfine                      # benchmarks
   lintian dpkg-dev                   # .deb checks
+  help2man shellcheck polkitd        # .deb man pages, script lint, polkit rule tests
 )
 
 if [[ $(id -u) -eq 0 ]]; then
@@ -23,6 +24,11 @@ if [[ $(id -u) -eq 0 ]]; then
     "systemd-container=${systemd_version}"
 else
   echo "not root: skipping apt packages (${apt_packages[*]})" >&2
+fi
+
+# cargo-deb builds the .deb (packaging/build-deb.sh); ~90 s from crates.io.
+if command -v cargo >/dev/null && ! command -v cargo-deb >/dev/null; then
+  cargo install --locked cargo-deb
 fi
 
 python3 -m pip install -q --disable-pip-version-check 'pyuvdata>=3.1' h5py numpy

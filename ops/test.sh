@@ -5,7 +5,7 @@
 #
 #   ./ops/test.sh              # everything
 #   ./ops/test.sh --install    # install system/Python packages first (CI does this)
-#   CONTIMG_TEST_STAGES="rust" ./ops/test.sh   # only some stages: lint rust frontend e2e
+#   CONTIMG_TEST_STAGES="rust" ./ops/test.sh   # only some stages: lint rust frontend e2e pkg
 #
 # Integration tests need root (cgroups, mount namespaces) as on the CI machine.
 set -uo pipefail
@@ -20,7 +20,7 @@ for arg in "$@"; do
     *) echo "usage: $0 [--install]" >&2; exit 2 ;;
   esac
 done
-stages=${CONTIMG_TEST_STAGES:-"lint rust frontend e2e"}
+stages=${CONTIMG_TEST_STAGES:-"lint rust frontend e2e pkg"}
 
 log_dir=${CONTIMG_TEST_LOGS:-$root/target/test-logs}
 mkdir -p "$log_dir"
@@ -94,6 +94,14 @@ if [[ " $stages " == *" e2e "* ]]; then
     echo "e2e: ops/testenv/e2e.sh is missing" >&2
     failed_stages+=("e2e-missing")
   fi
+fi
+
+if [[ " $stages " == *" pkg "* ]]; then
+  stage "packaging: .deb in a booted systemd (nspawn), deploy.sh (process, user manager, system)"
+  ops/testenv/pkg-test.sh 2>&1 | tee "$log_dir/pkg.log"
+  rc=${PIPESTATUS[0]}
+  passed=$((passed + $(grep -c '^ok ' "$log_dir/pkg.log"))); failed=$((failed + $(grep -c '^not ok ' "$log_dir/pkg.log")))
+  [[ $rc -eq 0 ]] || failed_stages+=("pkg")
 fi
 
 echo
