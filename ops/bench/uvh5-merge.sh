@@ -73,10 +73,16 @@ for line in open(results):
 med = {k: statistics.median(s for s, _ in v) for k, v in rows.items()}
 rss = {k: max(r for _, r in v) / 1024 for k, v in rows.items()}
 print()
-print(f"| {'step':<10} | median s (of {runs}) | MB/s in | peak RSS MiB |")
-print("|------------|------------------|---------|--------------|")
+print(f"| {'step':<10} | median s (of {runs}) | min-max s   | MB/s in | peak RSS MiB |")
+print("|------------|------------------|-------------|---------|--------------|")
 for k in ["cat-nosync", "cat", "contimg", "pyuvdata"]:
-    print(f"| {k:<10} | {med[k]:16.2f} | {nbytes / med[k] / 1e6:7.0f} | {rss[k]:12.0f} |")
+    lo, hi = min(s for s, _ in rows[k]), max(s for s, _ in rows[k])
+    print(
+        f"| {k:<10} | {med[k]:16.2f} | {lo:5.2f}-{hi:5.2f} | {nbytes / med[k] / 1e6:7.0f} "
+        f"| {rss[k]:12.0f} |"
+    )
+print()
+print("per run (s):", {k: [s for s, _ in v] for k, v in rows.items()})
 print()
 print(f"input {nbytes / 1e6:.0f} MB in 16 files, merged file {merged_bytes / 1e6:.0f} MB")
 print(f"merge throughput / cat+fsync throughput = {med['cat'] / med['contimg']:.2f} (target >= 0.7)")
