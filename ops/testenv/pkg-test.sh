@@ -22,7 +22,7 @@
 #
 # Prints `ok N - …` / `not ok N - …` lines and a summary; exits 1 on any failure.
 # Cleans up everything it started (containers, user manager, processes by PID file,
-# temp dirs) also on failure or Ctrl-C. Needs root (nspawn, cgroups). Takes ~3 min
+# temp dirs) also on failure or Ctrl-C. Needs root (nspawn, cgroups). Takes ~1 min
 # with built binaries (+ the release build and cargo-deb install on a cold machine).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
