@@ -30,7 +30,16 @@ fn percentile(samples: &mut [f64], p: f64) -> f64 {
 }
 
 fn fill(conn: &Connection, groups: usize, now: f64) {
-    let states = ["completed", "completed", "completed", "completed", "failed", "pending", "collecting", "in_progress"];
+    let states = [
+        "completed",
+        "completed",
+        "completed",
+        "completed",
+        "failed",
+        "pending",
+        "collecting",
+        "in_progress",
+    ];
     let mut insert = conn
         .prepare(
             "INSERT INTO ingest_queue(group_id, state, received_at, last_update, expected_subbands, retry_count)
@@ -40,9 +49,18 @@ fn fill(conn: &Connection, groups: usize, now: f64) {
     for i in 0..groups {
         let ts = T0 - 309.0 * (groups - i) as f64;
         // The newest ~12 groups completed within the last hour.
-        let last_update = if i + 12 >= groups { now - 60.0 } else { ts + 300.0 };
+        let last_update = if i + 12 >= groups {
+            now - 60.0
+        } else {
+            ts + 300.0
+        };
         insert
-            .execute(params![contimg::queue::group_id_for(ts) + &format!("-{i}"), states[i % states.len()], ts, last_update])
+            .execute(params![
+                contimg::queue::group_id_for(ts) + &format!("-{i}"),
+                states[i % states.len()],
+                ts,
+                last_update
+            ])
             .unwrap();
     }
 }
@@ -103,8 +121,11 @@ fn bench_stats(dir: &Path) {
         .collect();
     let ours_median = median(&mut ours_ms);
     let original_median = median(&mut original_ms);
-    println!("queue stats, {GROUPS} groups: contimg median {ours_median:.3} ms (p99 {:.3} ms); original query median {original_median:.1} ms; speed-up {:.0}x",
-        percentile(&mut ours_ms, 0.99), original_median / ours_median);
+    println!(
+        "queue stats, {GROUPS} groups: contimg median {ours_median:.3} ms (p99 {:.3} ms); original query median {original_median:.1} ms; speed-up {:.0}x",
+        percentile(&mut ours_ms, 0.99),
+        original_median / ours_median
+    );
 }
 
 fn write_config(state: &Path, input: &Path, output: &Path, extra: &str) {
@@ -136,7 +157,9 @@ fn bench_bootstrap(dir: &Path) {
     write_config(&state, &input, &output, "");
     let socket_path = dir.join("boot-notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
     let start = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_contimg-stream"))
         .arg("--state-dir")
@@ -154,12 +177,18 @@ fn bench_bootstrap(dir: &Path) {
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     let _ = child.wait();
     let reader = QueueReader::open(&state.join("ingest.sqlite3")).unwrap();
     let stats = reader.stats(unix_now()).unwrap();
     assert_eq!(stats.counts.values().sum::<u64>(), GROUPS as u64);
-    println!("bootstrap: {} files / {GROUPS} groups registered, READY after {elapsed:.2} s", GROUPS * 16);
+    println!(
+        "bootstrap: {} files / {GROUPS} groups registered, READY after {elapsed:.2} s",
+        GROUPS * 16
+    );
 }
 
 fn bench_latency(dir: &Path) {
@@ -173,7 +202,9 @@ fn bench_latency(dir: &Path) {
     write_config(&state, &input, &output, "");
     let socket_path = dir.join("lat-notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_contimg-stream"))
         .arg("--state-dir")
         .arg(&state)
@@ -190,7 +221,8 @@ fn bench_latency(dir: &Path) {
         }
     }
     let db = state.join("ingest.sqlite3");
-    let conn = Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let conn =
+        Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     let mut latencies = Vec::with_capacity(GROUPS);
     for g in 0..GROUPS {
         let ts = T0 + 309.0 * g as f64;
@@ -204,19 +236,29 @@ fn bench_latency(dir: &Path) {
                 let group_id = contimg::queue::group_id_for(ts);
                 loop {
                     let state: Option<String> = conn
-                        .query_row("SELECT state FROM ingest_queue WHERE group_id = ?1", [&group_id], |r| r.get(0))
+                        .query_row(
+                            "SELECT state FROM ingest_queue WHERE group_id = ?1",
+                            [&group_id],
+                            |r| r.get(0),
+                        )
                         .ok();
                     if matches!(state.as_deref(), Some("pending" | "in_progress")) {
                         break;
                     }
-                    assert!(start.elapsed() < Duration::from_secs(10), "group {group_id} never became pending");
+                    assert!(
+                        start.elapsed() < Duration::from_secs(10),
+                        "group {group_id} never became pending"
+                    );
                     std::thread::sleep(Duration::from_micros(200));
                 }
                 latencies.push(start.elapsed().as_secs_f64() * 1e3);
             }
         }
     }
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     let _ = child.wait();
     println!(
         "rename -> pending latency over {GROUPS} groups: median {:.2} ms, p99 {:.2} ms, max {:.2} ms",

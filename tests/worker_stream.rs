@@ -360,3 +360,32 @@ fn retry_requests_and_sighup_reload_apply_while_running() {
     );
     assert_eq!(worker.stop(), Some(0));
 }
+
+#[test]
+fn a_second_worker_on_the_same_queue_db_refuses_to_start() {
+    let env = WorkerEnv::new();
+    env.write_config("");
+    let first = env.spawn();
+    assert!(
+        wait_until(Duration::from_secs(10), || first.log().contains("ready")),
+        "{}",
+        first.log()
+    );
+    let second = std::process::Command::new(common::worker::stream_bin())
+        .arg("--state-dir")
+        .arg(&env.state_dir)
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains(&format!("PID {}", first.pid())), "{stderr}");
+    assert_eq!(first.stop(), Some(0));
+    // Once the first is gone, the lock is free again.
+    let third = env.spawn();
+    assert!(
+        wait_until(Duration::from_secs(10), || third.log().contains("ready")),
+        "{}",
+        third.log()
+    );
+    assert_eq!(third.stop(), Some(0));
+}

@@ -42,6 +42,8 @@ pub enum WorkerError {
     Queue(#[from] QueueError),
     #[error("{0}")]
     Setup(String),
+    #[error("another contimg-stream (PID {pid}) is already using the queue DB {}", queue_db.display())]
+    AlreadyRunning { queue_db: PathBuf, pid: String },
 }
 
 impl WorkerError {
@@ -113,6 +115,10 @@ pub async fn run(args: StreamArgs, log: LogLevelHandle) -> Result<(), WorkerErro
         env!("CARGO_PKG_VERSION")
     );
     prepare_directories(&config)?;
+    // Held for the whole run: a second worker on the same queue DB (a mistyped
+    // unit name falling back to the process backend, a stray manual start) must
+    // refuse to run rather than convert groups twice.
+    let _instance_lock = lock_queue(&config.queue_db)?;
     let queue_path = config.queue_db.clone();
     let queue = tokio::task::spawn_blocking(move || Queue::open(&queue_path))
         .await
@@ -219,6 +225,45 @@ fn prepare_directories(config: &StreamingConfig) -> Result<(), WorkerError> {
             .map_err(|err| WorkerError::Setup(format!("cannot create {}: {err}", dir.display())))?;
     }
     Ok(())
+}
+
+/// Takes an exclusive `flock` on `<queue_db>.lock` and writes our PID into it.
+fn lock_queue(queue_db: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, WorkerError> {
+    use std::io::{Read, Seek, Write};
+    let mut lock_path = queue_db.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    if let Some(dir) = lock_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|err| WorkerError::Setup(format!("cannot create {}: {err}", dir.display())))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|err| WorkerError::Setup(format!("cannot open {}: {err}", lock_path.display())))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(mut lock) => {
+            let _ = lock.set_len(0);
+            let _ = lock.rewind();
+            let _ = writeln!(lock, "{}", std::process::id());
+            Ok(lock)
+        }
+        Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            Err(WorkerError::AlreadyRunning {
+                queue_db: queue_db.to_path_buf(),
+                pid: holder.trim().to_string(),
+            })
+        }
+        Err((_, errno)) => Err(WorkerError::Setup(format!(
+            "cannot lock {}: {errno}",
+            lock_path.display()
+        ))),
+    }
 }
 
 /// Where staged copies of a group's inputs live. Keyed by the queue DB so several
