@@ -22,6 +22,8 @@ const LONGITUDE_DEG: f64 = -118.283_405;
 const ALTITUDE_M: f64 = 1_188.0;
 /// The correlator's integration: 2^? samples; 24 of them make a ~309 s group.
 const INTEGRATION_TIME_S: f64 = 12.884_901_888;
+/// Integrations the correlator writes per group (~309 s).
+const CORRELATOR_INTEGRATIONS_PER_GROUP: f64 = 24.0;
 /// 768 channels of 244.140625 kHz over 1311.25–1498.75 MHz, 48 per subband.
 const CHANNEL_WIDTH_HZ: f64 = 244_140.625;
 const TOP_OF_BAND_HZ: f64 = 1_498.75e6;
@@ -203,7 +205,10 @@ pub fn run(args: &SimulateArgs) -> Result<SimulateReport, Uvh5Error> {
     let start = parse_start(args.start.as_deref())?;
     let started = Instant::now();
     let mut rng = SplitMix64::new(args.seed);
-    let group_seconds = args.profile.ntimes() as f64 * INTEGRATION_TIME_S;
+    // Every profile keeps the correlator's cadence (24 integrations per group), so
+    // groups stay further apart than the worker's grouping tolerance; the small
+    // profile just records fewer integrations of each.
+    let group_seconds = CORRELATOR_INTEGRATIONS_PER_GROUP * INTEGRATION_TIME_S;
     let mut report = SimulateReport {
         groups: Vec::new(),
         files_written: 0,

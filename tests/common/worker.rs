@@ -43,17 +43,26 @@ impl WorkerEnv {
         self.state_dir.join("ingest.sqlite3")
     }
 
-    /// Writes `streaming.toml`: fast test timings plus `extra` TOML lines.
+    /// Writes `streaming.toml`: fast test timings plus `extra` TOML lines (a key in
+    /// `extra` replaces the default for it).
     pub fn write_config(&self, extra: &str) {
-        let text = format!(
+        let defaults = format!(
             "input_dir = {:?}\noutput_dir = {:?}\nscratch_dir = {:?}\nqueue_db = {:?}\n\
              poll_interval = 0.5\nworker_poll_interval = 0.2\nmonitor_interval = 1.0\n\
-             validate_uvh5 = false\nlog_level = \"DEBUG\"\n{extra}\n",
+             validate_uvh5 = false\nlog_level = \"DEBUG\"\n",
             self.input_dir,
             self.output_dir,
             self.scratch_dir,
             self.queue_db()
         );
+        let overridden = |line: &str| {
+            let key = line.split('=').next().unwrap_or("").trim();
+            extra
+                .lines()
+                .any(|e| e.split('=').next().unwrap_or("").trim() == key)
+        };
+        let kept: Vec<&str> = defaults.lines().filter(|line| !overridden(line)).collect();
+        let text = format!("{}\n{extra}\n", kept.join("\n"));
         std::fs::write(self.state_dir.join("streaming.toml"), text).expect("write config");
     }
 
