@@ -5,17 +5,20 @@
 # worker (ops/testenv/user-manager.sh). Needs root, systemd, dbus, hyperfine and a
 # release build (`cargo build --release --bin contimgctl --bin contimg-stream`).
 #
-# Usage: ops/bench/ctl-status.sh [--runs N] [--export-markdown FILE]
+# Usage: ops/bench/ctl-status.sh [--runs N] [--export-markdown FILE] [--export-json FILE]
+# (the JSON export has the medians; the table shows means)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 RUNS=200
 EXPORT=""
+EXPORT_JSON=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) RUNS=$2; shift 2 ;;
         --export-markdown) EXPORT=$2; shift 2 ;;
-        *) echo "usage: $0 [--runs N] [--export-markdown FILE]" >&2; exit 2 ;;
+        --export-json) EXPORT_JSON=$2; shift 2 ;;
+        *) echo "usage: $0 [--runs N] [--export-markdown FILE] [--export-json FILE]" >&2; exit 2 ;;
     esac
 done
 PROFILE=${PROFILE:-release}
@@ -63,6 +66,7 @@ sleep 2
 export NO_COLOR=1 SYSTEMD_COLORS=0 SYSTEMD_PAGER=cat
 args=(--warmup 10 --runs "$RUNS" -N --style basic)
 [ -n "$EXPORT" ] && args+=(--export-markdown "$EXPORT")
+[ -n "$EXPORT_JSON" ] && args+=(--export-json "$EXPORT_JSON")
 hyperfine "${args[@]}" \
     -n "contimgctl status --json" "$CTL --user --state-dir $STATE status --json" \
     -n "systemctl --user show contimg-stream" "systemctl --user show contimg-stream" \

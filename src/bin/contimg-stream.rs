@@ -15,6 +15,15 @@ fn main() -> std::process::ExitCode {
                 }
             };
         }
+        Some(StreamCommand::Simulate { args_json }) => {
+            return match simulate(args_json) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("contimg-stream simulate: {err}");
+                    std::process::ExitCode::from(1)
+                }
+            };
+        }
         Some(StreamCommand::CheckConfig) => {
             return match args.load_config() {
                 Ok((config, source)) => {
@@ -52,4 +61,14 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(err.exit_code() as u8)
         }
     }
+}
+
+/// Runs the simulator for `contimgctl simulate` and prints its report as JSON.
+fn simulate(args_json: &str) -> Result<(), String> {
+    let args: contimg::uvh5::simulate::SimulateArgs =
+        serde_json::from_str(args_json).map_err(|err| format!("bad arguments: {err}"))?;
+    let report = contimg::uvh5::simulate::run(&args).map_err(|err| err.to_string())?;
+    let text = serde_json::to_string(&report).map_err(|err| err.to_string())?;
+    println!("{text}");
+    Ok(())
 }

@@ -61,7 +61,8 @@ pub struct Cli {
     /// process/docker: seconds between SIGTERM and SIGKILL on stop.
     #[arg(long, global = true, default_value_t = 30.0, value_name = "SECONDS")]
     pub stop_timeout: f64,
-    /// process backend: the worker binary (default: contimg-stream next to contimgctl).
+    /// The worker binary, for the process backend and `simulate` (default:
+    /// contimg-stream next to contimgctl).
     #[arg(long, global = true, value_name = "PATH")]
     pub worker_bin: Option<PathBuf>,
     /// A log file the worker writes, read by `logs` when the journal has nothing.

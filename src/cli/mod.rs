@@ -123,11 +123,7 @@ pub async fn run(cli: Cli) -> Result<i32, CliError> {
             Ok(exit_code::OK)
         }
         Command::Simulate(args) => {
-            let args = args.clone();
-            let report = tokio::task::spawn_blocking(move || crate::uvh5::simulate::run(&args))
-                .await
-                .map_err(|err| CliError::Failed(err.to_string()))?
-                .map_err(|err| CliError::Failed(err.to_string()))?;
+            let report = simulate(&cli, args).await?;
             if cli.json {
                 print_json(&report)?;
             } else {
@@ -150,6 +146,50 @@ pub async fn run(cli: Cli) -> Result<i32, CliError> {
         }) => queue_show(&cli, group),
         _ => run_with_backend(&cli).await,
     }
+}
+
+/// Runs the simulator in `contimg-stream` (next to this binary, or `--worker-bin`).
+/// Not in-process: the simulator writes HDF5, and linking libhdf5 (which pulls in
+/// curl, GnuTLS, Kerberos, LDAP, …) into `contimgctl` cost ~3.4 ms of dynamic
+/// loading on every invocation, most of `status`'s budget.
+async fn simulate(
+    cli: &Cli,
+    args: &crate::uvh5::simulate::SimulateArgs,
+) -> Result<crate::uvh5::simulate::SimulateReport, CliError> {
+    let worker = cli
+        .worker_bin
+        .clone()
+        .unwrap_or_else(crate::control::process::default_worker_bin);
+    let args_json = serde_json::to_string(args)
+        .map_err(|err| CliError::Failed(format!("cannot serialize: {err}")))?;
+    // stderr is inherited so the simulator's own messages reach the operator.
+    let output = tokio::process::Command::new(&worker)
+        .arg("simulate")
+        .arg("--args-json")
+        .arg(args_json)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await
+        .map_err(|err| {
+            CliError::Failed(format!(
+                "cannot run the simulator in {}: {err} (pass --worker-bin)",
+                worker.display()
+            ))
+        })?;
+    if !output.status.success() {
+        return Err(CliError::Failed(format!(
+            "simulate failed ({} exited with {})",
+            worker.display(),
+            output.status
+        )));
+    }
+    serde_json::from_slice(&output.stdout).map_err(|err| {
+        CliError::Failed(format!(
+            "unreadable report from {}: {err}",
+            worker.display()
+        ))
+    })
 }
 
 async fn connect(cli: &Cli) -> Result<Detected, CliError> {

@@ -3,9 +3,11 @@
 //!
 //! Jobs are awaited through `JobRemoved` (stream created before the job is queued,
 //! matched on the returned job path, since auto-restarts emit `JobRemoved` too);
-//! status comes from two `GetAll` calls (unit + service interface, uncached) plus the
-//! unit's cgroup files, which are the only CPU source on hybrid hosts where
-//! `CPUUsageNSec` is unset.
+//! status comes from the 13 properties it needs, read with pipelined `Get` calls on
+//! the unit's well-known object path (one round trip, no `LoadUnit`, and systemd
+//! does not compute the ~400 properties a `GetAll` would), plus the unit's cgroup
+//! files, which are the only CPU source on hybrid hosts where `CPUUsageNSec` is
+//! unset.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -44,6 +46,8 @@ pub struct SystemdBackend {
     connection: Connection,
     manager: ManagerProxy<'static>,
     unit: String,
+    /// [`unit_object_path`] of `unit`.
+    object_path: String,
     scope: ManagerScope,
     cgroups: CgroupRoot,
     cpu: CpuSampler,
@@ -115,9 +119,52 @@ fn job_result(text: &str) -> JobResult {
     }
 }
 
-/// Typed reads from a `GetAll` answer; absent or mistyped = `None` (properties
+/// Typed reads from property answers; absent or mistyped = `None` (properties
 /// newer than the host's systemd simply are not there).
-struct Properties(HashMap<String, OwnedVariant>);
+struct Properties(HashMap<&'static str, OwnedVariant>);
+
+/// The unit properties `status` reads (interface, name).
+const STATUS_PROPERTIES: &[(&str, &str)] = &[
+    (UNIT_INTERFACE, "LoadState"),
+    (UNIT_INTERFACE, "ActiveState"),
+    (UNIT_INTERFACE, "SubState"),
+    (SERVICE_INTERFACE, "MainPID"),
+    (SERVICE_INTERFACE, "ExecMainStartTimestamp"),
+    (SERVICE_INTERFACE, "ControlGroup"),
+    (SERVICE_INTERFACE, "CPUUsageNSec"),
+    (SERVICE_INTERFACE, "MemoryCurrent"),
+    (SERVICE_INTERFACE, "MemoryMax"),
+    (SERVICE_INTERFACE, "TasksCurrent"),
+    (SERVICE_INTERFACE, "Result"),
+    (SERVICE_INTERFACE, "StatusText"),
+    (SERVICE_INTERFACE, "NRestarts"),
+];
+
+/// The properties `limits` reads.
+const LIMIT_PROPERTIES: &[(&str, &str)] = &[
+    (SERVICE_INTERFACE, "MemoryMax"),
+    (SERVICE_INTERFACE, "CPUQuotaPerSecUSec"),
+];
+
+/// The manager's object path for a unit, as sd-bus encodes it
+/// (`bus_path_encode`): every byte that is not an ASCII letter or digit (and a
+/// leading digit) becomes `_xx`. systemd loads the unit on demand when this path is
+/// addressed, so `systemctl` never calls `LoadUnit` either; that saves a round trip.
+pub fn unit_object_path(unit: &str) -> String {
+    let mut path = String::from("/org/freedesktop/systemd1/unit/");
+    if unit.is_empty() {
+        path.push('_');
+        return path;
+    }
+    for (index, byte) in unit.bytes().enumerate() {
+        if byte.is_ascii_alphabetic() || (byte.is_ascii_digit() && index > 0) {
+            path.push(char::from(byte));
+        } else {
+            path.push_str(&format!("_{byte:02x}"));
+        }
+    }
+    path
+}
 
 impl Properties {
     fn u64(&self, name: &str) -> Option<u64> {
@@ -170,6 +217,7 @@ impl SystemdBackend {
         Ok(Self {
             connection,
             manager,
+            object_path: unit_object_path(&unit),
             unit,
             scope,
             cgroups: CgroupRoot::new(&options.cgroup_root),
@@ -205,40 +253,67 @@ impl SystemdBackend {
         map_dbus_error(err, &self.unit)
     }
 
-    /// The unit's `LoadState` (`loaded`, `not-found`, `masked`, …).
+    /// The unit's `LoadState` (`loaded`, `not-found`, `masked`, …): one `Get`.
     pub async fn load_state(&self) -> Result<String, ControlError> {
-        let path = self.unit_path().await?;
-        let unit = self.properties(&path, UNIT_INTERFACE).await?;
+        let unit = self
+            .get_properties(&[(UNIT_INTERFACE, "LoadState")])
+            .await?;
         Ok(unit.string("LoadState").unwrap_or_default())
     }
 
     async fn unit_path(&self) -> Result<OwnedObjectPath, ControlError> {
-        // LoadUnit, unlike GetUnit, also answers for a unit that is not loaded yet.
+        // LoadUnit, unlike GetUnit, also answers for a unit that is not loaded yet;
+        // `watch` uses it so the unit stays loaded while it is watched.
         self.manager
             .load_unit(self.unit.clone())
             .await
             .map_err(|err| self.map_err(err))
     }
 
-    async fn properties(
+    /// Reads the named properties of the unit with one `Properties.Get` each, all
+    /// sent before the first answer is awaited (so one round trip in total). A
+    /// property the host's systemd does not have is left out, not an error.
+    async fn get_properties(
         &self,
-        path: &OwnedObjectPath,
-        interface: &'static str,
+        names: &[(&'static str, &'static str)],
     ) -> Result<Properties, ControlError> {
-        let proxy = zbus::fdo::PropertiesProxy::builder(&self.connection)
-            .destination("org.freedesktop.systemd1")
-            .path(path.clone())
-            .cache_properties(CacheProperties::No)
-            .build()
-            .await
-            .map_err(|err| self.map_err(err))?;
-        let interface = zbus::names::InterfaceName::try_from(interface)
-            .map_err(|err| ControlError::Failed(err.to_string()))?;
-        let all = proxy
-            .get_all(interface)
-            .await
-            .map_err(|err| self.map_err(zbus::Error::FDO(Box::new(err))))?;
-        Ok(Properties(all))
+        let path = zbus::ObjectPath::try_from(self.object_path.as_str())
+            .map_err(|err| ControlError::Failed(format!("unit object path: {err}")))?;
+        let calls = names.iter().map(|(interface, name)| {
+            let path = path.clone();
+            async move {
+                let reply = self
+                    .connection
+                    .call_method(
+                        Some("org.freedesktop.systemd1"),
+                        path,
+                        Some("org.freedesktop.DBus.Properties"),
+                        "Get",
+                        &(*interface, *name),
+                    )
+                    .await;
+                (*name, reply)
+            }
+        });
+        let mut properties = HashMap::with_capacity(names.len());
+        for (name, reply) in futures_util::future::join_all(calls).await {
+            match reply {
+                Ok(message) => {
+                    let value: OwnedVariant = message
+                        .body()
+                        .deserialize()
+                        .map_err(|err| ControlError::Failed(format!("D-Bus {name}: {err}")))?;
+                    properties.insert(name, value);
+                }
+                Err(zbus::Error::MethodError(error, _, _))
+                    if error.as_str() == "org.freedesktop.DBus.Error.UnknownProperty" =>
+                {
+                    tracing::debug!(name, "the manager does not have this property");
+                }
+                Err(err) => return Err(self.map_err(err)),
+            }
+        }
+        Ok(Properties(properties))
     }
 
     /// Queues a job and waits for its `JobRemoved`.
@@ -350,13 +425,14 @@ impl Backend for SystemdBackend {
     }
 
     async fn status(&self) -> Result<ServiceStatus, ControlError> {
-        let path = self.unit_path().await?;
-        let unit = self.properties(&path, UNIT_INTERFACE).await?;
+        // Unit and service properties come from one batch: a unit that is not found
+        // still answers the service interface's (with defaults), and we check first.
+        let service = self.get_properties(STATUS_PROPERTIES).await?;
+        let unit = &service;
         let load_state = unit.string("LoadState").unwrap_or_default();
         if load_state == "not-found" {
             return Err(ControlError::UnknownUnit(self.unit.clone()));
         }
-        let service = self.properties(&path, SERVICE_INTERFACE).await?;
         let active_state = unit.string("ActiveState").unwrap_or_default();
         let sub_state = unit.string("SubState").unwrap_or_default();
         let running = matches!(active_state.as_str(), "active" | "reloading");
@@ -430,8 +506,7 @@ impl Backend for SystemdBackend {
     }
 
     async fn limits(&self) -> Result<ResourceLimits, ControlError> {
-        let path = self.unit_path().await?;
-        let service = self.properties(&path, SERVICE_INTERFACE).await?;
+        let service = self.get_properties(LIMIT_PROPERTIES).await?;
         Ok(ResourceLimits {
             memory_max_bytes: service.accounted("MemoryMax"),
             cpu_quota_percent: service
@@ -537,5 +612,27 @@ fn describe_result(result: &str) -> String {
         format!("last run failed: {result}")
     } else {
         format!("last run failed ({result}): {why}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_object_paths_are_escaped_like_sd_bus() {
+        assert_eq!(
+            unit_object_path("contimg-stream.service"),
+            "/org/freedesktop/systemd1/unit/contimg_2dstream_2eservice"
+        );
+        assert_eq!(
+            unit_object_path("contimg-stream@b_1.service"),
+            "/org/freedesktop/systemd1/unit/contimg_2dstream_40b_5f1_2eservice"
+        );
+        assert_eq!(
+            unit_object_path("0x.service"),
+            "/org/freedesktop/systemd1/unit/_30x_2eservice"
+        );
+        assert_eq!(unit_object_path(""), "/org/freedesktop/systemd1/unit/_");
     }
 }

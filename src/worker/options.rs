@@ -40,6 +40,14 @@ pub enum StreamCommand {
         #[arg(long, default_value = "builtin")]
         converter: String,
     },
+    /// Internal: `contimgctl simulate` (its arguments as JSON; prints the report as
+    /// JSON). The simulator writes HDF5, and only this binary links libhdf5:
+    /// loading it and its dependencies would cost `contimgctl` ~3 ms per run.
+    #[command(hide = true)]
+    Simulate {
+        #[arg(long, value_name = "JSON")]
+        args_json: String,
+    },
 }
 
 /// The original worker's flags. Each overrides the config file for this run only.
