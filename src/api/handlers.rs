@@ -28,9 +28,7 @@ use super::models::{
     LimitsView, LogLine, LogsResponse, MetricsResponse, RetryResponse, StatusResponse,
 };
 use crate::config::{StreamingConfig, ValidationErrors};
-use crate::control::{
-    Backend, BackendChoice, BackendKind, ControlOutcome, LogQuery, ResourceLimits,
-};
+use crate::control::{ControlOutcome, LogQuery, ResourceLimits};
 use crate::queue::{GroupFilter, GroupState, QueueReader, request_retry, unix_now};
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
@@ -133,7 +131,10 @@ async fn run_operation(state: &AppState, op: Operation) -> Result<ControlOutcome
     if op == Operation::Stop {
         state.set_should_run(false);
     }
-    let backend = operation_backend(state).await?;
+    // The daemon's one backend (and, under systemd, its one D-Bus connection, which
+    // the producer also watches): `Subscribe` happens once per connection since
+    // 84e2579, so jobs no longer need a fresh connection each.
+    let backend = &state.backend;
     let result = match op {
         Operation::Start => backend.start(timeout).await,
         Operation::Stop => backend.stop(timeout).await,
@@ -144,20 +145,6 @@ async fn run_operation(state: &AppState, op: Operation) -> Result<ControlOutcome
     }
     state.refresh.notify_one();
     Ok(result?)
-}
-
-/// The backend a start/stop/restart runs on. Under systemd each job runs on a
-/// fresh D-Bus connection: the systemd backend calls `Subscribe()` per job, and the
-/// manager answers `AlreadySubscribed` on a connection that already subscribed
-/// (the long-lived one the producer watches). Jobs are rare and serialized, so a
-/// connection each costs nothing that matters.
-async fn operation_backend(state: &AppState) -> Result<Arc<dyn Backend>, ApiError> {
-    if state.backend.kind() != BackendKind::Systemd {
-        return Ok(state.backend.clone());
-    }
-    let mut options = state.settings.control.clone();
-    options.backend = BackendChoice::Systemd;
-    Ok(crate::control::connect(&options).await?)
 }
 
 fn control_response(outcome: ControlOutcome, changed: Option<Vec<String>>) -> Response {

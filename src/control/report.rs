@@ -1,13 +1,16 @@
 //! The API-shaped JSON documents (`status`, `health`, `metrics`), assembled from a
 //! backend's [`ServiceStatus`], the queue DB and the config. `contimgctl --json`
-//! and `contimg-api` both use these, so the field names cannot drift apart (they
+//! and `contimg-api` (which re-exports them from `api::models` and lists them in
+//! its OpenAPI) both use these types, so the field names cannot drift apart (they
 //! are the original pipeline's, see docs/api.md).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::{Backend, ControlError, ServiceStatus};
 use crate::config::{ConfigStore, StreamingConfig};
@@ -93,17 +96,38 @@ pub async fn gather(backend: &dyn Backend, store: &ConfigStore) -> Result<Snapsh
     })
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StatusReport {
+const BYTES_PER_MB: f64 = 1024.0 * 1024.0;
+
+/// ISO-8601 UTC (`2026-11-25T10:00:00Z`) for a Unix time in seconds.
+pub fn iso_from_unix(ts: f64) -> Option<String> {
+    if !ts.is_finite() {
+        return None;
+    }
+    let secs = ts.floor() as i64;
+    let nanos = ((ts - ts.floor()) * 1e9) as u32;
+    Utc.timestamp_opt(secs, nanos).single().map(iso)
+}
+
+pub fn iso(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// `GET /api/streaming/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StatusResponse {
     pub running: bool,
     pub pid: Option<u32>,
-    pub started_at: Option<DateTime<Utc>>,
+    pub started_at: Option<String>,
     pub uptime_seconds: Option<f64>,
     pub cpu_percent: Option<f64>,
     pub memory_mb: Option<f64>,
-    pub last_heartbeat: Option<DateTime<Utc>>,
-    pub config: Option<serde_json::Value>,
+    /// The worker's last heartbeat in the queue DB; `null` if it never ran.
+    pub last_heartbeat: Option<String>,
+    /// The streaming configuration (same shape as `GET /api/streaming/config`).
+    #[schema(value_type = Object)]
+    pub config: Option<Value>,
     pub error: Option<String>,
+    // Additions.
     pub backend: String,
     pub unit: String,
     pub active_state: String,
@@ -112,20 +136,103 @@ pub struct StatusReport {
     pub status_text: Option<String>,
     pub memory_limit_mb: Option<f64>,
     pub tasks: Option<u64>,
-    /// Not in the original API: the queue counts, so `contimgctl status --json`
-    /// needs no second call.
+    pub cpu_usage_seconds: Option<f64>,
+    pub memory_bytes: Option<u64>,
+    /// Queue counts per state: only `contimgctl status --json` fills this in (so it
+    /// needs no second call); the API leaves it out (see `GET metrics`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_stats: Option<BTreeMap<String, u64>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+impl StatusResponse {
+    /// Builds the status from what the backend said (or why it could not), the
+    /// current config and the worker's heartbeat.
+    pub fn assemble(
+        backend_name: &str,
+        unit: &str,
+        status: &Result<ServiceStatus, ControlError>,
+        config: Option<&StreamingConfig>,
+        heartbeat: Option<&Heartbeat>,
+    ) -> Self {
+        let config = config.map(|c| Value::Object(c.to_json()));
+        let last_heartbeat = heartbeat.and_then(|h| iso_from_unix(h.heartbeat_at));
+        match status {
+            Ok(s) => Self {
+                running: s.running,
+                pid: s.pid.filter(|_| s.running),
+                started_at: s.started_at.filter(|_| s.running).map(iso),
+                uptime_seconds: if s.running { s.uptime_seconds } else { None },
+                cpu_percent: s.resources.cpu_percent,
+                memory_mb: s.resources.memory_bytes.map(|b| b as f64 / BYTES_PER_MB),
+                last_heartbeat,
+                config,
+                error: s.error.clone(),
+                backend: s.backend.to_string(),
+                unit: s.unit.clone(),
+                active_state: s.active_state.clone(),
+                sub_state: s.sub_state.clone(),
+                restart_count: s.restart_count,
+                status_text: s.status_text.clone(),
+                memory_limit_mb: s
+                    .resources
+                    .memory_limit_bytes
+                    .map(|b| b as f64 / BYTES_PER_MB),
+                tasks: s.resources.tasks,
+                cpu_usage_seconds: s.resources.cpu_usage_seconds,
+                memory_bytes: s.resources.memory_bytes,
+                queue_stats: None,
+            },
+            Err(err) => Self {
+                running: false,
+                pid: None,
+                started_at: None,
+                uptime_seconds: None,
+                cpu_percent: None,
+                memory_mb: None,
+                last_heartbeat,
+                config,
+                error: Some(err.to_string()),
+                backend: backend_name.to_string(),
+                unit: unit.to_string(),
+                active_state: "unknown".to_string(),
+                sub_state: "unknown".to_string(),
+                restart_count: 0,
+                status_text: None,
+                memory_limit_mb: None,
+                tasks: None,
+                cpu_usage_seconds: None,
+                memory_bytes: None,
+                queue_stats: None,
+            },
+        }
+    }
+
+    /// The fields whose change is worth pushing immediately (not the ever-moving
+    /// uptime and CPU numbers).
+    pub fn same_state_as(&self, other: &Self) -> bool {
+        self.running == other.running
+            && self.pid == other.pid
+            && self.active_state == other.active_state
+            && self.sub_state == other.sub_state
+            && self.restart_count == other.restart_count
+            && self.status_text == other.status_text
+            && self.error == other.error
+            && self.config == other.config
+            && self.last_heartbeat.is_some() == other.last_heartbeat.is_some()
+    }
+}
+
+/// One named check of `GET /api/streaming/health`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HealthCheck {
     pub name: String,
     pub ok: bool,
     pub detail: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HealthReport {
+/// `GET /api/streaming/health`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HealthResponse {
     pub healthy: bool,
     pub running: bool,
     pub uptime_seconds: Option<f64>,
@@ -135,85 +242,113 @@ pub struct HealthReport {
     pub checks: Vec<HealthCheck>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MetricsReport {
+/// `GET /api/streaming/metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MetricsResponse {
     pub service_running: bool,
     pub uptime_seconds: Option<f64>,
     pub cpu_percent: Option<f64>,
     pub memory_mb: Option<f64>,
+    /// Count per state; every state is present.
     pub queue_stats: BTreeMap<String, u64>,
+    /// Groups completed in the last 3600 s.
     pub processing_rate_per_hour: f64,
     pub queue_error: Option<String>,
+    // Additions.
     pub rejected_files: u64,
     pub oldest_pending_age_seconds: Option<f64>,
-    pub last_completed_at: Option<DateTime<Utc>>,
+    pub last_completed_at: Option<String>,
     pub memory_limit_mb: Option<f64>,
     pub tasks: Option<u64>,
     pub restart_count: u32,
 }
 
-fn unix_to_datetime(seconds: f64) -> Option<DateTime<Utc>> {
-    DateTime::<Utc>::from_timestamp_millis((seconds * 1000.0).round() as i64)
+impl MetricsResponse {
+    pub fn assemble(
+        status: &StatusResponse,
+        stats: &Result<QueueStats, String>,
+        now_unix: f64,
+    ) -> Self {
+        let (queue_stats, rate, queue_error, rejected, oldest, last_completed) = match stats {
+            Ok(s) => (
+                s.counts.clone(),
+                s.processing_rate_per_hour,
+                None,
+                s.rejected_files,
+                s.oldest_pending_ts.map(|ts| (now_unix - ts).max(0.0)),
+                s.last_completed_at.and_then(iso_from_unix),
+            ),
+            Err(err) => (
+                crate::queue::GroupState::ALL
+                    .iter()
+                    .map(|state| (state.as_str().to_string(), 0))
+                    .collect(),
+                0.0,
+                Some(err.clone()),
+                0,
+                None,
+                None,
+            ),
+        };
+        Self {
+            service_running: status.running,
+            uptime_seconds: status.uptime_seconds,
+            cpu_percent: status.cpu_percent,
+            memory_mb: status.memory_mb,
+            queue_stats,
+            processing_rate_per_hour: rate,
+            queue_error,
+            rejected_files: rejected,
+            oldest_pending_age_seconds: oldest,
+            last_completed_at: last_completed,
+            memory_limit_mb: status.memory_limit_mb,
+            tasks: status.tasks,
+            restart_count: status.restart_count,
+        }
+    }
 }
 
 impl Snapshot {
-    pub fn status_report(&self) -> StatusReport {
-        let s = &self.status;
-        StatusReport {
-            running: s.running,
-            pid: s.pid,
-            started_at: s.started_at,
-            uptime_seconds: s.uptime_seconds.map(|u| (u * 10.0).round() / 10.0),
-            cpu_percent: s.resources.cpu_percent,
-            memory_mb: s.resources.memory_mb(),
-            last_heartbeat: self
-                .queue
-                .heartbeat
-                .as_ref()
-                .and_then(|h| unix_to_datetime(h.heartbeat_at)),
-            config: self
-                .config
-                .as_ref()
-                .map(|c| serde_json::Value::Object(c.to_json())),
-            error: s.error.clone().or_else(|| self.config_error.clone()),
-            backend: s.backend.to_string(),
-            unit: s.unit.clone(),
-            active_state: s.active_state.clone(),
-            sub_state: s.sub_state.clone(),
-            restart_count: s.restart_count,
-            status_text: s.status_text.clone(),
-            memory_limit_mb: s.resources.memory_limit_mb(),
-            tasks: s.resources.tasks,
-            queue_stats: self.queue.stats.as_ref().map(|q| q.counts.clone()),
-        }
+    /// The queue stats as `MetricsResponse::assemble` takes them.
+    fn queue_stats(&self) -> Result<QueueStats, String> {
+        self.queue.stats.clone().ok_or_else(|| {
+            self.queue
+                .error
+                .clone()
+                .unwrap_or_else(|| "queue not read".to_string())
+        })
     }
 
-    pub fn metrics_report(&self) -> MetricsReport {
-        let s = &self.status;
-        let stats = self.queue.stats.as_ref();
-        MetricsReport {
-            service_running: s.running,
-            uptime_seconds: s.uptime_seconds,
-            cpu_percent: s.resources.cpu_percent,
-            memory_mb: s.resources.memory_mb(),
-            queue_stats: stats.map(|q| q.counts.clone()).unwrap_or_default(),
-            processing_rate_per_hour: stats.map(|q| q.processing_rate_per_hour).unwrap_or(0.0),
-            queue_error: self.queue.error.clone(),
-            rejected_files: stats.map(|q| q.rejected_files).unwrap_or(0),
-            oldest_pending_age_seconds: stats
-                .and_then(|q| q.oldest_pending_ts)
-                .map(|ts| (self.taken_at - ts).max(0.0)),
-            last_completed_at: stats
-                .and_then(|q| q.last_completed_at)
-                .and_then(unix_to_datetime),
-            memory_limit_mb: s.resources.memory_limit_mb(),
-            tasks: s.resources.tasks,
-            restart_count: s.restart_count,
+    fn service_response(&self, config: Option<&StreamingConfig>) -> StatusResponse {
+        StatusResponse::assemble(
+            &self.status.backend.to_string(),
+            &self.status.unit,
+            &Ok(self.status.clone()),
+            config,
+            self.queue.heartbeat.as_ref(),
+        )
+    }
+
+    /// `GET status`'s document, plus the queue counts (`contimgctl status --json`).
+    pub fn status_report(&self) -> StatusResponse {
+        let mut report = self.service_response(self.config.as_ref());
+        if report.error.is_none() {
+            report.error = self.config_error.clone();
         }
+        report.queue_stats = self.queue.stats.as_ref().map(|q| q.counts.clone());
+        report
+    }
+
+    pub fn metrics_report(&self) -> MetricsResponse {
+        MetricsResponse::assemble(
+            &self.service_response(None),
+            &self.queue_stats(),
+            self.taken_at,
+        )
     }
 
     /// Healthy = running, queue DB readable, and a fresh heartbeat from this run.
-    pub fn health_report(&self) -> HealthReport {
+    pub fn health_report(&self) -> HealthResponse {
         let s = &self.status;
         let mut checks = vec![HealthCheck {
             name: "service_running".into(),
@@ -264,7 +399,7 @@ impl Snapshot {
             )
             .or_else(|| s.error.clone())
         };
-        HealthReport {
+        HealthResponse {
             healthy,
             running: s.running,
             uptime_seconds: s.uptime_seconds,
