@@ -31,6 +31,8 @@ const BOOTSTRAP_BATCH: usize = 2000;
 /// A file found by a directory scan must be this old before it is registered, in
 /// case it is still being written under its final name.
 const SCAN_QUIET_PERIOD: Duration = Duration::from_secs(1);
+/// How long a starting worker waits for a previous one to release the queue DB.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
 /// How often the status line and heartbeat are refreshed.
 const STATUS_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -244,25 +246,39 @@ fn lock_queue(queue_db: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, Worke
         .truncate(false)
         .open(&lock_path)
         .map_err(|err| WorkerError::Setup(format!("cannot open {}: {err}", lock_path.display())))?;
-    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-        Ok(mut lock) => {
-            let _ = lock.set_len(0);
-            let _ = lock.rewind();
-            let _ = writeln!(lock, "{}", std::process::id());
-            Ok(lock)
+    // A worker that was just killed can still hold the lock for a moment: its
+    // threads release the file table after the main thread already shows as a
+    // zombie. Wait a little before calling the queue busy.
+    let deadline = Instant::now() + LOCK_WAIT;
+    let mut file = file;
+    loop {
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(mut lock) => {
+                let _ = lock.set_len(0);
+                let _ = lock.rewind();
+                let _ = writeln!(lock, "{}", std::process::id());
+                return Ok(lock);
+            }
+            Err((mut busy, nix::errno::Errno::EWOULDBLOCK)) => {
+                if Instant::now() >= deadline {
+                    let mut holder = String::new();
+                    let _ = busy.rewind();
+                    let _ = busy.read_to_string(&mut holder);
+                    return Err(WorkerError::AlreadyRunning {
+                        queue_db: queue_db.to_path_buf(),
+                        pid: holder.trim().to_string(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                file = busy;
+            }
+            Err((_, errno)) => {
+                return Err(WorkerError::Setup(format!(
+                    "cannot lock {}: {errno}",
+                    lock_path.display()
+                )));
+            }
         }
-        Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            Err(WorkerError::AlreadyRunning {
-                queue_db: queue_db.to_path_buf(),
-                pid: holder.trim().to_string(),
-            })
-        }
-        Err((_, errno)) => Err(WorkerError::Setup(format!(
-            "cannot lock {}: {errno}",
-            lock_path.display()
-        ))),
     }
 }
 
