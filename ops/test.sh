@@ -75,8 +75,10 @@ if [[ " $stages " == *" frontend "* ]]; then
       npm run build
   )
   rc=$?
-  v_pass=$(grep -oE 'Tests +[0-9]+ passed' "$log_dir/vitest.log" 2>/dev/null | grep -oE '[0-9]+' | head -1)
-  v_fail=$(grep -oE 'Tests +.*[0-9]+ failed' "$log_dir/vitest.log" 2>/dev/null | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' | head -1)
+  # vitest colours its summary even into a pipe; strip the escapes before counting.
+  summary=$(sed 's/\x1b\[[0-9;]*m//g' "$log_dir/vitest.log" 2>/dev/null | grep -E '^ *Tests +' | tail -1)
+  v_pass=$(grep -oE '[0-9]+ passed' <<<"$summary" | grep -oE '[0-9]+')
+  v_fail=$(grep -oE '[0-9]+ failed' <<<"$summary" | grep -oE '[0-9]+')
   passed=$((passed + ${v_pass:-0})); failed=$((failed + ${v_fail:-0}))
   [[ $rc -eq 0 ]] || failed_stages+=("frontend")
 fi
