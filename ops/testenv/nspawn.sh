@@ -25,6 +25,8 @@
 #   ops/testenv/nspawn.sh cleanup NAME            # poweroff if needed, then kill what
 #                                                 # is left, remove cgroups and the dir
 #   ops/testenv/nspawn.sh list                    # containers of this harness
+# Env for `boot`: NSPAWN_BIND_RO="PATH …" binds host paths read-only at the same path
+# inside (needed for anything under /tmp: nspawn gives the container its own /tmp).
 # `boot` prints:
 #   NSPAWN_NAME   the machine name (also the key for run/copy-in/cleanup)
 #   NSPAWN_DIR    the harness dir (/run/contimg-nspawn/NAME: pids, console log)
@@ -97,8 +99,11 @@ boot() {
         esac
     done < <(cgroup_mounts)
 
-    local kargs="" unit
+    local kargs="" unit binds="" path
     for unit in "${MASKS[@]}"; do kargs="$kargs systemd.mask=$unit"; done
+    # nspawn mounts a fresh tmpfs on the container's /tmp, hiding anything under the
+    # host's /tmp (a checkout there, say): bind such paths in explicitly, read-only.
+    for path in ${NSPAWN_BIND_RO:-}; do binds="$binds --bind-ro=$path"; done
     cat > "$dir/inner.sh" <<INNER
 #!/bin/sh
 set -e
@@ -109,7 +114,7 @@ mount -t tmpfs tmpfs /run/systemd
 # Non-recursive bind of /: nspawn refuses -D /; the overlay makes it throwaway.
 mount --bind / "$dir/root"
 exec systemd-nspawn --quiet --volatile=overlay -D "$dir/root" -M "$name" \
-    --register=no --keep-unit --private-network --console=read-only \
+    --register=no --keep-unit --private-network --console=read-only $binds \
     --boot -- $kargs
 INNER
     chmod 755 "$dir/inner.sh"

@@ -302,9 +302,11 @@ test_deploy_system() {
     section "deploy.sh, system backend (inside a booted systemd container)"
     build_deb || return 0
     C=contimg-dep-$$
-    boot "$C" || return 0
+    # The checkout (and its built artifacts) must be visible inside, even under /tmp.
+    export NSPAWN_BIND_RO=$repo
+    boot "$C" || { unset NSPAWN_BIND_RO; return 0; }
+    unset NSPAWN_BIND_RO
     in_c rm -f /usr/sbin/policy-rc.d
-    # The checkout is visible inside (overlay of the host root), built artifacts too.
     cat > "$tmp/system.env" <<'EOF'
 CONTIMG_INPUT_DIR=/data/incoming
 CONTIMG_OUTPUT_DIR=/data/ms
