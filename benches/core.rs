@@ -140,6 +140,40 @@ fn write_config(state: &Path, input: &Path, output: &Path, extra: &str) {
     .unwrap();
 }
 
+/// The real worker, started with a notify socket and returned once it sent
+/// `READY=1`; killed when dropped.
+struct ReadyWorker(std::process::Child);
+
+impl ReadyWorker {
+    fn start(state: &Path, socket_path: &Path, timeout: Duration) -> Self {
+        let socket = UnixDatagram::bind(socket_path).unwrap();
+        socket.set_read_timeout(Some(timeout)).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_contimg-stream"))
+            .arg("--state-dir")
+            .arg(state)
+            .env("NOTIFY_SOCKET", socket_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let worker = Self(child);
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = socket.recv(&mut buf).expect("READY=1 before the timeout");
+            if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
+                return worker;
+            }
+        }
+    }
+}
+
+impl Drop for ReadyWorker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn bench_bootstrap(dir: &Path) {
     const GROUPS: usize = 6_250;
     let state = dir.join("boot-state");
@@ -155,33 +189,14 @@ fn bench_bootstrap(dir: &Path) {
         }
     }
     write_config(&state, &input, &output, "");
-    let socket_path = dir.join("boot-notify.sock");
-    let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(120)))
-        .unwrap();
     let start = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_contimg-stream"))
-        .arg("--state-dir")
-        .arg(&state)
-        .env("NOTIFY_SOCKET", &socket_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = socket.recv(&mut buf).expect("READY within 120 s");
-        if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
-            break;
-        }
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGKILL,
+    let worker = ReadyWorker::start(
+        &state,
+        &dir.join("boot-notify.sock"),
+        Duration::from_secs(120),
     );
-    let _ = child.wait();
+    let elapsed = start.elapsed().as_secs_f64();
+    drop(worker);
     let reader = QueueReader::open(&state.join("ingest.sqlite3")).unwrap();
     let stats = reader.stats(unix_now()).unwrap();
     assert_eq!(stats.counts.values().sum::<u64>(), GROUPS as u64);
@@ -200,26 +215,11 @@ fn bench_latency(dir: &Path) {
         std::fs::create_dir_all(d).unwrap();
     }
     write_config(&state, &input, &output, "");
-    let socket_path = dir.join("lat-notify.sock");
-    let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_contimg-stream"))
-        .arg("--state-dir")
-        .arg(&state)
-        .env("NOTIFY_SOCKET", &socket_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = socket.recv(&mut buf).unwrap();
-        if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
-            break;
-        }
-    }
+    let worker = ReadyWorker::start(
+        &state,
+        &dir.join("lat-notify.sock"),
+        Duration::from_secs(30),
+    );
     let db = state.join("ingest.sqlite3");
     let conn =
         Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
@@ -255,11 +255,7 @@ fn bench_latency(dir: &Path) {
             }
         }
     }
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-    let _ = child.wait();
+    drop(worker);
     println!(
         "rename -> pending latency over {GROUPS} groups: median {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         median(&mut latencies.clone()),
