@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
+use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
@@ -43,7 +43,7 @@ impl Candidate {
 }
 
 /// Watches `dir` (not recursively) and sends every path that appears under a final
-/// name: created, closed after writing, or renamed into place. Keep the returned
+/// name: closed after writing, or renamed into place. Keep the returned
 /// watcher alive as long as events are wanted.
 pub fn watch_directory(
     dir: &Path,
@@ -51,10 +51,12 @@ pub fn watch_directory(
 ) -> Result<notify::RecommendedWatcher, WatchError> {
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
+        // Not plain creation: a file written in place under its final name is
+        // complete only at close; links and copies the events miss are found by
+        // the poll scan.
         let relevant = matches!(
             event.kind,
-            EventKind::Create(CreateKind::File | CreateKind::Any)
-                | EventKind::Access(AccessKind::Close(AccessMode::Write))
+            EventKind::Access(AccessKind::Close(AccessMode::Write))
                 | EventKind::Modify(ModifyKind::Name(
                     RenameMode::To | RenameMode::Both | RenameMode::Any
                 ))

@@ -315,9 +315,25 @@ impl Queue {
         &self.path
     }
 
-    /// Whether a path is already registered, rejected or recorded as a duplicate.
+    /// Whether a path is already registered or recorded as a duplicate.
     pub fn is_known_path(&self, path: &str) -> Result<bool, QueueError> {
         is_known_path(&self.conn, path)
+    }
+
+    /// Whether a path was rejected and has not changed since (same size and
+    /// mtime). A rejected file that is rewritten gets inspected again.
+    pub fn is_rejected_unchanged(
+        &self,
+        path: &str,
+        size_bytes: Option<u64>,
+        mtime: Option<f64>,
+    ) -> Result<bool, QueueError> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM rejected_files WHERE path = ?1
+                 AND size_bytes IS ?2 AND mtime IS ?3)",
+            params![path, size_bytes.map(|s| s as i64), mtime],
+            |row| row.get(0),
+        )?)
     }
 
     /// Registers one file (one transaction).
@@ -805,6 +821,8 @@ fn register_in_tx(
     if is_known_path(tx, &file.path)? {
         return Ok(Registration::AlreadyKnown);
     }
+    // A file rejected earlier and since rewritten correctly is no longer rejected.
+    tx.execute("DELETE FROM rejected_files WHERE path = ?1", [&file.path])?;
     let nearest: Option<(String, f64, String)> = tx
         .query_row(
             "SELECT group_id, group_ts, state FROM ingest_queue
@@ -930,7 +948,6 @@ fn is_incomplete_failure(conn: &Connection, group_id: &str) -> Result<bool, Queu
 fn is_known_path(conn: &Connection, path: &str) -> Result<bool, QueueError> {
     Ok(conn.query_row(
         "SELECT EXISTS(SELECT 1 FROM subband_files WHERE path = ?1)
-             OR EXISTS(SELECT 1 FROM rejected_files WHERE path = ?1)
              OR EXISTS(SELECT 1 FROM duplicate_files WHERE path = ?1)",
         [path],
         |row| row.get(0),

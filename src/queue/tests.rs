@@ -298,3 +298,29 @@ fn retry_requests_reject_path_tricks() {
     let path = request_retry(dir.path(), "2025-10-13T13:28:03").unwrap();
     assert!(path.exists());
 }
+
+#[test]
+fn a_rejected_file_that_is_rewritten_can_be_registered() {
+    let (_dir, mut q) = open();
+    let f = file(T0, 0);
+    q.reject_file(&f.path, "truncated", Some(5), Some(100.0), T0)
+        .unwrap();
+    assert!(
+        q.is_rejected_unchanged(&f.path, Some(5), Some(100.0))
+            .unwrap()
+    );
+    assert!(
+        !q.is_rejected_unchanged(&f.path, Some(10), Some(101.0))
+            .unwrap()
+    );
+    assert!(!q.is_known_path(&f.path).unwrap());
+    assert!(matches!(
+        q.register_file(&f, 1, TOL, T0).unwrap(),
+        Registration::Added { .. }
+    ));
+    assert!(
+        !q.is_rejected_unchanged(&f.path, Some(5), Some(100.0))
+            .unwrap()
+    );
+    assert_eq!(q.stats(T0).unwrap().rejected_files, 0);
+}

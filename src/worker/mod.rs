@@ -403,20 +403,24 @@ impl Worker {
                 };
                 let path_text = path.to_string_lossy().into_owned();
                 if q.is_known_path(&path_text)? {
-                    outcomes.push((path, None));
+                    outcomes.push(path);
+                    continue;
+                }
+                // Rejected files stay out of `seen`, so a rewritten one is looked at again.
+                let (size, mtime) = file_size_and_mtime(&path);
+                if q.is_rejected_unchanged(&path_text, size, mtime)? {
                     continue;
                 }
                 match inspect_file(&candidate, validate) {
                     Ok(Some(file)) => {
                         files.push(file);
-                        outcomes.push((path, None));
+                        outcomes.push(path);
                     }
                     // Vanished (renamed away or deleted) before we looked: not ours to judge.
                     Ok(None) => {}
-                    Err((reason, size)) => {
+                    Err(reason) => {
                         tracing::warn!(path = %path_text, "rejected: {reason}");
-                        q.reject_file(&path_text, &reason, size, None, now)?;
-                        outcomes.push((path, Some(reason)));
+                        q.reject_file(&path_text, &reason, size, mtime, now)?;
                     }
                 }
             }
@@ -425,9 +429,7 @@ impl Worker {
         })
         .await?;
         let (outcomes, files, registrations) = outcomes;
-        for (path, _) in outcomes {
-            self.seen.insert(path);
-        }
+        self.seen.extend(outcomes);
         for (file, registration) in files.iter().zip(registrations) {
             match registration {
                 Registration::Added {
@@ -716,33 +718,41 @@ impl Worker {
     }
 }
 
+/// Size and modification time (Unix seconds) of a file, when it can be read.
+fn file_size_and_mtime(path: &Path) -> (Option<u64>, Option<f64>) {
+    match std::fs::metadata(path) {
+        Ok(metadata) => (
+            Some(metadata.len()),
+            metadata
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs_f64()),
+        ),
+        Err(_) => (None, None),
+    }
+}
+
 /// Reads a candidate's size and, when asked, its UVH5 layout. `Ok(None)` when the
-/// file vanished; `Err((reason, size))` when it must be rejected.
-fn inspect_file(
-    candidate: &Candidate,
-    validate: bool,
-) -> Result<Option<NewFile>, (String, Option<u64>)> {
+/// file vanished; `Err(reason)` when it must be rejected.
+fn inspect_file(candidate: &Candidate, validate: bool) -> Result<Option<NewFile>, String> {
     let metadata = match std::fs::metadata(&candidate.path) {
         Ok(metadata) => metadata,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err((format!("cannot stat: {err}"), None)),
+        Err(err) => return Err(format!("cannot stat: {err}")),
     };
     if !metadata.is_file() {
-        return Err(("not a regular file".to_string(), None));
+        return Err("not a regular file".to_string());
     }
     let size = metadata.len();
     if size == 0 {
-        return Err(("empty file".to_string(), Some(0)));
+        return Err("empty file".to_string());
     }
-    let mtime = metadata
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_secs_f64());
+    let (_, mtime) = file_size_and_mtime(&candidate.path);
     let meta_json = if validate {
         match crate::uvh5::inspect(&candidate.path) {
             Ok(meta) => serde_json::to_string(&meta).ok(),
-            Err(err) => return Err((err.to_string(), Some(size))),
+            Err(err) => return Err(err.to_string()),
         }
     } else {
         None
