@@ -3,10 +3,13 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::api::{ApiDaemon, DaemonOptions, SseClient, TOKEN, worker_pids};
+use common::api::{
+    ApiDaemon, DaemonOptions, SseClient, TOKEN, kill_worker_repeatedly, wait_for_raised_alert,
+    wait_status, webhook_receiver, worker_pids,
+};
 use serde_json::{Value, json};
 
 const SEED_STATUS_FIELDS: [&str; 9] = [
@@ -20,26 +23,6 @@ const SEED_STATUS_FIELDS: [&str; 9] = [
     "config",
     "error",
 ];
-
-async fn wait_for(
-    daemon: &ApiDaemon,
-    timeout: Duration,
-    mut condition: impl FnMut(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let status = daemon.get_json("/api/streaming/status").await;
-        if condition(&status) {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out; last status {status}\n{}",
-            daemon.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test]
 async fn seed_endpoints_start_with_empty_body_restart_stop() {
@@ -97,7 +80,7 @@ async fn seed_endpoints_start_with_empty_body_restart_stop() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["success"], true, "{body}");
     let pid = body["pid"].as_u64().expect("pid");
-    let status = wait_for(&daemon, Duration::from_secs(10), |s| {
+    let status = wait_status(&daemon, Duration::from_secs(10), |s| {
         s["running"] == true && s["last_heartbeat"].is_string()
     })
     .await;
@@ -143,7 +126,7 @@ async fn seed_endpoints_start_with_empty_body_restart_stop() {
 
     let resp = daemon.post("/api/streaming/stop", None).await;
     assert_eq!(resp.status(), 200);
-    wait_for(&daemon, Duration::from_secs(5), |s| s["running"] == false).await;
+    wait_status(&daemon, Duration::from_secs(5), |s| s["running"] == false).await;
     assert!(worker_pids(&daemon.env.state_dir).is_empty());
 }
 
@@ -350,7 +333,7 @@ async fn sse_client_sees_an_external_kill_within_one_second() {
         daemon.post("/api/streaming/start", None).await.status(),
         200
     );
-    let status = wait_for(&daemon, Duration::from_secs(10), |s| s["running"] == true).await;
+    let status = wait_status(&daemon, Duration::from_secs(10), |s| s["running"] == true).await;
     let pid = status["pid"].as_u64().unwrap() as i32;
     let mut sse = SseClient::connect(&daemon, "/api/streaming/events").await;
     let (kind, first) = sse
@@ -417,26 +400,6 @@ async fn fifty_parallel_control_requests_end_consistent() {
     assert!(worker_pids(&daemon.env.state_dir).is_empty());
 }
 
-/// A loopback webhook receiver collecting POSTed JSON bodies.
-async fn webhook_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let sink = received.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-            let sink = sink.clone();
-            async move {
-                sink.lock().unwrap().push(body);
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, received)
-}
-
 #[tokio::test]
 async fn webhook_receives_restart_loop_alert_when_worker_is_killed_repeatedly() {
     let (url, received) = webhook_receiver().await;
@@ -450,35 +413,8 @@ async fn webhook_receives_restart_loop_alert_when_worker_is_killed_repeatedly() 
         daemon.post("/api/streaming/start", None).await.status(),
         200
     );
-    let mut last_pid = 0;
-    for _ in 0..2 {
-        let status = wait_for(&daemon, Duration::from_secs(15), |s| {
-            s["running"] == true && s["pid"].as_u64() != Some(last_pid)
-        })
-        .await;
-        last_pid = status["pid"].as_u64().unwrap();
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(last_pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .unwrap();
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let got = received.lock().unwrap().clone();
-        if got
-            .iter()
-            .any(|a| a["rule"] == "restart_loop" && a["event"] == "raised")
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no restart_loop webhook; got {got:?}\n{}",
-            daemon.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    kill_worker_repeatedly(&daemon, 2).await;
+    wait_for_raised_alert(&received, "restart_loop", &daemon, Duration::from_secs(20)).await;
     let alerts = daemon.get_json("/api/streaming/alerts").await;
     assert!(
         alerts["active"]

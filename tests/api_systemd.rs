@@ -4,34 +4,16 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::api::{ApiDaemon, DaemonOptions, SseClient};
+use common::api::{
+    ApiDaemon, DaemonOptions, SseClient, kill_worker_repeatedly, wait_for_raised_alert,
+    wait_status, webhook_receiver,
+};
 use common::systemd::UserManager;
-use serde_json::Value;
 
 const UNIT: &str = "contimg-stream.service";
-
-async fn wait_status(
-    daemon: &ApiDaemon,
-    timeout: Duration,
-    mut condition: impl FnMut(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let status = daemon.get_json("/api/streaming/status").await;
-        if condition(&status) {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out; last {status}\n{}",
-            daemon.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_sees_systemctl_user_stop_within_one_second() {
@@ -151,21 +133,7 @@ async fn endpoints_limits_and_fifty_parallel_operations_under_systemd() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_gets_restart_loop_when_systemd_restarts_a_killed_worker() {
-    let received = Arc::new(Mutex::new(Vec::<Value>::new()));
-    let sink = received.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-            let sink = sink.clone();
-            async move {
-                sink.lock().unwrap().push(body);
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (url, received) = webhook_receiver().await;
 
     let manager = UserManager::start();
     let daemon = ApiDaemon::start_systemd(
@@ -182,35 +150,8 @@ async fn webhook_gets_restart_loop_when_systemd_restarts_a_killed_worker() {
         daemon.post("/api/streaming/start", None).await.status(),
         200
     );
-    let mut last_pid = 0;
-    for _ in 0..2 {
-        let status = wait_status(&daemon, Duration::from_secs(15), |s| {
-            s["running"] == true && s["pid"].as_u64() != Some(last_pid)
-        })
-        .await;
-        last_pid = status["pid"].as_u64().unwrap();
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(last_pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .unwrap();
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let got = received.lock().unwrap().clone();
-        if got
-            .iter()
-            .any(|a| a["rule"] == "restart_loop" && a["event"] == "raised")
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no webhook; got {got:?}\n{}",
-            daemon.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    kill_worker_repeatedly(&daemon, 2).await;
+    wait_for_raised_alert(&received, "restart_loop", &daemon, Duration::from_secs(20)).await;
     let status = daemon.get_json("/api/streaming/status").await;
     assert!(status["restart_count"].as_u64().unwrap() >= 2, "{status}");
 }

@@ -329,3 +329,91 @@ impl ApiDaemon {
         Self::start_configured(env, &options, &args, &configure).await
     }
 }
+
+/// Polls `GET /api/streaming/status` until `condition` holds; fails the test with
+/// the last status and the daemon's log after `timeout`.
+pub async fn wait_status(
+    daemon: &ApiDaemon,
+    timeout: Duration,
+    mut condition: impl FnMut(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let status = daemon.get_json("/api/streaming/status").await;
+        if condition(&status) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out; last status {status}\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// JSON bodies a [`webhook_receiver`] has been sent.
+pub type Received = std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>;
+
+/// A loopback webhook receiver collecting POSTed JSON bodies; returns its URL.
+pub async fn webhook_receiver() -> (String, Received) {
+    let received: Received = Default::default();
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
+
+/// Waits for the running worker, SIGKILLs it, and repeats `times` times (each
+/// time waiting for a new PID: the supervisor or systemd restarted it).
+pub async fn kill_worker_repeatedly(daemon: &ApiDaemon, times: usize) {
+    let mut last_pid = 0;
+    for _ in 0..times {
+        let status = wait_status(daemon, Duration::from_secs(15), |s| {
+            s["running"] == true && s["pid"].as_u64() != Some(last_pid)
+        })
+        .await;
+        last_pid = status["pid"].as_u64().unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(last_pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+}
+
+/// Waits until the webhook received a `raised` event of `rule`.
+pub async fn wait_for_raised_alert(
+    received: &Received,
+    rule: &str,
+    daemon: &ApiDaemon,
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = received.lock().unwrap().clone();
+        if got
+            .iter()
+            .any(|a| a["rule"] == rule && a["event"] == "raised")
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {rule} webhook; got {got:?}\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
