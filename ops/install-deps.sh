@@ -31,4 +31,11 @@ if command -v cargo >/dev/null && ! command -v cargo-deb >/dev/null; then
   cargo install --locked cargo-deb
 fi
 
-python3 -m pip install -q --disable-pip-version-check 'pyuvdata>=3.1' h5py numpy
+# The tests run `python3` from PATH; install into that interpreter. Debian's own
+# python3 has no pip and refuses system-wide installs unless told otherwise.
+python_packages=('pyuvdata>=3.1' h5py numpy)
+if ! python3 -m pip --version >/dev/null 2>&1 && [[ $(id -u) -eq 0 ]]; then
+  apt-get install -y -qq --no-install-recommends python3-pip
+fi
+python3 -m pip install -q --disable-pip-version-check "${python_packages[@]}" ||
+  python3 -m pip install -q --disable-pip-version-check --break-system-packages "${python_packages[@]}"
