@@ -14,28 +14,8 @@ pub struct Dockerd {
 
 impl Dockerd {
     pub fn start() -> Self {
-        let output = Command::new("bash")
-            .arg(HARNESS)
-            .arg("start")
-            .output()
-            .expect("run ops/testenv/dockerd.sh");
-        assert!(
-            output.status.success(),
-            "dockerd.sh start failed (needs root and docker.io):\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let text = String::from_utf8_lossy(&output.stdout);
-        let var = |name: &str| -> String {
-            text.lines()
-                .find_map(|line| {
-                    Some(
-                        line.strip_prefix(&format!("export {name}="))?
-                            .trim_matches('\'')
-                            .to_string(),
-                    )
-                })
-                .unwrap_or_else(|| panic!("dockerd.sh printed no {name}:\n{text}"))
-        };
+        let harness = super::harness::HarnessOutput::start(HARNESS, "root and docker.io");
+        let var = |name: &str| harness.var(name);
         Self {
             dir: PathBuf::from(var("DOCKERTEST_DIR")),
             socket: PathBuf::from(var("DOCKERTEST_SOCKET")),

@@ -3,5 +3,6 @@
 
 pub mod api;
 pub mod docker;
+pub mod harness;
 pub mod systemd;
 pub mod worker;

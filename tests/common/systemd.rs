@@ -30,25 +30,8 @@ pub struct UserManager {
 impl UserManager {
     /// Starts a manager; panics (failing the test) if the harness cannot.
     pub fn start() -> Self {
-        let output = Command::new("bash")
-            .arg(HARNESS)
-            .arg("start")
-            .output()
-            .expect("run ops/testenv/user-manager.sh");
-        assert!(
-            output.status.success(),
-            "user-manager.sh start failed (needs root, systemd, dbus):\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let text = String::from_utf8_lossy(&output.stdout);
-        let var = |name: &str| -> String {
-            text.lines()
-                .find_map(|line| {
-                    let rest = line.strip_prefix(&format!("export {name}="))?;
-                    Some(rest.trim_matches('\'').to_string())
-                })
-                .unwrap_or_else(|| panic!("user-manager.sh printed no {name}:\n{text}"))
-        };
+        let harness = super::harness::HarnessOutput::start(HARNESS, "root, systemd, dbus");
+        let var = |name: &str| harness.var(name);
         Self {
             dir: PathBuf::from(var("SDTEST_DIR")),
             unit_dir: PathBuf::from(var("SDTEST_UNIT_DIR")),
