@@ -9,7 +9,7 @@ use rusqlite::{Connection, Transaction, params};
 use super::{QueueError, group_timestamp_from_id};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Brings `conn` up to [`SCHEMA_VERSION`], one transaction per migration.
 pub fn migrate(conn: &mut Connection) -> Result<(), QueueError> {
@@ -32,6 +32,13 @@ pub fn migrate(conn: &mut Connection) -> Result<(), QueueError> {
         tx.pragma_update(None, "user_version", 2)?;
         tx.commit()?;
         tracing::info!("queue DB migrated to schema version 2");
+    }
+    if version < 3 {
+        let tx = conn.transaction()?;
+        migrate_to_v3(&tx)?;
+        tx.pragma_update(None, "user_version", 3)?;
+        tx.commit()?;
+        tracing::info!("queue DB migrated to schema version 3");
     }
     Ok(())
 }
@@ -164,6 +171,39 @@ fn migrate_to_v2(tx: &Transaction<'_>) -> Result<(), QueueError> {
              started_at REAL NOT NULL,
              heartbeat_at REAL NOT NULL,
              version TEXT NOT NULL
+         );",
+    )?;
+    Ok(())
+}
+
+/// Hostile-input bookkeeping: files whose names are not the correlator's, subbands
+/// that arrive after their group completed, and the inspection journal (a file is
+/// recorded before libhdf5 opens it, so a file that kills the inspector is known
+/// at the next start and never inspected in-process again).
+fn migrate_to_v3(tx: &Transaction<'_>) -> Result<(), QueueError> {
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS unrecognised_files (
+             path TEXT PRIMARY KEY,
+             reason TEXT NOT NULL,
+             first_seen_at REAL NOT NULL,
+             last_seen_at REAL NOT NULL,
+             size_bytes INTEGER
+         );
+         CREATE INDEX IF NOT EXISTS idx_unrecognised_files_seen ON unrecognised_files(last_seen_at);
+         CREATE TABLE IF NOT EXISTS late_files (
+             path TEXT PRIMARY KEY,
+             group_id TEXT NOT NULL,
+             subband_idx INTEGER NOT NULL,
+             group_state TEXT NOT NULL,
+             seen_at REAL NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS idx_late_files_seen ON late_files(seen_at);
+         CREATE TABLE IF NOT EXISTS inspections (
+             path TEXT PRIMARY KEY,
+             size_bytes INTEGER,
+             mtime REAL,
+             started_at REAL NOT NULL,
+             worker_pid INTEGER NOT NULL
          );",
     )?;
     Ok(())
