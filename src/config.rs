@@ -171,6 +171,9 @@ impl StreamingConfig {
                 errors.push(key, "unknown field");
                 continue;
             }
+            if key == "converter" && !check_converter_keys(&mut errors, value) {
+                continue;
+            }
             // Deserialize with only this key changed, so a type error is attributed
             // to the field that caused it.
             let mut trial = base.clone();
@@ -302,15 +305,34 @@ impl StreamingConfig {
             );
         }
 
-        check_dir(&mut errors, "input_dir", &self.input_dir, false);
-        check_dir(&mut errors, "output_dir", &self.output_dir, true);
-        check_dir(&mut errors, "scratch_dir", &self.scratch_dir, true);
-        check_parent_dir(&mut errors, "queue_db", &self.queue_db);
-        check_parent_dir(&mut errors, "registry_db", &self.registry_db);
-        if self.stage_to_tmpfs {
-            check_dir(&mut errors, "tmpfs_path", &self.tmpfs_path, true);
-        } else if self.tmpfs_path.as_os_str().is_empty() {
-            errors.push("tmpfs_path", "must not be empty");
+        check_text(&mut errors, "log_level", &self.log_level);
+        // A path with a control character is refused before it is looked up, so
+        // validation never creates or probes such a name.
+        let clean_path = |errors: &mut ValidationErrors, field: &str, path: &Path| {
+            check_text(errors, field, &path.to_string_lossy())
+        };
+        if clean_path(&mut errors, "input_dir", &self.input_dir) {
+            check_dir(&mut errors, "input_dir", &self.input_dir, false);
+        }
+        if clean_path(&mut errors, "output_dir", &self.output_dir) {
+            check_dir(&mut errors, "output_dir", &self.output_dir, true);
+        }
+        if clean_path(&mut errors, "scratch_dir", &self.scratch_dir) {
+            check_dir(&mut errors, "scratch_dir", &self.scratch_dir, true);
+        }
+        if clean_path(&mut errors, "queue_db", &self.queue_db) {
+            check_database_file(&mut errors, "queue_db", &self.queue_db);
+            check_lock_file(&mut errors, "queue_db", &self.queue_db);
+        }
+        if clean_path(&mut errors, "registry_db", &self.registry_db) {
+            check_database_file(&mut errors, "registry_db", &self.registry_db);
+        }
+        if clean_path(&mut errors, "tmpfs_path", &self.tmpfs_path) {
+            if self.stage_to_tmpfs {
+                check_dir(&mut errors, "tmpfs_path", &self.tmpfs_path, true);
+            } else if self.tmpfs_path.as_os_str().is_empty() {
+                errors.push("tmpfs_path", "must not be empty");
+            }
         }
 
         if let ConverterConfig::Command { argv, env } = &self.converter {
@@ -318,6 +340,7 @@ impl StreamingConfig {
                 errors.push("converter.argv", "must name a program to run");
             }
             for arg in argv {
+                check_text(&mut errors, "converter.argv", arg);
                 for token in placeholders_in(arg) {
                     if !CONVERTER_PLACEHOLDERS.contains(&token.as_str()) {
                         errors.push(
@@ -330,10 +353,12 @@ impl StreamingConfig {
                     }
                 }
             }
-            for key in env.keys() {
+            for (key, value) in env {
                 if key.is_empty() || key.contains('=') {
                     errors.push("converter.env", &format!("invalid variable name {key:?}"));
                 }
+                check_text(&mut errors, "converter.env", key);
+                check_text(&mut errors, "converter.env", value);
             }
         }
 
@@ -766,26 +791,154 @@ fn check_dir(errors: &mut ValidationErrors, field: &str, dir: &Path, needs_write
     }
 }
 
-fn check_parent_dir(errors: &mut ValidationErrors, field: &str, file: &Path) {
+/// The first 16 bytes of every SQLite 3 database file.
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// Refuses NUL and every other control character (C0, DEL, C1) in `text`: they
+/// end C strings early, split log lines and argv, and hide what a name really is.
+/// Returns whether `text` is clean.
+fn check_text(errors: &mut ValidationErrors, field: &str, text: &str) -> bool {
+    match text.char_indices().find(|(_, c)| c.is_control()) {
+        Some((at, c)) => {
+            errors.push(
+                field,
+                &format!(
+                    "contains the control character U+{:04X} at byte {at}: {:?}",
+                    u32::from(c),
+                    text
+                ),
+            );
+            false
+        }
+        None => true,
+    }
+}
+
+/// Keys a `converter` table may have, by kind; anything else is reported as
+/// `converter.<key>`. Returns whether the table may go on to typed parsing.
+fn check_converter_keys(errors: &mut ValidationErrors, value: &Value) -> bool {
+    let Value::Object(table) = value else {
+        return true;
+    };
+    let allowed: &[&str] = match table.get("kind").and_then(Value::as_str) {
+        Some("command") => &["kind", "argv", "env"],
+        Some("builtin" | "manifest") => &["kind"],
+        // A missing or unknown kind is reported by the typed parse.
+        _ => return true,
+    };
+    let mut clean = true;
+    for key in table.keys().filter(|key| !allowed.contains(&key.as_str())) {
+        errors.push(
+            &format!("converter.{key}"),
+            &format!("unknown field; allowed here: {}", allowed.join(", ")),
+        );
+        clean = false;
+    }
+    clean
+}
+
+/// A database path must be an SQLite 3 file we can read and write, an empty
+/// file, or a name that can be created: anything else would only be found when
+/// the worker (or the API) opens it, after the config was saved.
+fn check_database_file(errors: &mut ValidationErrors, field: &str, file: &Path) {
     if file.as_os_str().is_empty() {
         errors.push(field, "must not be empty");
         return;
     }
-    if file.is_dir() {
-        errors.push(
-            field,
-            &format!(
-                "{} is a directory, expected a database file",
-                file.display()
-            ),
-        );
-        return;
+    match fs::metadata(file) {
+        Ok(meta) if meta.is_dir() => {
+            errors.push(
+                field,
+                &format!(
+                    "{} is a directory, expected a database file",
+                    file.display()
+                ),
+            );
+            return;
+        }
+        Ok(meta) if !meta.is_file() => {
+            errors.push(
+                field,
+                &format!(
+                    "{} is not a regular file (a FIFO, socket or device), expected a database file",
+                    file.display()
+                ),
+            );
+            return;
+        }
+        Ok(meta) => {
+            if let Some(problem) = sqlite_file_problem(file, meta.len()) {
+                errors.push(field, &format!("{}: {problem}", file.display()));
+                return;
+            }
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => {
+            errors.push(field, &format!("{}: {err}", file.display()));
+            return;
+        }
     }
     let parent = file
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| Path::new("."));
     check_dir(errors, field, parent, true);
+}
+
+/// Why an existing regular file cannot serve as an SQLite database, if it cannot.
+fn sqlite_file_problem(file: &Path, len: u64) -> Option<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let access = nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::W_OK;
+    if nix::unistd::access(file, access).is_err() {
+        return Some("not readable and writable".to_string());
+    }
+    if len == 0 {
+        return None;
+    }
+    // Non-blocking, in case the name was swapped for a FIFO since the stat.
+    let opened = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(file);
+    let mut header = [0u8; 16];
+    match opened.and_then(|mut f| f.read_exact(&mut header)) {
+        Ok(()) if &header == SQLITE_HEADER => None,
+        Ok(()) => Some("not an SQLite 3 database (wrong file header)".to_string()),
+        Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Some("not an SQLite 3 database (shorter than its header)".to_string())
+        }
+        Err(err) => Some(format!("cannot read its header: {err}")),
+    }
+}
+
+/// The worker locks `<queue_db>.lock`; it must be a regular file or creatable.
+fn check_lock_file(errors: &mut ValidationErrors, field: &str, queue_db: &Path) {
+    let mut lock = queue_db.as_os_str().to_owned();
+    lock.push(".lock");
+    let lock = PathBuf::from(lock);
+    match fs::metadata(&lock) {
+        Ok(meta) if !meta.is_file() => errors.push(
+            field,
+            &format!(
+                "its lock file {} exists and is not a regular file",
+                lock.display()
+            ),
+        ),
+        Ok(_) => {
+            let access = nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::W_OK;
+            if nix::unistd::access(&lock, access).is_err() {
+                errors.push(
+                    field,
+                    &format!(
+                        "its lock file {} is not readable and writable",
+                        lock.display()
+                    ),
+                );
+            }
+        }
+        Err(_) => {}
+    }
 }
 
 /// Why a missing directory could not be created by us, judged from its nearest

@@ -302,6 +302,13 @@ pub async fn post_config(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    // A config change is an object; `null` is not "no change" here (it is for
+    // start/restart, whose body is optional).
+    if matches!(serde_json::from_slice::<Value>(&body), Ok(Value::Null)) {
+        return Err(ApiError::BadRequest(
+            "the body must be a JSON object of config fields, not null".to_string(),
+        ));
+    }
     let patch = parse_object(&body)?.unwrap_or_default();
     let _lock = state.control_lock.lock().await;
     let changed = apply_config_patch(&state, &headers, &patch)?;

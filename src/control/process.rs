@@ -169,8 +169,9 @@ impl ProcessBackend {
             .env_remove("WATCHDOG_PID")
             .env_remove("JOURNAL_STREAM");
         // SAFETY: setsid is async-signal-safe; it gives the worker its own session
-        // and process group, so signals to the group reach its converters too and a
-        // terminal hangup of the caller does not.
+        // and process group, so a terminal hangup of the caller does not reach it.
+        // Its converters run in process groups of their own, which the worker
+        // records under the state dir; see `stop`.
         unsafe {
             command.pre_exec(|| {
                 nix::unistd::setsid()
@@ -211,6 +212,26 @@ impl ProcessBackend {
                 return false;
             }
             tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// A worker that died or was killed with SIGKILL leaves its converters'
+    /// process groups behind (PR_SET_PDEATHSIG reaches only the converter
+    /// itself); once the worker is gone, kill them, so that stopped means
+    /// nothing of the worker writes any more.
+    async fn kill_converter_stragglers(&self) {
+        let state_dir = self.state_dir.clone();
+        let stragglers = tokio::task::spawn_blocking(move || {
+            crate::worker::convert::kill_stragglers(&state_dir)
+        })
+        .await
+        .unwrap_or_default();
+        for straggler in &stragglers {
+            tracing::warn!(
+                group_id = %straggler.record.group_id,
+                pids = ?straggler.pids,
+                "killed converter processes the stopped worker left running"
+            );
         }
     }
 
@@ -287,6 +308,7 @@ impl Backend for ProcessBackend {
             }
             Liveness::Died(record) => {
                 let _ = std::fs::remove_file(self.pid_file());
+                self.kill_converter_stragglers().await;
                 return Ok(outcome(
                     true,
                     JobResult::Done,
@@ -321,6 +343,7 @@ impl Backend for ProcessBackend {
             );
         }
         let _ = std::fs::remove_file(self.pid_file());
+        self.kill_converter_stragglers().await;
         Ok(outcome(true, JobResult::Done, message, None))
     }
 

@@ -121,6 +121,9 @@ pub async fn run(args: StreamArgs, log: LogLevelHandle) -> Result<(), WorkerErro
     // unit name falling back to the process backend, a stray manual start) must
     // refuse to run rather than convert groups twice.
     let _instance_lock = lock_queue(&config.queue_db)?;
+    // Before recovery removes what interrupted conversions wrote, nothing a
+    // killed previous run started may still be writing.
+    convert::take_over_conversion_records(&state_dir);
     let queue_path = config.queue_db.clone();
     let queue = tokio::task::spawn_blocking(move || Queue::open(&queue_path))
         .await

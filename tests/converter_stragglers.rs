@@ -1,0 +1,176 @@
+//! Issue 10, finding 8: a converter's grandchildren must not outlive a killed
+//! worker. `PR_SET_PDEATHSIG` reaches only the direct child; a background process
+//! it forked kept writing behind the restarted worker. The real worker binary, a
+//! real shell converter, `kill -9`.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::worker::{WorkerEnv, wait_until};
+use contimg::queue::GroupState;
+
+const T0: f64 = 1_760_362_083.0;
+
+/// Kills, on drop, every process left in the converter's process group whose
+/// command line names this test's temp dir, so a failing test leaves nothing.
+struct GroupReaper {
+    pgid_file: PathBuf,
+    needle: String,
+}
+
+impl GroupReaper {
+    fn members(&self) -> Vec<i32> {
+        let Some(pgid) = std::fs::read_to_string(&self.pgid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+        else {
+            return Vec::new();
+        };
+        let procfs = contimg::metrics::procfs::ProcFs::default();
+        procfs
+            .group_members(pgid)
+            .into_iter()
+            .filter(|stat| {
+                std::fs::read(format!("/proc/{}/cmdline", stat.pid))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&self.needle))
+            })
+            .map(|stat| stat.pid as i32)
+            .collect()
+    }
+}
+
+impl Drop for GroupReaper {
+    fn drop(&mut self) {
+        for pid in self.members() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+fn size_of(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// First run: records its process group, starts a background writer and hangs.
+/// Later runs (after recovery) succeed at once.
+fn converter_toml(root: &Path) -> (String, PathBuf, PathBuf) {
+    let growing = root.join("growing.out");
+    let pgid_file = root.join("converter.pgid");
+    let marker = root.join("first-run-done");
+    let script = format!(
+        "if [ -e '{marker}' ]; then exit 0; fi; touch '{marker}'; echo $$ > '{pgid}'; \
+         ( while true; do echo x >> '{growing}'; sleep 0.1; done ) & sleep 600",
+        marker = marker.display(),
+        pgid = pgid_file.display(),
+        growing = growing.display(),
+    );
+    let toml = format!(
+        "expected_subbands = 1\n[converter]\nkind = \"command\"\nargv = [\"sh\", \"-c\", {script:?}]\n"
+    );
+    (toml, growing, pgid_file)
+}
+
+#[test]
+fn a_grandchild_of_a_killed_worker_stops_writing_once_the_restarted_worker_recovered() {
+    let env = WorkerEnv::new();
+    let (toml, growing, pgid_file) = converter_toml(env.root.path());
+    env.write_config(&toml);
+    let _reaper = GroupReaper {
+        pgid_file: pgid_file.clone(),
+        needle: env.root.path().to_string_lossy().into_owned(),
+    };
+
+    let first = env.spawn();
+    env.drop_subband(T0, 0, b"x");
+    assert!(
+        wait_until(Duration::from_secs(20), || size_of(&growing) > 0),
+        "the converter's background writer never started:\n{}",
+        first.log()
+    );
+    first.kill9();
+
+    let second = env.spawn();
+    assert!(
+        wait_until(Duration::from_secs(20), || second.log().contains("ready")),
+        "restarted worker not ready:\n{}",
+        second.log()
+    );
+    // Recovery is done: nothing the previous run started may write any more.
+    let after_recovery = size_of(&growing);
+    std::thread::sleep(Duration::from_millis(2500));
+    let later = size_of(&growing);
+    assert_eq!(
+        later,
+        after_recovery,
+        "a process of the killed worker's converter kept writing {} bytes after recovery\n{}",
+        later - after_recovery,
+        second.log()
+    );
+    assert!(
+        second
+            .log()
+            .contains("killed converter processes left by the previous run"),
+        "{}",
+        second.log()
+    );
+    // The recovered group is converted again (the second run succeeds at once).
+    assert!(
+        wait_until(Duration::from_secs(20), || env.count(GroupState::Completed)
+            == 1),
+        "{}",
+        second.log()
+    );
+    assert!(second.stop().is_some());
+}
+
+#[test]
+fn a_reused_pid_in_the_record_is_never_killed() {
+    // A record naming a live process that is not the converter it recorded (its
+    // start time differs) must be left alone.
+    let env = WorkerEnv::new();
+    env.write_config("expected_subbands = 1\n");
+    let mut bystander = std::process::Command::new("sleep")
+        .arg("60")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pid = bystander.id();
+    let records = env.state_dir.join("run").join("converters");
+    std::fs::create_dir_all(&records).unwrap();
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    std::fs::write(
+        records.join(format!("{pid}.json")),
+        serde_json::json!({
+            "pgid": pid,
+            "start_ticks": 1,
+            "boot_id": boot_id.trim(),
+            "group_id": "2025-10-13T13:28:03",
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let worker = env.spawn();
+    assert!(
+        wait_until(Duration::from_secs(20), || worker.log().contains("ready")),
+        "{}",
+        worker.log()
+    );
+    assert!(
+        bystander.try_wait().unwrap().is_none(),
+        "the worker killed an unrelated process:\n{}",
+        worker.log()
+    );
+    assert!(
+        !records.join(format!("{pid}.json")).exists(),
+        "stale record kept"
+    );
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+    assert!(worker.stop().is_some());
+}
