@@ -15,6 +15,15 @@ fn main() -> std::process::ExitCode {
                 }
             };
         }
+        Some(StreamCommand::ValidateServer) => {
+            return match contimg::worker::validator::serve() {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("contimg-stream validate-server: {err}");
+                    std::process::ExitCode::from(1)
+                }
+            };
+        }
         Some(StreamCommand::Simulate { args_json }) => {
             return match simulate(args_json) {
                 Ok(()) => std::process::ExitCode::SUCCESS,

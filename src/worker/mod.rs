@@ -5,6 +5,7 @@
 pub mod builtin;
 pub mod convert;
 pub mod options;
+pub mod validator;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

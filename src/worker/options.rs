@@ -40,6 +40,10 @@ pub enum StreamCommand {
         #[arg(long, default_value = "builtin")]
         converter: String,
     },
+    /// Internal: a UVH5 validator of the worker's pool (one hex-encoded path per
+    /// stdin line, one answer per stdout line; see `worker::validator`).
+    #[command(hide = true)]
+    ValidateServer,
     /// Internal: `contimgctl simulate` (its arguments as JSON; prints the report as
     /// JSON). The simulator writes HDF5, and only this binary links libhdf5:
     /// loading it and its dependencies would cost `contimgctl` ~3 ms per run.

@@ -67,6 +67,11 @@ impl WorkerEnv {
     }
 
     pub fn spawn(&self) -> WorkerProcess {
+        self.spawn_with_env(&[])
+    }
+
+    /// [`Self::spawn`] with extra environment variables.
+    pub fn spawn_with_env(&self, env: &[(&str, &str)]) -> WorkerProcess {
         let log_path = self
             .root
             .path()
@@ -77,6 +82,7 @@ impl WorkerEnv {
             .arg(&self.state_dir)
             .env_remove("NOTIFY_SOCKET")
             .env_remove("JOURNAL_STREAM")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log"))
             .stderr(log)
