@@ -16,7 +16,7 @@ root="$(mktemp -d)"
 api_pid=""
 cleanup() {
   if [ -n "$api_pid" ]; then
-    curl -s -X POST -H "Authorization: Bearer bench" "http://127.0.0.1:$port/api/streaming/stop" >/dev/null || true
+    curl -s -X POST -H "Authorization: Bearer bench-token-0123456789" "http://127.0.0.1:$port/api/streaming/stop" >/dev/null || true
     kill "$api_pid" 2>/dev/null || true
     wait "$api_pid" 2>/dev/null || true
   fi
@@ -26,7 +26,7 @@ trap cleanup EXIT
 mkdir -p "$root/state" "$root/in" "$root/out" "$root/scratch"
 printf 'input_dir = "%s/in"\noutput_dir = "%s/out"\nscratch_dir = "%s/scratch"\nvalidate_uvh5 = false\n' \
   "$root" "$root" "$root" > "$root/state/streaming.toml"
-echo bench > "$root/state/api.token"
+(umask 077 && echo bench-token-0123456789 > "$root/state/api.token")  # the daemon refuses loose modes and short tokens
 ./target/release/contimg-api --state-dir "$root/state" --listen "127.0.0.1:$port" \
   --backend process --worker-bin ./target/release/contimg-stream --bench-routes \
   >"$root/api.log" 2>&1 &
@@ -35,7 +35,7 @@ for _ in $(seq 100); do
   curl -sf "http://127.0.0.1:$port/api/streaming/status" >/dev/null && break
   sleep 0.1
 done
-curl -sf -X POST -H "Authorization: Bearer bench" "http://127.0.0.1:$port/api/streaming/start" >/dev/null
+curl -sf -X POST -H "Authorization: Bearer bench-token-0123456789" "http://127.0.0.1:$port/api/streaming/start" >/dev/null
 sleep 2
 
 run() { # path -> "requests_per_sec p99_ms total_requests"

@@ -90,7 +90,7 @@ systemctl --user stop contimg-stream.service
   >"$work/simulate.log" 2>&1 &
 sim_pid=$!
 
-head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/token"
+(umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/token")
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$bin/contimg-api" --listen "127.0.0.1:$port" --state-dir "$state" --token-file "$work/token" \
   --backend systemd --user --dashboard-dir "$root/frontend/dist" >"$work/api.log" 2>&1 &

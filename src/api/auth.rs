@@ -19,27 +19,146 @@ pub struct AuthPolicy {
     pub read_requires_token: bool,
 }
 
-/// Reads the token file. `Err` says, for an operator, why mutations are refused.
-pub fn load_token(path: &Path) -> Result<String, String> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let token = text.trim().to_string();
-            if token.is_empty() {
-                Err(format!(
-                    "mutations are disabled: the token file {} is empty",
-                    path.display()
-                ))
-            } else {
-                Ok(token)
-            }
-        }
-        Err(err) => Err(format!(
-            "mutations are disabled: cannot read the token file {} ({err}); create it \
-             (e.g. `head -c 32 /dev/urandom | base64 > {}`) and retry",
-            path.display(),
-            path.display()
-        )),
+/// A token shorter than this (after trimming whitespace) is refused as guessable.
+pub const MIN_TOKEN_BYTES: usize = 16;
+/// A token file larger than this is not a token.
+const MAX_TOKEN_FILE_BYTES: u64 = 4096;
+
+/// Why the token file cannot be used. Every message says, for an operator, what is
+/// wrong and how to fix it; mutations are refused (403) until it is fixed.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error(
+        "mutations are disabled: cannot read the token file {path} ({source}); create it \
+         (e.g. `(umask 077; head -c 32 /dev/urandom | base64 > {path})`) and retry"
+    )]
+    Unreadable {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "mutations are disabled: the token file {path} is a symbolic link; point \
+         --token-file at the file itself"
+    )]
+    Symlink { path: String },
+    #[error("mutations are disabled: the token file {path} is {kind}, not a regular file")]
+    NotRegular { path: String, kind: &'static str },
+    #[error(
+        "mutations are disabled: the token file {path} is {what} (mode {mode:04o}); \
+         `chmod 0600 {path}` (or 0640 with a trusted group)"
+    )]
+    Permissions {
+        path: String,
+        what: &'static str,
+        mode: u32,
+    },
+    #[error("mutations are disabled: the token file {path} is larger than {max} bytes")]
+    TooLarge { path: String, max: u64 },
+    #[error(
+        "mutations are disabled: the token in {path} is {len} bytes; it must be at least \
+         {min} (e.g. `head -c 32 /dev/urandom | base64`)"
+    )]
+    TooShort {
+        path: String,
+        len: usize,
+        min: usize,
+    },
+    #[error("mutations are disabled: the token file {path} is not UTF-8")]
+    NotText { path: String },
+}
+
+fn file_kind(file_type: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else if file_type.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
     }
+}
+
+/// Reads the token file without ever blocking: it is opened non-blocking and
+/// without following a symlink, and read only once `fstat` says it is a regular
+/// file that no one but its owner (and group, for reading) can touch.
+pub fn load_token(path: &Path) -> Result<String, TokenError> {
+    use std::io::Read;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let shown = path.display().to_string();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|source| {
+            if source.raw_os_error() == Some(libc::ELOOP) {
+                TokenError::Symlink {
+                    path: shown.clone(),
+                }
+            } else {
+                TokenError::Unreadable {
+                    path: shown.clone(),
+                    source,
+                }
+            }
+        })?;
+    let metadata = file.metadata().map_err(|source| TokenError::Unreadable {
+        path: shown.clone(),
+        source,
+    })?;
+    if !metadata.file_type().is_file() {
+        return Err(TokenError::NotRegular {
+            path: shown,
+            kind: file_kind(metadata.file_type()),
+        });
+    }
+    let mode = metadata.permissions().mode() & 0o7777;
+    let weakness = if mode & 0o002 != 0 {
+        Some("world-writable")
+    } else if mode & 0o020 != 0 {
+        Some("group-writable")
+    } else if mode & 0o004 != 0 {
+        Some("world-readable")
+    } else {
+        None
+    };
+    if let Some(what) = weakness {
+        return Err(TokenError::Permissions {
+            path: shown,
+            what,
+            mode,
+        });
+    }
+    if metadata.len() > MAX_TOKEN_FILE_BYTES {
+        return Err(TokenError::TooLarge {
+            path: shown,
+            max: MAX_TOKEN_FILE_BYTES,
+        });
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_TOKEN_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| TokenError::Unreadable {
+            path: shown.clone(),
+            source,
+        })?;
+    let text = String::from_utf8(bytes).map_err(|_| TokenError::NotText {
+        path: shown.clone(),
+    })?;
+    let token = text.trim();
+    if token.len() < MIN_TOKEN_BYTES {
+        return Err(TokenError::TooShort {
+            path: shown,
+            len: token.len(),
+            min: MIN_TOKEN_BYTES,
+        });
+    }
+    Ok(token.to_string())
 }
 
 /// Compares in time independent of where the first difference is, so the token
@@ -79,7 +198,7 @@ pub fn check(policy: &AuthPolicy, request: &Request) -> Result<(), ApiError> {
     }
     let expected = match load_token(&policy.token_file) {
         Ok(token) => token,
-        Err(why) => return Err(ApiError::Forbidden(why)),
+        Err(why) => return Err(ApiError::Forbidden(why.to_string())),
     };
     match bearer(request) {
         None => Err(ApiError::Unauthorized(

@@ -8,6 +8,7 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod connections;
 pub mod dashboard;
 pub mod error;
 pub mod events;
@@ -343,6 +344,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     app = dashboard::mount(app, state.settings.dashboard_dir.as_deref());
     app.layer(axum::middleware::map_response(error::jsonify_errors))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(tower_http::timeout::RequestBodyDeadlineLayer::new(
+            connections::REQUEST_BODY_DEADLINE,
+        ))
         .with_state(state)
 }
 
@@ -398,23 +402,21 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "listening");
     }
+    let max_connections = connections::connection_cap();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    let stopping = Arc::new(Notify::new());
-    let server = axum::serve(listener, app).with_graceful_shutdown({
-        let stopping = stopping.clone();
-        async move {
-            shutdown_signal().await;
-            stopping.notify_one();
-        }
-    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = connections::serve(listener, app, max_connections, stop_rx);
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => return result.map_err(DaemonError::Serve),
+        _ = shutdown_signal() => {}
+    }
+    let _ = stop_tx.send(true);
     // Open SSE streams never end by themselves: give in-flight requests a moment,
     // then stop regardless.
-    tokio::select! {
-        result = server => result.map_err(DaemonError::Serve),
-        _ = async {
-            stopping.notified().await;
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        } => Ok(()),
+    match tokio::time::timeout(Duration::from_secs(2), server).await {
+        Ok(result) => result.map_err(DaemonError::Serve),
+        Err(_) => Ok(()),
     }
 }
 

@@ -1,13 +1,30 @@
-//! Finding new subband files: inotify through `notify`, plus a directory scan used
-//! at start-up and as a polling safety net.
+//! Finding new subband files: inotify through `notify`, a directory scan used at
+//! start-up and as a polling safety net, and the admission check every path
+//! passes before it is registered.
+//!
+//! Admission trusts nothing about an entry but what the kernel says about it
+//! relative to `input_dir`'s own file descriptor: the entry must be a regular
+//! file directly inside the directory (`fstatat` without following symlinks,
+//! then `openat` with `O_NOFOLLOW | O_NONBLOCK` and `fstat` on the open file, so
+//! a FIFO is never waited on and a symlink swapped in between is refused).
+//! Symlinks are refused whatever they point at: the correlator writes regular
+//! files and renames them into place, so a link is never its work. Hard links
+//! are accepted: the inode does live in `input_dir`.
 
+use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{FileStat, Mode, SFlag};
 use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use super::names::{SubbandName, parse_subband_name};
+use super::names::{
+    NameRules, NameVerdict, SubbandName, classify_file_name, is_temporary_name, parse_subband_name,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
@@ -21,24 +38,206 @@ pub enum WatchError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot open input directory {path}: {source}")]
+    OpenDir { path: PathBuf, source: Errno },
 }
 
-/// A candidate subband file under its final name.
+/// What identifies one version of a file: a replaced or rewritten file differs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub ino: u64,
+    pub mode: u32,
+    pub size: u64,
+    /// Unix seconds.
+    pub mtime: f64,
+}
+
+impl FileIdentity {
+    fn of(stat: &FileStat) -> Self {
+        Self {
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+            mode: stat.st_mode,
+            size: u64::try_from(stat.st_size).unwrap_or(0),
+            mtime: stat.st_mtime as f64 + stat.st_mtime_nsec as f64 / 1e9,
+        }
+    }
+}
+
+/// A regular file directly inside `input_dir` under a valid subband name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
     pub path: PathBuf,
     pub name: SubbandName,
+    /// The file as admitted (from `fstat` on the opened file).
+    pub identity: FileIdentity,
 }
 
-impl Candidate {
-    /// A candidate if `path`'s file name is a final subband name.
-    pub fn from_path(path: &Path) -> Option<Self> {
-        let file_name = path.file_name()?.to_str()?;
-        let name = parse_subband_name(file_name)?;
-        Some(Self {
+/// A directory entry that will not be registered, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub path: PathBuf,
+    pub reason: String,
+    pub size_bytes: Option<u64>,
+    /// `None` when the entry could not be looked at (it is refused all the same).
+    pub identity: Option<FileIdentity>,
+}
+
+/// The verdict on one path reported by the watcher or a scan.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Admission {
+    Subband(Candidate),
+    /// A temp name: the correlator is still writing it.
+    Temporary,
+    /// Gone before it could be looked at (renamed away or deleted).
+    Vanished,
+    Refused(Refusal),
+}
+
+/// `input_dir`, held open so every check is relative to the directory itself.
+pub struct InputDir {
+    path: PathBuf,
+    fd: OwnedFd,
+}
+
+impl InputDir {
+    pub fn open(path: &Path) -> Result<Self, WatchError> {
+        let fd = nix::fcntl::open(
+            path,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|source| WatchError::OpenDir {
             path: path.to_path_buf(),
-            name,
+            source,
+        })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            fd,
         })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Decides whether `path` may be registered: its name, its place and its type.
+    pub fn admit(&self, path: &Path, rules: &NameRules) -> Admission {
+        let refuse = |reason: String, stat: Option<&FileStat>| {
+            Admission::Refused(Refusal {
+                path: path.to_path_buf(),
+                reason,
+                size_bytes: stat.map(|s| u64::try_from(s.st_size).unwrap_or(0)),
+                identity: stat.map(FileIdentity::of),
+            })
+        };
+        let Some(name) = path.file_name() else {
+            return refuse("not a file name".to_string(), None);
+        };
+        if path.parent() != Some(self.path.as_path()) {
+            return refuse("not directly inside input_dir".to_string(), None);
+        }
+        let verdict = classify_file_name(name, rules);
+        if verdict == NameVerdict::Temporary {
+            return Admission::Temporary;
+        }
+        // Never follows a symlink: a link is judged as a link.
+        let stat = match nix::sys::stat::fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(stat) => stat,
+            Err(Errno::ENOENT) => return Admission::Vanished,
+            Err(errno) => return refuse(format!("cannot stat: {}", errno.desc()), None),
+        };
+        let subband = match verdict {
+            NameVerdict::Subband(subband) => subband,
+            NameVerdict::Unrecognised(reason) => return refuse(reason, Some(&stat)),
+            NameVerdict::Temporary => return Admission::Temporary,
+        };
+        if let Some(kind) = not_regular(&stat) {
+            let reason = if kind == "symbolic link" {
+                match nix::fcntl::readlinkat(&self.fd, name) {
+                    Ok(target) => format!(
+                        "a symbolic link (to {target:?}); only regular files in input_dir are registered"
+                    ),
+                    Err(_) => "a symbolic link; only regular files in input_dir are registered"
+                        .to_string(),
+                }
+            } else {
+                format!("not a regular file ({kind})")
+            };
+            return refuse(reason, Some(&stat));
+        }
+        match self.open_regular(name) {
+            Ok(opened) => Admission::Subband(Candidate {
+                path: path.to_path_buf(),
+                name: subband,
+                identity: FileIdentity::of(&opened),
+            }),
+            Err(OpenRefusal::Vanished) => Admission::Vanished,
+            Err(OpenRefusal::Refused(reason, opened)) => refuse(reason, opened.as_ref()),
+        }
+    }
+
+    /// Opens `name` without following a symlink and without waiting on a FIFO,
+    /// and checks on the open file that it is a regular file.
+    fn open_regular(&self, name: &OsStr) -> Result<FileStat, OpenRefusal> {
+        let file = nix::fcntl::openat(
+            &self.fd,
+            name,
+            OFlag::O_RDONLY
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_NONBLOCK
+                | OFlag::O_NOCTTY
+                | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        );
+        let file = match file {
+            Ok(file) => file,
+            Err(Errno::ENOENT) => return Err(OpenRefusal::Vanished),
+            // O_NOFOLLOW on a symlink swapped in after the first look.
+            Err(Errno::ELOOP) => {
+                return Err(OpenRefusal::Refused(
+                    "a symbolic link; only regular files in input_dir are registered".into(),
+                    None,
+                ));
+            }
+            Err(errno) => {
+                return Err(OpenRefusal::Refused(
+                    format!("cannot open: {}", errno.desc()),
+                    None,
+                ));
+            }
+        };
+        let stat = nix::sys::stat::fstat(&file).map_err(|errno| {
+            OpenRefusal::Refused(format!("cannot stat the open file: {}", errno.desc()), None)
+        })?;
+        match not_regular(&stat) {
+            Some(kind) => Err(OpenRefusal::Refused(
+                format!("not a regular file ({kind})"),
+                Some(stat),
+            )),
+            None => Ok(stat),
+        }
+    }
+}
+
+enum OpenRefusal {
+    Vanished,
+    Refused(String, Option<FileStat>),
+}
+
+/// The kind of a non-regular file, `None` for a regular one.
+fn not_regular(stat: &FileStat) -> Option<&'static str> {
+    let kind = SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits());
+    match kind {
+        SFlag::S_IFREG => None,
+        SFlag::S_IFLNK => Some("symbolic link"),
+        SFlag::S_IFIFO => Some("FIFO"),
+        SFlag::S_IFSOCK => Some("socket"),
+        SFlag::S_IFCHR => Some("character device"),
+        SFlag::S_IFBLK => Some("block device"),
+        SFlag::S_IFDIR => Some("directory"),
+        _ => Some("unknown file type"),
     }
 }
 
@@ -82,28 +281,33 @@ pub fn watch_directory(
     Ok(watcher)
 }
 
-/// Every final-named subband file in `dir`, oldest timestamp first. Other entries
-/// are skipped with a debug line.
-pub fn scan_directory(dir: &Path) -> Result<Vec<Candidate>, WatchError> {
+/// Every entry of `dir` except temp names: subband-shaped names first, oldest
+/// timestamp first, then the rest by path. Nothing is judged here; each path
+/// still goes through [`InputDir::admit`].
+pub fn scan_directory(dir: &Path) -> Result<Vec<PathBuf>, WatchError> {
     let entries = std::fs::read_dir(dir).map_err(|source| WatchError::Scan {
         path: dir.to_path_buf(),
         source,
     })?;
-    let mut found = Vec::new();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        match Candidate::from_path(&path) {
-            Some(candidate) => found.push(candidate),
-            None => {
-                tracing::debug!(path = %path.display(), "ignoring: not a final subband file name")
-            }
-        }
-    }
-    found.sort_by(|a, b| {
-        a.name
-            .timestamp
-            .total_cmp(&b.name.timestamp)
-            .then(a.name.subband_idx.cmp(&b.name.subband_idx))
-    });
-    Ok(found)
+    let mut found: Vec<(Option<SubbandName>, PathBuf)> = entries
+        .flatten()
+        .filter(|entry| !is_temporary_name(&entry.file_name()))
+        .map(|entry| {
+            let name = entry.file_name().to_str().and_then(parse_subband_name);
+            (name, entry.path())
+        })
+        .collect();
+    found.sort_by(
+        |(a_name, a_path), (b_name, b_path)| match (a_name, b_name) {
+            (Some(a), Some(b)) => a
+                .timestamp
+                .total_cmp(&b.timestamp)
+                .then(a.subband_idx.cmp(&b.subband_idx))
+                .then_with(|| a_path.cmp(b_path)),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => a_path.cmp(b_path),
+        },
+    );
+    Ok(found.into_iter().map(|(_, path)| path).collect())
 }

@@ -130,6 +130,12 @@ pub enum Registration {
     AlreadyKnown,
     /// The group already holds this subband from another file.
     Duplicate { group_id: String, kept_path: String },
+    /// The group was already closed (pending, converting, converted or failed for
+    /// good): recorded in `late_files`, not attached.
+    Late {
+        group_id: String,
+        group_state: GroupState,
+    },
 }
 
 /// A group the worker claimed for conversion.
@@ -191,6 +197,12 @@ pub struct QueueStats {
     pub oldest_pending_ts: Option<f64>,
     pub last_completed_at: Option<f64>,
     pub rejected_files: u64,
+    /// Entries of `input_dir` refused for their name, place or type.
+    #[serde(default)]
+    pub unrecognised_files: u64,
+    /// Subbands that arrived after their group was closed.
+    #[serde(default)]
+    pub late_files: u64,
 }
 
 impl QueueStats {
@@ -263,6 +275,27 @@ pub struct RejectedFile {
     pub reason: String,
     pub rejected_at: f64,
     pub size_bytes: Option<u64>,
+}
+
+/// An `input_dir` entry that is not a registrable subband file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnrecognisedFile {
+    pub path: String,
+    pub reason: String,
+    pub first_seen_at: f64,
+    pub last_seen_at: f64,
+    pub size_bytes: Option<u64>,
+}
+
+/// A subband that arrived after its group was closed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LateFile {
+    pub path: String,
+    pub group_id: String,
+    pub subband_idx: u32,
+    /// The group's state when the file arrived.
+    pub group_state: String,
+    pub seen_at: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -394,6 +427,37 @@ impl Queue {
             params![path, reason, now, size_bytes.map(|s| s as i64), mtime],
         )?;
         Ok(())
+    }
+
+    /// Records (or refreshes) `input_dir` entries that will not be registered, as
+    /// (path, reason, size), in one transaction. Returns, per entry, whether the
+    /// path is new to the table, so each is logged only once.
+    pub fn record_unrecognised(
+        &mut self,
+        entries: &[(&str, &str, Option<u64>)],
+        now: f64,
+    ) -> Result<Vec<bool>, QueueError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut new = Vec::with_capacity(entries.len());
+        for (path, reason, size_bytes) in entries {
+            let known: bool = tx.query_row(
+                "SELECT EXISTS(SELECT 1 FROM unrecognised_files WHERE path = ?1)",
+                [path],
+                |row| row.get(0),
+            )?;
+            tx.execute(
+                "INSERT INTO unrecognised_files(path, reason, first_seen_at, last_seen_at, size_bytes)
+                 VALUES (?1, ?2, ?3, ?3, ?4)
+                 ON CONFLICT(path) DO UPDATE SET reason = excluded.reason,
+                     last_seen_at = excluded.last_seen_at, size_bytes = excluded.size_bytes",
+                params![path, reason, now, size_bytes.map(|s| s as i64)],
+            )?;
+            new.push(!known);
+        }
+        tx.commit()?;
+        Ok(new)
     }
 
     /// Fails groups still collecting `timeout_s` after their first file arrived,
@@ -818,6 +882,48 @@ impl QueueReader {
         group_detail(&self.conn, group_id)
     }
 
+    /// The most recently seen unrecognised entries, newest first.
+    pub fn unrecognised_files(&self, limit: u32) -> Result<Vec<UnrecognisedFile>, QueueError> {
+        if !table_exists(&self.conn, "unrecognised_files")? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT path, reason, first_seen_at, last_seen_at, size_bytes FROM unrecognised_files
+             ORDER BY last_seen_at DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit], |row| {
+            Ok(UnrecognisedFile {
+                path: row.get(0)?,
+                reason: row.get(1)?,
+                first_seen_at: row.get(2)?,
+                last_seen_at: row.get(3)?,
+                size_bytes: row.get::<_, Option<i64>>(4)?.map(|s| s as u64),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The most recent late subbands, newest first.
+    pub fn late_files(&self, limit: u32) -> Result<Vec<LateFile>, QueueError> {
+        if !table_exists(&self.conn, "late_files")? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT path, group_id, subband_idx, group_state, seen_at FROM late_files
+             ORDER BY seen_at DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit], |row| {
+            Ok(LateFile {
+                path: row.get(0)?,
+                group_id: row.get(1)?,
+                subband_idx: row.get(2)?,
+                group_state: row.get(3)?,
+                seen_at: row.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn rejected_files(&self, limit: u32) -> Result<Vec<RejectedFile>, QueueError> {
         let mut stmt = self.conn.prepare(
             "SELECT path, reason, rejected_at, size_bytes FROM rejected_files
@@ -915,7 +1021,7 @@ fn register_in_tx(
         )
         .optional()?;
 
-    let group_id = match nearest {
+    let (group_id, group_state) = match nearest {
         Some((group_id, group_ts, state)) => {
             // The id is the earliest timestamp: an earlier file renames a group
             // that is still collecting.
@@ -935,9 +1041,9 @@ fn register_in_tx(
                         params![new_id, group_id],
                     )?;
                 }
-                new_id
+                (new_id, state)
             } else {
-                group_id
+                (group_id, state)
             }
         }
         None => {
@@ -948,7 +1054,7 @@ fn register_in_tx(
                  VALUES (?1, 'collecting', ?2, ?2, ?3, 0, 'collecting', NULL, ?4)",
                 params![group_id, now, expected_subbands, file.timestamp.floor()],
             )?;
-            group_id
+            (group_id, GroupState::Collecting.as_str().to_string())
         }
     };
 
@@ -968,6 +1074,21 @@ fn register_in_tx(
         return Ok(Registration::Duplicate {
             group_id,
             kept_path,
+        });
+    }
+    // A closed group never takes another file: it was (or is being) converted
+    // without it. Only a group that timed out incomplete waits for stragglers.
+    let open = group_state == "collecting"
+        || (group_state == "failed" && is_incomplete_failure(tx, &group_id)?);
+    if !open {
+        tx.execute(
+            "INSERT OR IGNORE INTO late_files(path, group_id, subband_idx, group_state, seen_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![file.path, group_id, file.subband_idx, group_state, now],
+        )?;
+        return Ok(Registration::Late {
+            group_id,
+            group_state: GroupState::parse(&group_state).unwrap_or(GroupState::Completed),
         });
     }
 
@@ -1026,7 +1147,8 @@ fn is_incomplete_failure(conn: &Connection, group_id: &str) -> Result<bool, Queu
 fn is_known_path(conn: &Connection, path: &str) -> Result<bool, QueueError> {
     Ok(conn.query_row(
         "SELECT EXISTS(SELECT 1 FROM subband_files WHERE path = ?1)
-             OR EXISTS(SELECT 1 FROM duplicate_files WHERE path = ?1)",
+             OR EXISTS(SELECT 1 FROM duplicate_files WHERE path = ?1)
+             OR EXISTS(SELECT 1 FROM late_files WHERE path = ?1)",
         [path],
         |row| row.get(0),
     )?)
@@ -1154,7 +1276,18 @@ fn stats(conn: &Connection, now: f64) -> Result<QueueStats, QueueError> {
         oldest_pending_ts,
         last_completed_at,
         rejected_files,
+        unrecognised_files: count_rows(conn, "unrecognised_files")?,
+        late_files: count_rows(conn, "late_files")?,
     })
+}
+
+/// Rows of a bookkeeping table; 0 when a DB from before its migration lacks it.
+fn count_rows(conn: &Connection, table: &str) -> Result<u64, QueueError> {
+    if !table_exists(conn, table)? {
+        return Ok(0);
+    }
+    let n: i64 = conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| row.get(0))?;
+    Ok(n.max(0) as u64)
 }
 
 const SUMMARY_COLUMNS: &str =

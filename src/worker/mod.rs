@@ -93,6 +93,8 @@ struct Worker {
     log: LogLevelHandle,
     /// Paths already registered, rejected or known duplicates (since start).
     seen: HashSet<PathBuf>,
+    /// Entries refused at admission, so an unchanged one is recorded once per run.
+    refused: crate::ingest::RefusalMemo,
     running: JoinSet<Finished>,
     /// Claimed groups by id, to requeue them if their task cannot be awaited.
     claimed: HashMap<String, ClaimedGroup>,
@@ -140,6 +142,7 @@ pub async fn run(args: StreamArgs, log: LogLevelHandle) -> Result<(), WorkerErro
         queue,
         log,
         seen: HashSet::new(),
+        refused: Default::default(),
         running: JoinSet::new(),
         claimed: HashMap::new(),
         cancel,
@@ -351,18 +354,18 @@ impl Worker {
         let now = std::time::SystemTime::now();
         let fresh: Vec<PathBuf> = candidates
             .into_iter()
-            .filter(|c| !self.seen.contains(&c.path))
+            .filter(|c| !self.seen.contains(c))
             .filter(|c| {
-                // Skip files modified a moment ago: they may still be written in place.
+                // Skip files modified a moment ago: they may still be written in
+                // place. lstat: a symlink is judged itself, never its target.
                 bootstrap
-                    || std::fs::metadata(&c.path)
+                    || std::fs::symlink_metadata(c)
                         .and_then(|m| m.modified())
                         .map(|mtime| {
                             now.duration_since(mtime).unwrap_or_default() >= SCAN_QUIET_PERIOD
                         })
                         .unwrap_or(false)
             })
-            .map(|c| c.path)
             .collect();
         if fresh.is_empty() {
             return Ok(());
@@ -384,6 +387,35 @@ impl Worker {
         Ok(())
     }
 
+    /// Admission (see `ingest::watch::InputDir::admit`) off the async threads;
+    /// `None` when `input_dir` itself cannot be opened.
+    async fn admit(
+        &mut self,
+        paths: Vec<PathBuf>,
+        expected_subbands: u32,
+    ) -> Result<Option<crate::ingest::AdmittedBatch>, WorkerError> {
+        let input_dir = self.config.input_dir.clone();
+        let rules = crate::ingest::names::NameRules {
+            expected_subbands,
+            now: unix_now(),
+        };
+        let mut memo = std::mem::take(&mut self.refused);
+        let (batch, memo) = tokio::task::spawn_blocking(move || {
+            let batch = crate::ingest::admit_batch(&input_dir, paths, &rules, &mut memo);
+            (batch, memo)
+        })
+        .await
+        .map_err(|err| WorkerError::Setup(format!("admission task failed: {err}")))?;
+        self.refused = memo;
+        match batch {
+            Ok(batch) => Ok(Some(batch)),
+            Err(err) => {
+                tracing::warn!("{err}");
+                Ok(None)
+            }
+        }
+    }
+
     /// Inspects and registers files (one transaction for the batch).
     async fn register_paths(&mut self, paths: Vec<PathBuf>) -> Result<(), WorkerError> {
         let paths: Vec<PathBuf> = paths
@@ -396,15 +428,34 @@ impl Worker {
         let expected = self.config.expected_subbands;
         let tolerance = self.config.group_tolerance_s;
         let validate = self.config.validate_uvh5;
+        let Some(crate::ingest::AdmittedBatch {
+            candidates,
+            refusals,
+        }) = self.admit(paths, expected).await?
+        else {
+            return Ok(());
+        };
         let outcomes = with_queue(&self.queue, move |q| {
             let now = unix_now();
-            let mut files = Vec::with_capacity(paths.len());
-            let mut outcomes = Vec::with_capacity(paths.len());
-            for path in paths {
-                let Some(candidate) = Candidate::from_path(&path) else {
-                    tracing::debug!(path = %path.display(), "ignoring: not a final subband file name");
-                    continue;
-                };
+            let texts: Vec<String> = refusals
+                .iter()
+                .map(|r| r.path.to_string_lossy().into_owned())
+                .collect();
+            let entries: Vec<(&str, &str, Option<u64>)> = refusals
+                .iter()
+                .zip(&texts)
+                .map(|(r, text)| (text.as_str(), r.reason.as_str(), r.size_bytes))
+                .collect();
+            let new_to_table = q.record_unrecognised(&entries, now)?;
+            let unrecognised: Vec<_> = refusals
+                .into_iter()
+                .zip(new_to_table)
+                .filter_map(|(refusal, new)| new.then_some(refusal))
+                .collect();
+            let mut files = Vec::with_capacity(candidates.len());
+            let mut outcomes = Vec::with_capacity(candidates.len());
+            for candidate in candidates {
+                let path = candidate.path.clone();
                 let path_text = path.to_string_lossy().into_owned();
                 if q.is_known_path(&path_text)? {
                     outcomes.push(path);
@@ -429,11 +480,15 @@ impl Worker {
                 }
             }
             let registrations = q.register_files(&files, expected, tolerance, now)?;
-            Ok((outcomes, files, registrations))
+            Ok((outcomes, files, registrations, unrecognised))
         })
         .await?;
-        let (outcomes, files, registrations) = outcomes;
+        let (outcomes, files, registrations, unrecognised) = outcomes;
         self.seen.extend(outcomes);
+        for refusal in &unrecognised {
+            // Debug formatting: a hostile name cannot break the log line.
+            tracing::warn!(path = ?refusal.path, "unrecognised file in input_dir, not registered: {}", refusal.reason);
+        }
         for (file, registration) in files.iter().zip(registrations) {
             match registration {
                 Registration::Added {
@@ -454,6 +509,17 @@ impl Worker {
                         group_id = %group_id,
                         subband = file.subband_idx,
                         "duplicate subband file {} (keeping {kept_path})",
+                        file.path
+                    );
+                }
+                Registration::Late {
+                    group_id,
+                    group_state,
+                } => {
+                    tracing::warn!(
+                        group_id = %group_id,
+                        subband = file.subband_idx,
+                        "late subband file {} for a group already {group_state}: recorded, not attached",
                         file.path
                     );
                 }
@@ -661,6 +727,7 @@ impl Worker {
                 }
                 if input_changed {
                     self.seen.clear();
+                    self.refused.clear();
                     self.arm_watcher();
                 }
                 tracing::info!("configuration reloaded");

@@ -24,6 +24,25 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// The daemon's flags for the process backend running the test build's worker.
+pub fn process_backend_args() -> Vec<String> {
+    vec![
+        "--backend".to_string(),
+        "process".to_string(),
+        "--worker-bin".to_string(),
+        stream_bin().to_string_lossy().into_owned(),
+        "--control-timeout".to_string(),
+        "20".to_string(),
+    ]
+}
+
+/// Writes a token file only its owner can read (the daemon refuses looser modes).
+pub fn write_token_file(path: &Path, content: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, content).expect("token");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod token");
+}
+
 /// A running daemon on a temp state dir; killed (with its worker) on drop.
 pub struct ApiDaemon {
     pub env: WorkerEnv,
@@ -58,14 +77,7 @@ impl ApiDaemon {
     pub async fn start_process(options: DaemonOptions) -> Self {
         let env = WorkerEnv::new();
         env.write_config(&options.streaming_toml);
-        let mut args = vec![
-            "--backend".to_string(),
-            "process".to_string(),
-            "--worker-bin".to_string(),
-            stream_bin().to_string_lossy().into_owned(),
-            "--control-timeout".to_string(),
-            "20".to_string(),
-        ];
+        let mut args = process_backend_args();
         args.extend(options.extra_args.iter().cloned());
         Self::start_with(env, &options, &args).await
     }
@@ -82,7 +94,7 @@ impl ApiDaemon {
         configure: &dyn Fn(&mut Command),
     ) -> Self {
         if options.write_token {
-            std::fs::write(env.state_dir.join("api.token"), format!("{TOKEN}\n")).expect("token");
+            write_token_file(&env.state_dir.join("api.token"), &format!("{TOKEN}\n"));
         }
         std::fs::write(env.state_dir.join("api.toml"), &options.api_toml).expect("api.toml");
         let port = free_port();

@@ -1,0 +1,411 @@
+//! Issue 10, findings 7 and 10: the real `contimg-api` binary against clients that
+//! never finish a request, a flood of slow connections, and hostile token files.
+//! Loopback only; every loop is bounded.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::api::{ApiDaemon, DaemonOptions, TOKEN, process_backend_args};
+use common::worker::WorkerEnv;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The header-read (and idle keep-alive) timeout and the request-body deadline the
+/// daemon documents (docs/api.md, "Connection limits").
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+const BODY_DEADLINE: Duration = Duration::from_secs(10);
+/// Scheduling slack on a shared 2-core machine.
+const SLACK: Duration = Duration::from_secs(10);
+
+fn port_of(daemon: &ApiDaemon) -> u16 {
+    daemon
+        .base
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port in base URL")
+}
+
+/// Reads (and discards) until the server closes the connection; returns how long
+/// that took, or None if it was still open after `limit`.
+async fn time_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = limit.checked_sub(start.elapsed())?;
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+/// Opens a connection, sends `prefix` and then nothing more.
+async fn stalled_connection(port: u16, prefix: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    if !prefix.is_empty() {
+        stream.write_all(prefix.as_bytes()).await.expect("send");
+    }
+    stream
+}
+
+#[tokio::test]
+async fn idle_and_half_sent_requests_are_closed_within_the_documented_timeouts() {
+    let daemon = ApiDaemon::start_process(DaemonOptions::default()).await;
+    let port = port_of(&daemon);
+    let auth = format!("Authorization: Bearer {TOKEN}\r\n");
+    let cases: Vec<(&str, String, Duration)> = vec![
+        ("idle connection", String::new(), HEADER_READ_TIMEOUT),
+        (
+            "partial request line",
+            "GET /api/streaming/sta".to_string(),
+            HEADER_READ_TIMEOUT,
+        ),
+        (
+            "Content-Length 100 with 1 byte sent",
+            format!(
+                "POST /api/streaming/config HTTP/1.1\r\nHost: x\r\n{auth}\
+                 Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+            ),
+            BODY_DEADLINE,
+        ),
+        (
+            "chunked body with no end",
+            format!(
+                "POST /api/streaming/config HTTP/1.1\r\nHost: x\r\n{auth}\
+                 Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{{\r\n"
+            ),
+            BODY_DEADLINE,
+        ),
+    ];
+    let runs = cases.iter().map(|(name, prefix, timeout)| async move {
+        let mut stream = stalled_connection(port, prefix).await;
+        let limit = *timeout + SLACK;
+        (*name, limit, time_until_closed(&mut stream, limit).await)
+    });
+    let results = futures_util::future::join_all(runs).await;
+    let still_open: Vec<String> = results
+        .iter()
+        .filter(|(_, _, closed)| closed.is_none())
+        .map(|(name, limit, _)| format!("{name} (open after {limit:?})"))
+        .collect();
+    for (name, _, closed) in &results {
+        eprintln!("{name}: closed after {closed:?}");
+    }
+    assert!(
+        still_open.is_empty(),
+        "the server kept these connections open: {still_open:?}\n{}",
+        daemon.log()
+    );
+}
+
+/// `LimitNOFILE=` of the shipped API unit; systemd's default soft limit (1024)
+/// when the unit sets none.
+fn unit_nofile_limit() -> u64 {
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/contimg-api.service");
+    let text = std::fs::read_to_string(&unit).expect("read the API unit");
+    text.lines()
+        .find_map(|line| line.trim().strip_prefix("LimitNOFILE="))
+        .map(|value| {
+            let soft = value.split(':').next().unwrap_or(value);
+            soft.trim().parse().expect("numeric LimitNOFILE")
+        })
+        .unwrap_or(1024)
+}
+
+fn own_hard_nofile() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct passed.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    limit.rlim_max
+}
+
+/// Raises this test process's soft RLIMIT_NOFILE so it can hold `wanted` sockets.
+fn raise_own_nofile(wanted: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct passed.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    if limit.rlim_cur >= wanted {
+        return;
+    }
+    assert!(
+        limit.rlim_max >= wanted,
+        "this test needs RLIMIT_NOFILE >= {wanted}; the hard limit is {}",
+        limit.rlim_max
+    );
+    limit.rlim_cur = wanted;
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+}
+
+#[tokio::test]
+async fn two_thousand_slow_connections_do_not_starve_normal_requests() {
+    const SLOW: usize = 2000;
+    const NORMAL: usize = 6;
+    raise_own_nofile(SLOW as u64 + 1024);
+    // The daemon gets the file limit its systemd unit would give it (capped by
+    // this machine's hard limit, which an unprivileged container cannot raise).
+    let daemon_nofile = unit_nofile_limit().min(own_hard_nofile());
+    let own_hard = own_hard_nofile();
+    let configure = move |command: &mut Command| {
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: daemon_nofile,
+                    rlim_max: own_hard,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    };
+    let env = WorkerEnv::new();
+    env.write_config("");
+    let daemon = ApiDaemon::start_configured(
+        env,
+        &DaemonOptions::default(),
+        &process_backend_args(),
+        &configure,
+    )
+    .await;
+    let port = port_of(&daemon);
+
+    // Slowloris: each connection sends part of a header and then goes quiet.
+    let connects = (0..SLOW).map(|i| async move {
+        let attempt = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+            let partial = format!("GET /api/streaming/status HTTP/1.1\r\nHost: x\r\nX-Slow-{i}: ");
+            stream.write_all(partial.as_bytes()).await.ok()?;
+            Some(stream)
+        });
+        attempt.await.ok().flatten()
+    });
+    let mut slow: Vec<TcpStream> = futures_util::future::join_all(connects)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    eprintln!(
+        "{} of {SLOW} slow connections open (daemon RLIMIT_NOFILE {daemon_nofile})",
+        slow.len()
+    );
+
+    // Normal requests, each on a new connection, while the slow ones are open.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(8))
+        .build()
+        .expect("client");
+    let started = Instant::now();
+    let mut outcomes = Vec::new();
+    for _ in 0..NORMAL {
+        let outcome = client
+            .get(daemon.url("/api/streaming/status"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .map_err(|err| err.to_string());
+        outcomes.push(outcome);
+    }
+    eprintln!(
+        "{NORMAL} normal requests took {:?}: {outcomes:?}",
+        started.elapsed()
+    );
+    let answered = outcomes.iter().filter(|o| **o == Ok(200)).count();
+
+    // The slow connections are closed by the header-read timeout, not kept forever.
+    let limit = HEADER_READ_TIMEOUT + SLACK;
+    let closes = slow
+        .iter_mut()
+        .map(|stream| time_until_closed(stream, limit));
+    let still_open = futures_util::future::join_all(closes)
+        .await
+        .iter()
+        .filter(|closed| closed.is_none())
+        .count();
+    let log = daemon.log();
+    assert_eq!(
+        answered,
+        NORMAL,
+        "normal requests during the flood: {outcomes:?}\n{}",
+        log.lines().rev().take(20).collect::<Vec<_>>().join("\n")
+    );
+    assert_eq!(
+        still_open, 0,
+        "{still_open} slow connections still open after {limit:?}"
+    );
+}
+
+/// Replaces the daemon's token file with `content` at `mode`.
+fn write_token_with_mode(path: &Path, content: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    remove_token_path(path);
+    std::fs::write(path, content).expect("write token");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+fn remove_token_path(path: &Path) {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir(path).expect("rmdir"),
+        Ok(_) => std::fs::remove_file(path).expect("rm"),
+        Err(_) => {}
+    }
+}
+
+/// POSTs a harmless mutation (`stop` of a stopped worker) with `token`.
+async fn mutation_status(daemon: &ApiDaemon, token: &str) -> (u16, String) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    match client
+        .post(daemon.url("/api/streaming/stop"))
+        .bearer_auth(token)
+        .send()
+        .await
+    {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            (status, resp.text().await.unwrap_or_default())
+        }
+        Err(err) => (0, format!("no answer: {err}")),
+    }
+}
+
+#[tokio::test]
+async fn unsafe_token_files_refuse_mutations_and_say_why() {
+    // Start-up with a world-readable token: a warning in the log.
+    let env = WorkerEnv::new();
+    env.write_config("");
+    let token_path = env.state_dir.join("api.token");
+    write_token_with_mode(&token_path, &format!("{TOKEN}\n"), 0o644);
+    let options = DaemonOptions {
+        write_token: false,
+        ..DaemonOptions::default()
+    };
+    let daemon = ApiDaemon::start_with(env, &options, &process_backend_args()).await;
+    let log = daemon.log();
+    assert!(
+        log.contains("WARN") && log.contains("world-readable"),
+        "no start-up warning about the world-readable token:\n{log}"
+    );
+
+    let long_token = "0123456789abcdef0123";
+    let cases: [(&str, &str, u32, &str); 5] = [
+        ("world-readable", long_token, 0o644, "world-readable"),
+        ("world-writable", long_token, 0o602, "world-writable"),
+        ("group-writable", long_token, 0o620, "group-writable"),
+        ("1-byte token", "x", 0o600, "at least 16"),
+        ("15-byte token", "0123456789abcde", 0o600, "at least 16"),
+    ];
+    let mut wrong = Vec::new();
+    for (name, token, mode, reason) in cases {
+        write_token_with_mode(&token_path, &format!("{token}\n"), mode);
+        let (status, body) = mutation_status(&daemon, token).await;
+        if status != 403 || !body.contains(reason) {
+            wrong.push(format!("{name}: {status} {body}"));
+        }
+    }
+    // A directory at the token path.
+    remove_token_path(&token_path);
+    std::fs::create_dir(&token_path).expect("mkdir");
+    let (status, body) = mutation_status(&daemon, long_token).await;
+    if status != 403 || !body.contains("not a regular file") {
+        wrong.push(format!("directory: {status} {body}"));
+    }
+    // A symlink to a good token file: not followed.
+    remove_token_path(&token_path);
+    let target = daemon.env.root.path().join("real.token");
+    write_token_with_mode(&target, &format!("{long_token}\n"), 0o600);
+    std::os::unix::fs::symlink(&target, &token_path).expect("symlink");
+    let (status, body) = mutation_status(&daemon, long_token).await;
+    if status != 403 || !body.contains("symbolic link") {
+        wrong.push(format!("symlink: {status} {body}"));
+    }
+    // The good case still works: 0600, 20 bytes.
+    write_token_with_mode(&token_path, &format!("{long_token}\n"), 0o600);
+    let (status, body) = mutation_status(&daemon, long_token).await;
+    if status != 200 {
+        wrong.push(format!("good 0600 token: {status} {body}"));
+    }
+    // 0640: group-readable is fine (packaging uses root:contimg 0640).
+    write_token_with_mode(&token_path, &format!("{long_token}\n"), 0o640);
+    let (status, body) = mutation_status(&daemon, long_token).await;
+    if status != 200 {
+        wrong.push(format!("good 0640 token: {status} {body}"));
+    }
+    assert!(wrong.is_empty(), "wrong answers: {wrong:#?}");
+}
+
+#[tokio::test]
+async fn a_fifo_at_the_token_path_neither_hangs_requests_nor_sigterm() {
+    let daemon = ApiDaemon::start_process(DaemonOptions::default()).await;
+    let token_path = daemon.env.state_dir.join("api.token");
+    remove_token_path(&token_path);
+    nix::unistd::mkfifo(&token_path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .expect("mkfifo");
+    let started = Instant::now();
+    let (status, body) = mutation_status(&daemon, TOKEN).await;
+    eprintln!("FIFO token: {status} after {:?}", started.elapsed());
+    // Reads that need no token keep working too.
+    let reads = daemon
+        .client
+        .get(daemon.url("/api/streaming/status"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map(|r| r.status().as_u16());
+    let pid = daemon.pid();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let exited = loop {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie_or_gone = state.is_empty()
+            || state
+                .rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'));
+        if zombie_or_gone {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        status == 403 && body.contains("FIFO"),
+        "FIFO token: {status} {body}"
+    );
+    assert_eq!(reads.ok(), Some(200), "GET status with a FIFO token file");
+    assert!(
+        exited,
+        "the daemon ignored SIGTERM for 15 s\n{}",
+        daemon.log()
+    );
+}
