@@ -11,6 +11,8 @@ use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
 use super::models::iso_from_unix;
+use crate::config::StreamingConfig;
+use crate::queue::{GroupState, QueueStats};
 
 /// How many cleared alerts `GET /alerts` remembers.
 const RECENT_LIMIT: usize = 100;
@@ -27,7 +29,8 @@ pub enum Severity {
 pub struct Alert {
     /// `rule` or `rule:subject` (e.g. `low_disk:output_dir`).
     pub id: String,
-    /// service_down, restart_loop, failed_groups, queue_stalled, incomplete_groups, low_disk.
+    /// service_down, restart_loop, failed_groups, queue_stalled, incomplete_groups,
+    /// low_disk, queue_db_unwritable, worker_hung, supervisor_gave_up.
     pub rule: String,
     pub severity: Severity,
     pub message: String,
@@ -92,9 +95,101 @@ pub struct AlertInputs {
     pub pending_work: Option<u64>,
     pub last_completed_at: Option<f64>,
     pub oldest_pending_ts: Option<f64>,
-    /// `(config field, path, free percent)` for input/output/scratch dirs.
+    /// `(config field, path, free percent)` for input/output/scratch dirs and
+    /// `state_dir` (the queue DB's directory).
     pub disks: Vec<(String, PathBuf, Option<f64>)>,
+    /// Why the worker cannot write the queue DB (disk full, permissions), from
+    /// `control::report::probe_queue_db_writable`.
+    pub queue_db_unwritable: Option<String>,
+    /// Alerts the process-mode supervisor raises about its own actions.
+    pub supervisor: Vec<SupervisorAlert>,
 }
+
+impl AlertInputs {
+    /// The inputs that come from the service state and the queue counts.
+    pub fn from_state(
+        now: f64,
+        running: bool,
+        failed_state: bool,
+        should_run: bool,
+        restart_count: u32,
+        stats: Option<&QueueStats>,
+    ) -> Self {
+        Self {
+            now,
+            running,
+            failed_state,
+            should_run,
+            restart_count,
+            failed_groups: stats.map(|s| s.count(GroupState::Failed)),
+            collecting_groups: stats.map(|s| s.count(GroupState::Collecting)),
+            pending_work: stats
+                .map(|s| s.count(GroupState::Pending) + s.count(GroupState::InProgress)),
+            last_completed_at: stats.and_then(|s| s.last_completed_at),
+            oldest_pending_ts: stats.and_then(|s| s.oldest_pending_ts),
+            ..Default::default()
+        }
+    }
+}
+
+/// The directories whose free space the `low_disk` rule watches: the config's
+/// input, output and scratch dirs and the state dir holding the queue DB.
+pub fn watched_dirs(config: &StreamingConfig) -> Vec<(String, PathBuf)> {
+    let state_dir = match config.queue_db.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    vec![
+        ("input_dir".to_string(), config.input_dir.clone()),
+        ("output_dir".to_string(), config.output_dir.clone()),
+        ("scratch_dir".to_string(), config.scratch_dir.clone()),
+        ("state_dir".to_string(), state_dir),
+    ]
+}
+
+/// Free percent of each dir (blocking: statvfs can hang on a dead network mount).
+pub fn measure_disks(dirs: Vec<(String, PathBuf)>) -> Vec<(String, PathBuf, Option<f64>)> {
+    dirs.into_iter()
+        .map(|(field, path)| {
+            let free = free_percent(&path);
+            (field, path, free)
+        })
+        .collect()
+}
+
+/// The critical alerts `contimgctl health` sees in one snapshot, with the
+/// default thresholds (the daemon's `[alerts]` may differ). Blocking (statvfs).
+pub fn critical_for_snapshot(snapshot: &crate::control::report::Snapshot) -> Vec<String> {
+    let status = &snapshot.status;
+    let mut inputs = AlertInputs::from_state(
+        snapshot.taken_at,
+        status.running,
+        status.active_state == "failed",
+        false,
+        status.restart_count,
+        snapshot.queue.stats.as_ref(),
+    );
+    if let Some(config) = &snapshot.config {
+        inputs.disks = measure_disks(watched_dirs(config));
+    }
+    inputs.queue_db_unwritable = snapshot
+        .queue
+        .writable
+        .as_ref()
+        .and_then(|w| w.as_ref().err().cloned());
+    AlertEngine::critical_now(AlertThresholds::default(), &inputs)
+}
+
+/// An alert the supervisor raises (a hung worker it killed, giving up).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SupervisorAlert {
+    pub rule: &'static str,
+    pub severity: Severity,
+    pub message: String,
+}
+
+/// The rules that fire right now: id → (rule, severity, message).
+type Firing = BTreeMap<String, (String, Severity, String)>;
 
 /// A raise or a clear, as broadcast and sent to the webhook.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -144,10 +239,36 @@ impl AlertEngine {
             .any(|a| a.severity == Severity::Critical)
     }
 
+    /// The critical alerts one look at `input` raises, without history (so no
+    /// restart loop and no grace periods): what `contimgctl health` can judge on
+    /// its own. Logs nothing.
+    pub fn critical_now(thresholds: AlertThresholds, input: &AlertInputs) -> Vec<String> {
+        Self::new(thresholds)
+            .firing(input)
+            .into_values()
+            .filter(|(_, severity, _)| *severity == Severity::Critical)
+            .map(|(_, _, message)| message)
+            .collect()
+    }
+
+    /// Messages of the active critical alerts.
+    pub fn critical_messages(&self) -> Vec<String> {
+        self.active
+            .values()
+            .filter(|a| a.severity == Severity::Critical)
+            .map(|a| a.message.clone())
+            .collect()
+    }
+
     /// Runs every rule; returns the raises and clears this evaluation caused.
     pub fn evaluate(&mut self, input: &AlertInputs) -> Vec<AlertChange> {
+        let firing = self.firing(input);
+        self.apply(input.now, firing)
+    }
+
+    fn firing(&mut self, input: &AlertInputs) -> Firing {
         let t = &self.thresholds;
-        let mut firing: BTreeMap<String, (String, Severity, String)> = BTreeMap::new();
+        let mut firing = Firing::new();
         let mut fire = |id: &str, rule: &str, severity: Severity, message: String| {
             firing.insert(id.to_string(), (rule.to_string(), severity, message));
         };
@@ -266,7 +387,32 @@ impl AlertEngine {
             );
         }
 
-        let now_iso = iso_from_unix(input.now).unwrap_or_default();
+        if let Some(why) = &input.queue_db_unwritable {
+            fire(
+                "queue_db_unwritable",
+                "queue_db_unwritable",
+                Severity::Critical,
+                format!(
+                    "the worker cannot write the queue DB ({why}); it pauses registration \
+                     and claiming until this is fixed"
+                ),
+            );
+        }
+
+        for alert in &input.supervisor {
+            fire(
+                alert.rule,
+                alert.rule,
+                alert.severity,
+                alert.message.clone(),
+            );
+        }
+        firing
+    }
+
+    /// Turns what fires now into raises and clears against the active alerts.
+    fn apply(&mut self, now: f64, firing: Firing) -> Vec<AlertChange> {
+        let now_iso = iso_from_unix(now).unwrap_or_default();
         let mut changes = Vec::new();
         let cleared: Vec<String> = self
             .active

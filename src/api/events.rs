@@ -20,10 +20,12 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::watch;
 
 use super::AppState;
-use super::alerts::{AlertInputs, free_percent};
+use super::alerts::{AlertInputs, measure_disks, watched_dirs};
 use super::history::Sample;
-use super::models::{MetricsResponse, StatusResponse};
+use super::models::{HealthResponse, MetricsResponse, StatusResponse};
+use super::supervisor::Liveness;
 use crate::config::{ConfigStore, StreamingConfig};
+use crate::control::report::{HealthInputs, health_verdict, probe_queue_db_writable};
 use crate::control::{Backend, BackendKind, ControlError, ServiceStatus};
 use crate::queue::{GroupState, Heartbeat, QueueReader, QueueStats, unix_now};
 
@@ -75,6 +77,8 @@ pub struct QueueSnapshot {
     pub stats: Result<QueueStats, String>,
     pub heartbeat: Option<Heartbeat>,
     pub durations: DurationHistogram,
+    /// `control::report::probe_queue_db_writable`'s last answer.
+    pub writable: Option<Result<String, String>>,
 }
 
 impl QueueSnapshot {
@@ -83,7 +87,14 @@ impl QueueSnapshot {
             stats: Err("the queue DB has not been read yet".to_string()),
             heartbeat: None,
             durations: DurationHistogram::default(),
+            writable: None,
         }
+    }
+
+    fn unwritable_reason(&self) -> Option<String> {
+        self.writable
+            .as_ref()
+            .and_then(|w| w.as_ref().err().cloned())
     }
 }
 
@@ -100,6 +111,33 @@ pub struct Snapshot {
     pub config_error: Option<String>,
     /// False until the backend answered once.
     pub backend_seen: bool,
+    /// The health verdict (`GET health`, SSE `health`), as of this refresh.
+    pub health: HealthResponse,
+}
+
+/// The verdict for a status, queue snapshot and config, at `now`.
+fn verdict(
+    status: &StatusResponse,
+    queue: &QueueSnapshot,
+    config_error: Option<&str>,
+    critical_alerts: &[String],
+    now: f64,
+) -> HealthResponse {
+    health_verdict(&HealthInputs {
+        running: status.running,
+        active_state: &status.active_state,
+        sub_state: &status.sub_state,
+        service_error: status.error.as_deref(),
+        uptime_seconds: status.uptime_seconds,
+        cpu_percent: status.cpu_percent,
+        memory_mb: status.memory_mb,
+        queue_error: queue.stats.as_ref().err().map(String::as_str),
+        queue_writable: queue.writable.as_ref(),
+        heartbeat: queue.heartbeat.as_ref(),
+        config_error,
+        critical_alerts,
+        now,
+    })
 }
 
 impl Snapshot {
@@ -117,19 +155,26 @@ impl Snapshot {
         );
         let queue = Arc::new(QueueSnapshot::unread());
         let metrics = MetricsResponse::assemble(&status, &queue.stats, unix_now());
-        Self::build(status, metrics, queue, config, config_error, false, &[], 0)
+        let health = verdict(&status, &queue, config_error.as_deref(), &[], unix_now());
+        Self::build(
+            status,
+            metrics,
+            queue,
+            (config, config_error),
+            health,
+            false,
+            &[],
+        )
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn build(
         status: StatusResponse,
         metrics: MetricsResponse,
         queue: Arc<QueueSnapshot>,
-        config: Option<StreamingConfig>,
-        config_error: Option<String>,
+        (config, config_error): (Option<StreamingConfig>, Option<String>),
+        health: HealthResponse,
         backend_seen: bool,
         firing: &[(String, String)],
-        _generation: u64,
     ) -> Self {
         let status_json = Bytes::from(serde_json::to_vec(&status).unwrap_or_default());
         let metrics_json = Bytes::from(serde_json::to_vec(&metrics).unwrap_or_default());
@@ -144,6 +189,7 @@ impl Snapshot {
             config,
             config_error,
             backend_seen,
+            health,
         }
     }
 }
@@ -323,31 +369,39 @@ impl Producer {
             self.last_disk_check = Some(Instant::now());
             self.disks = disk_inputs(self.config.0.as_ref()).await;
         }
-        let stats = queue.stats.as_ref().ok();
-        let inputs = AlertInputs {
+        let mut inputs = AlertInputs::from_state(
             now,
-            running: status.running,
-            failed_state: status.active_state == "failed",
-            should_run: state.should_run.load(Ordering::SeqCst),
-            restart_count: status.restart_count,
-            failed_groups: stats.map(|s| s.count(GroupState::Failed)),
-            collecting_groups: stats.map(|s| s.count(GroupState::Collecting)),
-            pending_work: stats
-                .map(|s| s.count(GroupState::Pending) + s.count(GroupState::InProgress)),
-            last_completed_at: stats.and_then(|s| s.last_completed_at),
-            oldest_pending_ts: stats.and_then(|s| s.oldest_pending_ts),
-            disks: self.disks.clone(),
-        };
-        let (changes, firing) = match state.alerts.lock() {
+            status.running,
+            status.active_state == "failed",
+            state.should_run.load(Ordering::SeqCst),
+            status.restart_count,
+            queue.stats.as_ref().ok(),
+        );
+        inputs.disks = self.disks.clone();
+        inputs.queue_db_unwritable = queue.unwritable_reason();
+        if kind == BackendKind::Process {
+            inputs.supervisor = state.supervisor.alerts(now);
+        }
+        let (changes, firing, critical) = match state.alerts.lock() {
             Ok(mut engine) => {
                 let changes = engine.evaluate(&inputs);
                 let firing: Vec<(String, String)> = engine
                     .active()
                     .map(|a| (a.rule.clone(), a.id.clone()))
                     .collect();
-                (changes, firing)
+                (changes, firing, engine.critical_messages())
             }
-            Err(_) => (Vec::new(), Vec::new()),
+            Err(_) => (Vec::new(), Vec::new(), Vec::new()),
+        };
+        let health = verdict(&status, &queue, self.config.1.as_deref(), &critical, now);
+        let liveness = Liveness {
+            running: status.running,
+            pid: status.pid,
+            heartbeat: queue
+                .heartbeat
+                .as_ref()
+                .map(|beat| (beat.pid, (now - beat.heartbeat_at).max(0.0))),
+            queue_writable: queue.unwritable_reason().is_none(),
         };
 
         let previous = state.snapshot();
@@ -355,11 +409,10 @@ impl Producer {
             status,
             metrics,
             queue,
-            self.config.0.clone(),
-            self.config.1.clone(),
+            self.config.clone(),
+            health,
             true,
             &firing,
-            0,
         );
         let push_status = !previous.backend_seen
             || !snapshot.status.same_state_as(&previous.status)
@@ -368,9 +421,14 @@ impl Producer {
             || snapshot.metrics.queue_error != previous.metrics.queue_error
             || snapshot.metrics.service_running != previous.metrics.service_running
             || self.last_metrics_push.elapsed() >= PERIODIC_PUSH;
+        let push_health = !previous.backend_seen
+            || health_changed(&previous.health, &snapshot.health)
+            || push_status;
+        let health_data: Option<Arc<str>> = push_health
+            .then(|| serde_json::to_string(&snapshot.health).ok().map(Arc::from))
+            .flatten();
         let status_data: Arc<str> = String::from_utf8_lossy(&snapshot.status_json).into();
         let metrics_data: Arc<str> = String::from_utf8_lossy(&snapshot.metrics_json).into();
-        let running = snapshot.status.running;
         if let Ok(mut guard) = state.snapshot.write() {
             *guard = Arc::new(snapshot);
         }
@@ -379,6 +437,12 @@ impl Producer {
             let _ = state.events.send(Event {
                 kind: "status",
                 data: status_data,
+            });
+        }
+        if let Some(data) = health_data {
+            let _ = state.events.send(Event {
+                kind: "health",
+                data,
             });
         }
         if push_metrics {
@@ -402,32 +466,32 @@ impl Producer {
             }
         }
         if kind == BackendKind::Process {
-            super::supervisor::after_refresh(state, running);
+            super::supervisor::after_refresh(state, liveness);
         }
     }
+}
+
+/// Whether the verdict or any check's outcome changed (not the moving details
+/// such as the heartbeat's age).
+fn health_changed(before: &HealthResponse, after: &HealthResponse) -> bool {
+    before.healthy != after.healthy
+        || before.checks.len() != after.checks.len()
+        || before
+            .checks
+            .iter()
+            .zip(&after.checks)
+            .any(|(a, b)| a.name != b.name || a.ok != b.ok)
 }
 
 async fn disk_inputs(config: Option<&StreamingConfig>) -> Vec<(String, PathBuf, Option<f64>)> {
     let Some(config) = config else {
         return Vec::new();
     };
-    let paths = vec![
-        ("input_dir".to_string(), config.input_dir.clone()),
-        ("output_dir".to_string(), config.output_dir.clone()),
-        ("scratch_dir".to_string(), config.scratch_dir.clone()),
-    ];
+    let dirs = watched_dirs(config);
     // statvfs can hang on a dead network mount: keep it off the async threads.
-    tokio::task::spawn_blocking(move || {
-        paths
-            .into_iter()
-            .map(|(field, path)| {
-                let free = free_percent(&path);
-                (field, path, free)
-            })
-            .collect()
-    })
-    .await
-    .unwrap_or_default()
+    tokio::task::spawn_blocking(move || measure_disks(dirs))
+        .await
+        .unwrap_or_default()
 }
 
 /// The queue watcher thread: polls `PRAGMA data_version` (one connection kept
@@ -461,6 +525,7 @@ fn watch_queue(path: Arc<Mutex<PathBuf>>, tx: watch::Sender<Arc<QueueSnapshot>>)
                             stats: Err(err),
                             heartbeat: None,
                             durations: histogram.clone(),
+                            writable: Some(probe_queue_db_writable(&wanted)),
                         }));
                     }
                     std::thread::sleep(Duration::from_secs(1));
@@ -501,6 +566,7 @@ fn watch_queue(path: Arc<Mutex<PathBuf>>, tx: watch::Sender<Arc<QueueSnapshot>>)
                 stats,
                 heartbeat,
                 durations: histogram.clone(),
+                writable: Some(probe_queue_db_writable(&wanted)),
             };
             last_error = next.stats.as_ref().err().cloned();
             tx.send_replace(Arc::new(next));

@@ -20,12 +20,12 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use utoipa::IntoParams;
 
 use super::AppState;
-use super::alerts::{AlertList, Severity};
+use super::alerts::AlertList;
 use super::error::{ApiError, ErrorBody};
 use super::history::{HistoryResponse, window_spec};
 use super::models::{
-    ControlResponse, GroupDetailView, GroupList, GroupView, HealthCheck, HealthResponse,
-    LimitsView, LogLine, LogsResponse, MetricsResponse, RetryResponse, StatusResponse,
+    ControlResponse, GroupDetailView, GroupList, GroupView, HealthResponse, LimitsView, LogLine,
+    LogsResponse, MetricsResponse, RetryResponse, StatusResponse,
 };
 use crate::config::{StreamingConfig, ValidationErrors};
 use crate::control::{ControlOutcome, LogQuery, ResourceLimits};
@@ -33,8 +33,6 @@ use crate::queue::{GroupFilter, GroupState, QueueReader, request_retry, unix_now
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// A heartbeat older than this (while running) fails the health check.
-const HEARTBEAT_STALE_S: f64 = 120.0;
 
 fn json_bytes(body: Bytes) -> Response {
     ([(header::CONTENT_TYPE, JSON)], body).into_response()
@@ -193,89 +191,10 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Response {
 
 #[utoipa::path(get, path = "/api/streaming/health", tag = "service",
     responses((status = 200, body = HealthResponse)))]
+/// The producer's verdict (`control::report::health_verdict`, refreshed every
+/// second): the same one `contimgctl health` and the dashboard show.
 pub async fn health(State(state): State<Arc<AppState>>) -> Json<HealthResponse> {
-    let snapshot = state.snapshot();
-    let status = &snapshot.status;
-    let mut checks = vec![HealthCheck {
-        name: "service_running".to_string(),
-        ok: status.running,
-        detail: format!("{} ({})", status.active_state, status.sub_state),
-    }];
-    checks.push(match &snapshot.queue.stats {
-        Ok(_) => HealthCheck {
-            name: "queue_db".to_string(),
-            ok: true,
-            detail: "readable".to_string(),
-        },
-        Err(err) => HealthCheck {
-            name: "queue_db".to_string(),
-            ok: false,
-            detail: err.clone(),
-        },
-    });
-    let now = unix_now();
-    checks.push(match &snapshot.queue.heartbeat {
-        Some(beat) => {
-            let age = (now - beat.heartbeat_at).max(0.0);
-            HealthCheck {
-                name: "heartbeat".to_string(),
-                ok: !status.running || age <= HEARTBEAT_STALE_S,
-                detail: format!("{age:.0} s ago"),
-            }
-        }
-        None => HealthCheck {
-            name: "heartbeat".to_string(),
-            ok: !status.running,
-            detail: "never".to_string(),
-        },
-    });
-    checks.push(HealthCheck {
-        name: "config".to_string(),
-        ok: snapshot.config_error.is_none(),
-        detail: snapshot
-            .config_error
-            .clone()
-            .unwrap_or_else(|| "valid".to_string()),
-    });
-    let critical: Vec<String> = state
-        .alerts
-        .lock()
-        .map(|engine| {
-            engine
-                .active()
-                .filter(|a| a.severity == Severity::Critical)
-                .map(|a| a.message.clone())
-                .collect()
-        })
-        .unwrap_or_default();
-    checks.push(HealthCheck {
-        name: "alerts".to_string(),
-        ok: critical.is_empty(),
-        detail: if critical.is_empty() {
-            "no critical alerts".to_string()
-        } else {
-            critical.join("; ")
-        },
-    });
-    let healthy = status.running && critical.is_empty();
-    let error = if healthy {
-        None
-    } else {
-        status
-            .error
-            .clone()
-            .or_else(|| critical.first().cloned())
-            .or_else(|| (!status.running).then(|| "the service is not running".to_string()))
-    };
-    Json(HealthResponse {
-        healthy,
-        running: status.running,
-        uptime_seconds: status.uptime_seconds,
-        cpu_percent: status.cpu_percent,
-        memory_mb: status.memory_mb,
-        error,
-        checks,
-    })
+    Json(state.snapshot().health.clone())
 }
 
 #[utoipa::path(get, path = "/api/streaming/config", tag = "config",

@@ -104,7 +104,8 @@ pub enum Command {
     Restart,
     /// State, PID, uptime, CPU, memory, restarts, queue counts (exit 3 if not running).
     Status,
-    /// Running + queue DB readable + fresh heartbeat (exit 3 if not running, 1 if unhealthy).
+    /// Running, queue DB readable and writable, heartbeat at most 20 s old, valid
+    /// config, no critical alert (exit 3 if not running, 1 if unhealthy).
     Health,
     /// The worker's log lines.
     Logs(LogsArgs),

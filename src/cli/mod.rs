@@ -229,7 +229,8 @@ async fn run_with_backend(cli: &Cli) -> Result<i32, CliError> {
         }
         Command::Health => {
             let snapshot = report::gather(backend.as_ref(), &store).await?;
-            let health = snapshot.health_report();
+            let critical = crate::api::alerts::critical_for_snapshot(&snapshot);
+            let health = snapshot.health_report(&critical);
             if cli.json {
                 print_json(&health)?;
             } else {

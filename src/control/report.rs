@@ -16,8 +16,15 @@ use super::{Backend, ControlError, ServiceStatus};
 use crate::config::{ConfigStore, StreamingConfig};
 use crate::queue::{Heartbeat, QueueReader, QueueStats, unix_now};
 
-/// A heartbeat older than this (or `3 × worker_poll_interval`, if larger) is stale.
-pub const HEARTBEAT_STALE_SECONDS: f64 = 60.0;
+/// A heartbeat older than this is stale and makes the worker unhealthy. The worker
+/// writes one every 2 s (`STATUS_INTERVAL` in `worker`), so 20 s is ten missed
+/// beats: long enough for a busy main loop, short enough to catch a hung or
+/// stopped worker well inside the 60 s the systemd watchdog allows.
+pub const HEARTBEAT_STALE_SECONDS: f64 = 20.0;
+
+/// Below this much free space the queue DB's filesystem counts as full: SQLite
+/// needs room for WAL frames and a checkpoint, not just one page.
+pub const STATE_DIR_MIN_FREE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// What the queue DB said, read without blocking the worker.
 #[derive(Debug, Clone, Default)]
@@ -26,6 +33,8 @@ pub struct QueueView {
     /// Why `stats` is missing (`queue_error` in the API).
     pub error: Option<String>,
     pub heartbeat: Option<Heartbeat>,
+    /// Whether the worker could write the DB: `Ok(detail)` or `Err(why not)`.
+    pub writable: Option<Result<String, String>>,
 }
 
 impl QueueView {
@@ -41,12 +50,14 @@ impl QueueView {
                     stats,
                     error,
                     heartbeat: reader.heartbeat().ok().flatten(),
+                    writable: Some(probe_queue_db_writable(queue_db)),
                 }
             }
             Err(err) => Self {
                 stats: None,
                 error: Some(err.to_string()),
                 heartbeat: None,
+                writable: Some(probe_queue_db_writable(queue_db)),
             },
         }
     }
@@ -347,66 +358,193 @@ impl Snapshot {
         )
     }
 
-    /// Healthy = running, queue DB readable, and a fresh heartbeat from this run.
-    pub fn health_report(&self) -> HealthResponse {
+    /// The health verdict for what this snapshot saw (see [`health_verdict`]).
+    /// `critical_alerts`: the messages of the active critical alerts.
+    pub fn health_report(&self, critical_alerts: &[String]) -> HealthResponse {
         let s = &self.status;
-        let mut checks = vec![HealthCheck {
-            name: "service_running".into(),
-            ok: s.running,
-            detail: format!("{} ({})", s.active_state, s.sub_state),
-        }];
-        checks.push(HealthCheck {
-            name: "queue_db".into(),
-            ok: self.queue.stats.is_some(),
-            detail: self
-                .queue
-                .error
-                .clone()
-                .unwrap_or_else(|| "readable".into()),
-        });
-        let stale_after = self
-            .config
-            .as_ref()
-            .map(|c| (c.worker_poll_interval * 3.0).max(HEARTBEAT_STALE_SECONDS))
-            .unwrap_or(HEARTBEAT_STALE_SECONDS);
-        let heartbeat_check = match &self.queue.heartbeat {
-            Some(beat) => {
-                let age = (self.taken_at - beat.heartbeat_at).max(0.0);
-                HealthCheck {
-                    name: "heartbeat".into(),
-                    ok: age <= stale_after,
-                    detail: format!("{age:.0} s ago (PID {})", beat.pid),
-                }
-            }
-            None => HealthCheck {
-                name: "heartbeat".into(),
-                ok: false,
-                detail: "the worker never wrote a heartbeat".into(),
-            },
-        };
-        checks.push(heartbeat_check);
-        let healthy = checks.iter().all(|c| c.ok);
-        let error = if healthy {
-            None
-        } else {
-            Some(
-                checks
-                    .iter()
-                    .filter(|c| !c.ok)
-                    .map(|c| format!("{}: {}", c.name, c.detail))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-            .or_else(|| s.error.clone())
-        };
-        HealthResponse {
-            healthy,
+        health_verdict(&HealthInputs {
             running: s.running,
+            active_state: &s.active_state,
+            sub_state: &s.sub_state,
+            service_error: s.error.as_deref(),
             uptime_seconds: s.uptime_seconds,
             cpu_percent: s.resources.cpu_percent,
             memory_mb: s.resources.memory_mb(),
-            error,
-            checks,
+            queue_error: if self.queue.stats.is_some() {
+                None
+            } else {
+                Some(self.queue.error.as_deref().unwrap_or("queue not read"))
+            },
+            queue_writable: self.queue.writable.as_ref(),
+            heartbeat: self.queue.heartbeat.as_ref(),
+            config_error: self.config_error.as_deref(),
+            critical_alerts,
+            now: self.taken_at,
+        })
+    }
+}
+
+/// Everything the health verdict looks at. The CLI fills it from one
+/// [`Snapshot`], `contimg-api` from its producer's snapshot and alert engine.
+#[derive(Debug, Clone, Copy)]
+pub struct HealthInputs<'a> {
+    pub running: bool,
+    pub active_state: &'a str,
+    pub sub_state: &'a str,
+    pub service_error: Option<&'a str>,
+    pub uptime_seconds: Option<f64>,
+    pub cpu_percent: Option<f64>,
+    pub memory_mb: Option<f64>,
+    /// Why the queue DB could not be read; `None` when it was.
+    pub queue_error: Option<&'a str>,
+    /// [`probe_queue_db_writable`]'s answer; `None` when not probed yet.
+    pub queue_writable: Option<&'a Result<String, String>>,
+    pub heartbeat: Option<&'a Heartbeat>,
+    pub config_error: Option<&'a str>,
+    /// Messages of the active critical alerts.
+    pub critical_alerts: &'a [String],
+    /// Unix time the heartbeat's age is measured at.
+    pub now: f64,
+}
+
+/// The one health verdict, shown by `contimgctl health`, `GET
+/// /api/streaming/health` and the dashboard. Healthy only when every check
+/// passes: the worker runs, the queue DB is readable and writable (its
+/// filesystem not full), the heartbeat is at most [`HEARTBEAT_STALE_SECONDS`]
+/// old, the config is valid and no critical alert is active.
+pub fn health_verdict(input: &HealthInputs<'_>) -> HealthResponse {
+    let check = |name: &str, ok: bool, detail: String| HealthCheck {
+        name: name.to_string(),
+        ok,
+        detail,
+    };
+    let mut checks = vec![check(
+        "service_running",
+        input.running,
+        format!("{} ({})", input.active_state, input.sub_state),
+    )];
+    checks.push(match (input.queue_error, input.queue_writable) {
+        (Some(err), _) => check("queue_db", false, format!("unreadable: {err}")),
+        (None, Some(Err(why))) => check("queue_db", false, why.clone()),
+        (None, Some(Ok(detail))) => check("queue_db", true, format!("readable, {detail}")),
+        (None, None) => check("queue_db", true, "readable".to_string()),
+    });
+    checks.push(match input.heartbeat {
+        Some(beat) => {
+            let age = (input.now - beat.heartbeat_at).max(0.0);
+            let fresh = age <= HEARTBEAT_STALE_SECONDS;
+            check(
+                "heartbeat",
+                fresh,
+                if fresh {
+                    format!("{age:.0} s ago (PID {})", beat.pid)
+                } else {
+                    format!(
+                        "stale: {age:.0} s ago (PID {}), more than {HEARTBEAT_STALE_SECONDS:.0} s; \
+                         the worker is hung, stopped or cannot write the queue DB",
+                        beat.pid
+                    )
+                },
+            )
         }
+        None => check(
+            "heartbeat",
+            false,
+            "the worker never wrote a heartbeat".to_string(),
+        ),
+    });
+    checks.push(match input.config_error {
+        Some(err) => check("config", false, err.to_string()),
+        None => check("config", true, "valid".to_string()),
+    });
+    checks.push(if input.critical_alerts.is_empty() {
+        check("alerts", true, "no critical alerts".to_string())
+    } else {
+        check("alerts", false, input.critical_alerts.join("; "))
+    });
+    let healthy = checks.iter().all(|c| c.ok);
+    let error = (!healthy).then(|| {
+        checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect::<Vec<_>>()
+            .join("; ")
+    });
+    let error = match (error, input.service_error) {
+        (Some(error), Some(service)) if !input.running => Some(format!("{service}; {error}")),
+        (error, _) => error,
+    };
+    HealthResponse {
+        healthy,
+        running: input.running,
+        uptime_seconds: input.uptime_seconds,
+        cpu_percent: input.cpu_percent,
+        memory_mb: input.memory_mb,
+        error,
+        checks,
+    }
+}
+
+/// Whether the worker could write the queue DB now: the file (and its WAL and
+/// shared-memory files, when present) and its directory are writable by this
+/// process, and the filesystem has at least [`STATE_DIR_MIN_FREE_BYTES`] free.
+/// `Ok` says how much is free; `Err` says what is wrong, naming the path ("disk
+/// full: ..."). Checked with this process's credentials: run the CLI as the
+/// worker's user for an exact answer. Blocking (statvfs).
+pub fn probe_queue_db_writable(queue_db: &Path) -> Result<String, String> {
+    use nix::unistd::{AccessFlags, access};
+    let dir = match queue_db.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut files = vec![queue_db.to_path_buf()];
+    for suffix in ["-wal", "-shm"] {
+        let mut name = queue_db.as_os_str().to_owned();
+        name.push(suffix);
+        files.push(name.into());
+    }
+    for (index, file) in files.iter().enumerate() {
+        // The WAL and shm files exist only while a connection is open.
+        if index > 0 && !file.exists() {
+            continue;
+        }
+        if let Err(errno) = access(file.as_path(), AccessFlags::W_OK) {
+            return Err(format!("not writable: {}: {errno}", file.display()));
+        }
+    }
+    if let Err(errno) = access(dir, AccessFlags::W_OK | AccessFlags::X_OK) {
+        return Err(format!("not writable: {}: {errno}", dir.display()));
+    }
+    let stat = nix::sys::statvfs::statvfs(dir)
+        .map_err(|errno| format!("cannot stat the filesystem of {}: {errno}", dir.display()))?;
+    let free = (stat.blocks_available() as u64).saturating_mul(stat.fragment_size() as u64);
+    if free < STATE_DIR_MIN_FREE_BYTES {
+        return Err(format!(
+            "disk full: {} has {} free (needs at least {})",
+            dir.display(),
+            human_bytes(free),
+            human_bytes(STATE_DIR_MIN_FREE_BYTES)
+        ));
+    }
+    Ok(format!(
+        "writable, {} free in {}",
+        human_bytes(free),
+        dir.display()
+    ))
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
     }
 }

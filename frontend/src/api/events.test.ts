@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { metrics, status } from '../test/fixtures';
 import { applyEvent, mergeAlert } from './events';
 import { keys } from './keys';
-import type { Alert, AlertsResponse, Metrics, ServiceStatus } from './types';
+import type { Alert, AlertsResponse, Health, Metrics, ServiceStatus } from './types';
 
 const alert = (over: Partial<Alert> = {}): Alert => ({
   id: 'a1',
@@ -22,6 +22,25 @@ describe('SSE events → query cache', () => {
     expect(qc.getQueryData<ServiceStatus>(keys.status)?.active_state).toBe('inactive');
     applyEvent(qc, { event: 'metrics', data: JSON.stringify(metrics({ processing_rate_per_hour: 42 })) });
     expect(qc.getQueryData<Metrics>(keys.metrics)?.processing_rate_per_hour).toBe(42);
+  });
+
+  it('shows the health verdict the API pushed, even while the service runs', () => {
+    const qc = new QueryClient();
+    applyEvent(qc, { event: 'status', data: JSON.stringify(status({ running: true })) });
+    const verdict: Health = {
+      healthy: false,
+      running: true,
+      uptime_seconds: 100,
+      cpu_percent: 0,
+      memory_mb: 10,
+      error: 'heartbeat: stale: 25 s ago (PID 7)',
+      checks: [
+        { name: 'service_running', ok: true, detail: 'active (running)' },
+        { name: 'heartbeat', ok: false, detail: 'stale: 25 s ago (PID 7)' },
+      ],
+    };
+    applyEvent(qc, { event: 'health', data: JSON.stringify(verdict) });
+    expect(qc.getQueryData<Health>(keys.health)).toEqual(verdict);
   });
 
   it('ignores malformed data', () => {

@@ -1,7 +1,7 @@
 // Writes the dashboard SSE events into the TanStack Query cache.
 import type { QueryClient } from '@tanstack/react-query';
 import type { SseMessage } from './sse';
-import type { Alert, AlertsResponse, Metrics, ServiceStatus } from './types';
+import type { Alert, AlertsResponse, Health, Metrics, ServiceStatus } from './types';
 import { keys } from './keys';
 
 /** Merge an alert event into the cached alerts lists. */
@@ -39,6 +39,11 @@ export function applyEvent(qc: QueryClient, m: SseMessage) {
       }
       break;
     }
+    case 'health':
+      // The API's own verdict (the one `contimgctl health` computes too): shown
+      // as sent, never recomputed here.
+      qc.setQueryData(keys.health, data as Health);
+      break;
     case 'alert':
       qc.setQueryData<AlertsResponse>(keys.alerts, (prev) => mergeAlert(prev, data as Alert));
       void qc.invalidateQueries({ queryKey: keys.health });

@@ -1,5 +1,5 @@
 // The live connection: one SSE stream (`/api/streaming/events`) whose
-// `status`, `metrics` and `alert` events are written straight into the
+// `status`, `metrics`, `health` and `alert` events are written straight into the
 // TanStack Query cache. While it is down, the queries poll instead.
 import { useQueryClient } from '@tanstack/react-query';
 import { useEffect, useState, type ReactNode } from 'react';

@@ -13,7 +13,8 @@ import type { HistoryWindow, LimitsUpdate, StreamingConfig } from './types';
 
 /** Fallback polling periods (the seed's): used only while SSE is down. */
 export const POLL = { status: 5_000, health: 10_000, metrics: 30_000 } as const;
-/** Health has no SSE event of its own: refresh it slowly even when live. */
+/** Health arrives as the SSE `health` event when the verdict changes; this slow
+ * refetch only refreshes the moving details (the heartbeat's age). */
 const HEALTH_WHEN_LIVE = 60_000;
 
 function usePolling(periodMs: number): number | false {
