@@ -174,3 +174,46 @@ fn a_reused_pid_in_the_record_is_never_killed() {
     let _ = bystander.wait();
     assert!(worker.stop().is_some());
 }
+
+#[test]
+fn a_converter_that_exits_leaving_a_background_writer_has_it_killed() {
+    let env = WorkerEnv::new();
+    let growing = env.root.path().join("growing.out");
+    let pgid_file = env.root.path().join("converter.pgid");
+    let script = format!(
+        "echo $$ > '{pgid}'; ( while true; do echo x >> '{growing}'; sleep 0.1; done ) & sleep 0.5; exit 0",
+        pgid = pgid_file.display(),
+        growing = growing.display(),
+    );
+    env.write_config(&format!(
+        "expected_subbands = 1\n[converter]\nkind = \"command\"\nargv = [\"sh\", \"-c\", {script:?}]\n"
+    ));
+    let _reaper = GroupReaper {
+        pgid_file,
+        needle: env.root.path().to_string_lossy().into_owned(),
+    };
+    let worker = env.spawn();
+    env.drop_subband(T0, 0, b"x");
+    assert!(
+        wait_until(Duration::from_secs(20), || env.count(GroupState::Completed)
+            == 1),
+        "{}",
+        worker.log()
+    );
+    let at_completion = size_of(&growing);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        size_of(&growing),
+        at_completion,
+        "the converter's background writer outlived the conversion\n{}",
+        worker.log()
+    );
+    assert!(
+        worker
+            .log()
+            .contains("killed processes the converter left running"),
+        "{}",
+        worker.log()
+    );
+    assert!(worker.stop().is_some());
+}

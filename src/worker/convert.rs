@@ -282,7 +282,7 @@ async fn run_command(
     let pid = child.id();
     // Dropped on every way out of here (finished, killed, or this task aborted):
     // kills what the converter left in its group and forgets the record.
-    let _record = pid.and_then(|pid| RunningConversion::record(pid, group_id));
+    let conversion = pid.and_then(|pid| RunningConversion::start(pid, group_id));
 
     if let (Some(payload), Some(mut stdin)) = (stdin_payload, child.stdin.take()) {
         use tokio::io::AsyncWriteExt;
@@ -300,21 +300,26 @@ async fn run_command(
         _ = tokio::time::sleep(timeout) => None,
         _ = cancelled(&mut cancel) => {
             kill_group(pid, &mut child).await;
-            let _ = stdout_task.await;
-            let _ = stderr_task.await;
+            collect_output(stdout_task).await;
+            collect_output(stderr_task).await;
             return Err(ConvertError::Interrupted);
         }
     };
     let Some(status) = waited else {
         kill_group(pid, &mut child).await;
-        let _ = stdout_task.await;
-        let _ = stderr_task.await;
+        collect_output(stdout_task).await;
+        collect_output(stderr_task).await;
         return Err(ConvertError::TimedOut(started.elapsed().as_secs_f64()));
     };
     let status =
         status.map_err(|err| ConvertError::Failed(format!("waiting for {program}: {err}")))?;
-    let stdout_lines = stdout_task.await.unwrap_or_default();
-    let stderr_lines = stderr_task.await.unwrap_or_default();
+    // What the converter left running in its group would keep writing, and keep
+    // its output pipes open.
+    if let Some(conversion) = &conversion {
+        conversion.kill_leftovers();
+    }
+    let stdout_lines = collect_output(stdout_task).await;
+    let stderr_lines = collect_output(stderr_task).await;
     let total = started.elapsed().as_secs_f64();
     if !status.success() {
         let tail: Vec<String> = stderr_lines.into_iter().chain(stdout_lines).collect();
@@ -480,43 +485,46 @@ fn current_boot_id() -> Option<String> {
         .map(|id| id.trim().to_string())
 }
 
-/// The record of one running converter, removed (after killing what the
-/// converter left in its group) when dropped.
+/// One running converter's process group. In a worker it is recorded on disk
+/// while it runs; when dropped (the conversion ended, or its task was aborted)
+/// whatever is left in the group is killed and the record removed.
 struct RunningConversion {
-    path: PathBuf,
     record: ConversionRecord,
+    path: Option<PathBuf>,
 }
 
 impl RunningConversion {
-    /// Writes the record atomically; `None` outside a worker, or if it cannot be
-    /// written (logged: that conversion is then not protected after a crash).
-    fn record(pid: u32, group_id: &str) -> Option<Self> {
-        let dir = RECORD_DIR.lock().ok()?.clone()?;
+    /// `None` if the converter is already gone. Writes the record atomically when
+    /// this process is a worker; a record that cannot be written is logged (that
+    /// conversion is then not protected against a crash of the worker).
+    fn start(pid: u32, group_id: &str) -> Option<Self> {
         let procfs = crate::metrics::procfs::ProcFs::default();
         let record = ConversionRecord {
             pgid: pid,
             start_ticks: procfs.stat(pid)?.start_ticks,
-            boot_id: current_boot_id()?,
+            boot_id: current_boot_id().unwrap_or_default(),
             group_id: group_id.to_string(),
         };
-        let path = dir.join(format!("{pid}.json"));
-        let written = serde_json::to_vec(&record)
-            .map_err(|err| err.to_string())
-            .and_then(|json| {
-                crate::config::atomic_write(&path, &json).map_err(|err| err.to_string())
-            });
-        match written {
-            Ok(()) => Some(Self { path, record }),
-            Err(err) => {
+        let dir = RECORD_DIR.lock().ok().and_then(|dir| dir.clone());
+        let path = dir.map(|dir| dir.join(format!("{pid}.json")));
+        let written = path.as_ref().map(|path| {
+            serde_json::to_vec(&record)
+                .map_err(|err| err.to_string())
+                .and_then(|json| {
+                    crate::config::atomic_write(path, &json).map_err(|err| err.to_string())
+                })
+        });
+        let path = match written {
+            Some(Err(err)) => {
                 tracing::warn!(group_id = %group_id, "cannot record the converter's process group: {err}");
                 None
             }
-        }
+            _ => path,
+        };
+        Some(Self { record, path })
     }
-}
 
-impl Drop for RunningConversion {
-    fn drop(&mut self) {
+    fn kill_leftovers(&self) {
         let procfs = crate::metrics::procfs::ProcFs::default();
         let leftovers = kill_group_if_same(&procfs, &self.record);
         if !leftovers.is_empty() {
@@ -526,7 +534,27 @@ impl Drop for RunningConversion {
                 "killed processes the converter left running"
             );
         }
-        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Drop for RunningConversion {
+    fn drop(&mut self) {
+        self.kill_leftovers();
+        if let Some(path) = &self.path {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// The tail a line forwarder collected; gives up after [`KILL_GRACE`] (a process
+/// that left the converter's group can hold the pipe open forever).
+async fn collect_output(mut task: tokio::task::JoinHandle<VecDeque<String>>) -> VecDeque<String> {
+    match tokio::time::timeout(KILL_GRACE, &mut task).await {
+        Ok(lines) => lines.unwrap_or_default(),
+        Err(_) => {
+            task.abort();
+            VecDeque::new()
+        }
     }
 }
 
