@@ -118,6 +118,30 @@ fn assert_only_group(
     );
 }
 
+/// `contimgctl --backend process --state-dir … ARGS` (reads the queue DB only).
+fn ctl(env: &WorkerEnv, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_contimgctl"))
+        .args(["--backend", "process", "--state-dir"])
+        .arg(&env.state_dir)
+        .args(args)
+        .output()
+        .expect("run contimgctl");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success() || args.contains(&"metrics"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn ctl_json(env: &WorkerEnv, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let text = ctl(env, &all);
+    serde_json::from_str(&text).unwrap_or_else(|err| panic!("{err}: {text}"))
+}
+
 /// Every recorded reason contains `needle`.
 fn assert_reasons(env: &WorkerEnv, needle: &str) {
     let recorded = env.reader().unrecognised_files(1000).unwrap();
@@ -268,6 +292,22 @@ fn a_subband_arriving_after_its_group_completed_is_not_attached() {
         "{warning}"
     );
     assert_eq!(worker.stop(), Some(0));
+    // Visible to the operator: counts and the newest late files.
+    let text = ctl(&env, &["queue"]);
+    assert!(text.contains("late files: 1"), "{text}");
+    assert!(
+        text.contains(&format!("sb02 for {group_id} (completed)")),
+        "{text}"
+    );
+    let listed = ctl_json(&env, &["queue"]);
+    assert_eq!(listed["late_files_total"], 1, "{listed}");
+    assert_eq!(listed["late_files"][0]["group_id"], group_id.as_str());
+    let metrics = ctl_json(&env, &["metrics"]);
+    assert_eq!(
+        (&metrics["late_files"], &metrics["unrecognised_files"]),
+        (&serde_json::json!(1), &serde_json::json!(0)),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -345,4 +385,62 @@ fn names_that_are_almost_the_correlators_are_not_registered() {
         restarted.log()
     );
     assert_eq!(restarted.stop(), Some(0));
+    let text = ctl(&env, &["queue"]);
+    assert!(
+        text.contains(&format!("unrecognised files: {misses}")),
+        "{text}"
+    );
+    assert!(text.contains("not valid UTF-8"), "{text}");
+    // Listed paths are quoted, so a newline in a name stays inside one line.
+    assert!(
+        !text.lines().any(|line| line.starts_with(".hdf5")),
+        "{text}"
+    );
+    let listed = ctl_json(&env, &["queue", "--limit", "100"]);
+    assert_eq!(listed["unrecognised_files_total"], misses, "{listed}");
+    assert_eq!(
+        listed["unrecognised_files"].as_array().map(Vec::len),
+        Some(near_misses.len())
+    );
+    let metrics = ctl_json(&env, &["metrics"]);
+    assert_eq!(metrics["unrecognised_files"], misses, "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_reports_unrecognised_and_late_counts() {
+    use common::api::{ApiDaemon, DaemonOptions};
+    let daemon = ApiDaemon::start_process(DaemonOptions {
+        streaming_toml: "expected_subbands = 2".into(),
+        ..DaemonOptions::default()
+    })
+    .await;
+    let started = daemon.post("/api/streaming/start", None).await;
+    assert!(started.status().is_success(), "{}", daemon.log());
+    let env = &daemon.env;
+    assert!(
+        wait_until(Duration::from_secs(20), || env.stats().is_some()),
+        "{}",
+        daemon.log()
+    );
+    env.drop_subband(T0, 42, b"data");
+    env.drop_subband(T0, 2, b"data");
+    let mut metrics = serde_json::Value::Null;
+    let mut text = String::new();
+    for _ in 0..200 {
+        metrics = daemon.get_json("/api/streaming/metrics").await;
+        text = daemon.get("/metrics").await.unwrap().text().await.unwrap();
+        if metrics["unrecognised_files"] == 2 && text.contains("contimg_unrecognised_files 2") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        metrics["unrecognised_files"],
+        2,
+        "{metrics}\n{}",
+        daemon.log()
+    );
+    assert_eq!(metrics["late_files"], 0, "{metrics}");
+    assert!(text.contains("contimg_unrecognised_files 2"), "{text}");
+    assert!(text.contains("contimg_late_files 0"), "{text}");
 }

@@ -69,6 +69,14 @@ pub fn render(
              # TYPE contimg_groups_completed_total counter\ncontimg_groups_completed_total {}",
             stats.count(GroupState::Completed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP contimg_unrecognised_files Entries of input_dir refused for their name, place or type.\n\
+             # TYPE contimg_unrecognised_files gauge\ncontimg_unrecognised_files {}\n\
+             # HELP contimg_late_files Subbands that arrived after their group was closed.\n\
+             # TYPE contimg_late_files gauge\ncontimg_late_files {}",
+            stats.unrecognised_files, stats.late_files
+        );
     }
     let _ = writeln!(
         out,

@@ -549,11 +549,16 @@ fn queue_list(cli: &Cli, args: &QueueArgs) -> Result<i32, CliError> {
         limit: Some(args.limit),
         before: None,
     })?;
+    let unrecognised = reader.unrecognised_files(args.limit)?;
+    let late = reader.late_files(args.limit)?;
     if cli.json {
-        return print_json(&serde_json::json!({"queue_stats": stats.counts, "processing_rate_per_hour": stats.processing_rate_per_hour, "groups": groups}))
+        return print_json(&serde_json::json!({"queue_stats": stats.counts, "processing_rate_per_hour": stats.processing_rate_per_hour, "groups": groups,
+            "unrecognised_files_total": stats.unrecognised_files, "unrecognised_files": unrecognised,
+            "late_files_total": stats.late_files, "late_files": late}))
             .map(|_| exit_code::OK);
     }
     println!("{}", stats.summary_line());
+    print_input_problems(&stats, &unrecognised, &late);
     if groups.is_empty() {
         println!("(no groups)");
         return Ok(exit_code::OK);
@@ -584,6 +589,46 @@ fn queue_list(cli: &Cli, args: &QueueArgs) -> Result<i32, CliError> {
         );
     }
     Ok(exit_code::OK)
+}
+
+/// The newest unrecognised and late input files (paths Debug-quoted: a hostile
+/// name cannot forge terminal output).
+fn print_input_problems(
+    stats: &crate::queue::QueueStats,
+    unrecognised: &[crate::queue::UnrecognisedFile],
+    late: &[crate::queue::LateFile],
+) {
+    const SHOWN: usize = 5;
+    if stats.unrecognised_files > 0 {
+        println!(
+            "unrecognised files: {} (newest first)",
+            stats.unrecognised_files
+        );
+        for file in unrecognised.iter().take(SHOWN) {
+            println!(
+                "  {}  {:?}  {}",
+                format_time(file.last_seen_at),
+                file.path,
+                file.reason
+            );
+        }
+    }
+    if stats.late_files > 0 {
+        println!(
+            "late files: {} (newest first, not attached)",
+            stats.late_files
+        );
+        for file in late.iter().take(SHOWN) {
+            println!(
+                "  {}  {:?}  sb{:02} for {} ({})",
+                format_time(file.seen_at),
+                file.path,
+                file.subband_idx,
+                file.group_id,
+                file.group_state
+            );
+        }
+    }
 }
 
 fn queue_show(cli: &Cli, group_id: &str) -> Result<i32, CliError> {
@@ -773,6 +818,8 @@ fn print_metrics(snapshot: &Snapshot) {
     }
     println!("{:>12}: {:.1} groups/h", "Rate", m.processing_rate_per_hour);
     println!("{:>12}: {}", "Rejected", m.rejected_files);
+    println!("{:>12}: {}", "Unrecognised", m.unrecognised_files);
+    println!("{:>12}: {}", "Late", m.late_files);
     if let Some(error) = &m.queue_error {
         println!("{:>12}: {error}", "Queue error");
     }

@@ -131,7 +131,16 @@ pub fn status_text(snapshot: &Snapshot, backend_detail: &str) -> String {
         );
     }
     match (&snapshot.queue.stats, &snapshot.queue.error) {
-        (Some(stats), _) => line("Queue", stats.summary_line()),
+        (Some(stats), _) => {
+            line("Queue", stats.summary_line());
+            line(
+                "Input files",
+                format!(
+                    "{} rejected, {} unrecognised, {} late",
+                    stats.rejected_files, stats.unrecognised_files, stats.late_files
+                ),
+            );
+        }
         (None, Some(error)) => line("Queue", format!("unavailable: {error}")),
         _ => {}
     }

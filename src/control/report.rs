@@ -267,6 +267,10 @@ pub struct MetricsResponse {
     pub queue_error: Option<String>,
     // Additions.
     pub rejected_files: u64,
+    /// `input_dir` entries refused for their name, place or type.
+    pub unrecognised_files: u64,
+    /// Subbands that arrived after their group was closed (never attached).
+    pub late_files: u64,
     pub oldest_pending_age_seconds: Option<f64>,
     pub last_completed_at: Option<String>,
     pub memory_limit_mb: Option<f64>,
@@ -280,12 +284,19 @@ impl MetricsResponse {
         stats: &Result<QueueStats, String>,
         now_unix: f64,
     ) -> Self {
-        let (queue_stats, rate, queue_error, rejected, oldest, last_completed) = match stats {
+        let (
+            queue_stats,
+            rate,
+            queue_error,
+            (rejected, unrecognised, late),
+            oldest,
+            last_completed,
+        ) = match stats {
             Ok(s) => (
                 s.counts.clone(),
                 s.processing_rate_per_hour,
                 None,
-                s.rejected_files,
+                (s.rejected_files, s.unrecognised_files, s.late_files),
                 s.oldest_pending_ts.map(|ts| (now_unix - ts).max(0.0)),
                 s.last_completed_at.and_then(iso_from_unix),
             ),
@@ -296,7 +307,7 @@ impl MetricsResponse {
                     .collect(),
                 0.0,
                 Some(err.clone()),
-                0,
+                (0, 0, 0),
                 None,
                 None,
             ),
@@ -310,6 +321,8 @@ impl MetricsResponse {
             processing_rate_per_hour: rate,
             queue_error,
             rejected_files: rejected,
+            unrecognised_files: unrecognised,
+            late_files: late,
             oldest_pending_age_seconds: oldest,
             last_completed_at: last_completed,
             memory_limit_mb: status.memory_limit_mb,
