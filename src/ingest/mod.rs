@@ -62,3 +62,37 @@ pub fn admit_batch(
     }
     Ok(batch)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::names::subband_file_name;
+
+    const TS: f64 = 1_760_362_083.0;
+
+    #[test]
+    fn a_refusal_is_reported_once_until_the_entry_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = NameRules {
+            expected_subbands: 16,
+            now: TS,
+        };
+        let path = dir.path().join(subband_file_name(TS, 0));
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let mut memo = RefusalMemo::default();
+        let admit = |memo: &mut RefusalMemo| {
+            admit_batch(dir.path(), vec![path.clone()], &rules, memo).unwrap()
+        };
+        assert_eq!(admit(&mut memo).refusals.len(), 1);
+        assert_eq!(admit(&mut memo).refusals.len(), 0, "unchanged: not again");
+        // Replaced by a real file: admitted, and the memo forgets the refusal.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"data").unwrap();
+        let batch = admit(&mut memo);
+        assert_eq!((batch.candidates.len(), batch.refusals.len()), (1, 0));
+        // A FIFO again: reported again.
+        std::fs::remove_file(&path).unwrap();
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert_eq!(admit(&mut memo).refusals.len(), 1);
+    }
+}

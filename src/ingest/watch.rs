@@ -311,3 +311,166 @@ pub fn scan_directory(dir: &Path) -> Result<Vec<PathBuf>, WatchError> {
     );
     Ok(found.into_iter().map(|(_, path)| path).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixListener;
+
+    use super::*;
+    use crate::ingest::names::subband_file_name;
+
+    const TS: f64 = 1_760_362_083.0;
+    const RULES: NameRules = NameRules {
+        expected_subbands: 16,
+        now: 1_760_400_000.0,
+    };
+
+    fn refusal_reason(admission: Admission) -> String {
+        match admission {
+            Admission::Refused(refusal) => refusal.reason,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn admits_a_regular_file_with_its_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(subband_file_name(TS, 3));
+        std::fs::write(&path, b"12345").unwrap();
+        let input = InputDir::open(dir.path()).unwrap();
+        match input.admit(&path, &RULES) {
+            Admission::Subband(candidate) => {
+                assert_eq!(candidate.name.subband_idx, 3);
+                assert_eq!(candidate.identity.size, 5);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn refuses_links_fifos_sockets_and_directories_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("real.hdf5");
+        std::fs::write(&target, b"data").unwrap();
+        let inside_target = dir.path().join(subband_file_name(TS, 0));
+        std::fs::write(&inside_target, b"data").unwrap();
+        let name = |sb| dir.path().join(subband_file_name(TS, sb));
+
+        std::os::unix::fs::symlink(&target, name(1)).unwrap();
+        std::os::unix::fs::symlink(&inside_target, name(2)).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("missing"), name(3)).unwrap();
+        nix::unistd::mkfifo(&name(4), Mode::from_bits_truncate(0o600)).unwrap();
+        let _socket = UnixListener::bind(name(5)).unwrap();
+        std::fs::create_dir(name(6)).unwrap();
+
+        let input = InputDir::open(dir.path()).unwrap();
+        let outside_reason = refusal_reason(input.admit(&name(1), &RULES));
+        assert!(
+            outside_reason.contains("a symbolic link (to \""),
+            "{outside_reason}"
+        );
+        assert!(outside_reason.contains("real.hdf5"), "{outside_reason}");
+        // Links that stay inside input_dir are refused too: the correlator never makes them.
+        assert!(refusal_reason(input.admit(&name(2), &RULES)).contains("symbolic link"));
+        assert!(refusal_reason(input.admit(&name(3), &RULES)).contains("symbolic link"));
+        assert_eq!(
+            refusal_reason(input.admit(&name(4), &RULES)),
+            "not a regular file (FIFO)"
+        );
+        assert_eq!(
+            refusal_reason(input.admit(&name(5), &RULES)),
+            "not a regular file (socket)"
+        );
+        assert_eq!(
+            refusal_reason(input.admit(&name(6), &RULES)),
+            "not a regular file (directory)"
+        );
+    }
+
+    #[test]
+    fn a_fifo_is_never_opened_for_a_blocking_read() {
+        // Even past the first look (a FIFO swapped in after fstatat), O_NONBLOCK
+        // returns at once and fstat on the open file refuses it.
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join(subband_file_name(TS, 0));
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).unwrap();
+        let input = InputDir::open(dir.path()).unwrap();
+        match input.open_regular(fifo.file_name().unwrap()) {
+            Err(OpenRefusal::Refused(reason, Some(_))) => {
+                assert_eq!(reason, "not a regular file (FIFO)")
+            }
+            Err(OpenRefusal::Refused(reason, None)) => panic!("{reason}"),
+            Err(OpenRefusal::Vanished) => panic!("vanished"),
+            Ok(_) => panic!("a FIFO was admitted"),
+        }
+    }
+
+    #[test]
+    fn refuses_paths_outside_the_directory_and_ignores_temp_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("nested");
+        std::fs::create_dir(&sub).unwrap();
+        let nested = sub.join(subband_file_name(TS, 0));
+        std::fs::write(&nested, b"data").unwrap();
+        let input = InputDir::open(dir.path()).unwrap();
+        assert_eq!(
+            refusal_reason(input.admit(&nested, &RULES)),
+            "not directly inside input_dir"
+        );
+        let dotdot = dir.path().join("..");
+        assert!(matches!(
+            input.admit(&dotdot, &RULES),
+            Admission::Refused(_)
+        ));
+        let temp = dir.path().join("2025-10-13T13:28:03_sb00_incomplete.hdf5");
+        std::fs::write(&temp, b"x").unwrap();
+        assert_eq!(input.admit(&temp, &RULES), Admission::Temporary);
+        let gone = dir.path().join(subband_file_name(TS, 9));
+        assert_eq!(input.admit(&gone, &RULES), Admission::Vanished);
+    }
+
+    #[test]
+    fn unrecognised_names_carry_their_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("2025-10-13T13:28:03_sb42.hdf5");
+        std::fs::write(&path, b"123").unwrap();
+        let input = InputDir::open(dir.path()).unwrap();
+        match input.admit(&path, &RULES) {
+            Admission::Refused(refusal) => {
+                assert!(refusal.reason.contains("sb42"), "{}", refusal.reason);
+                assert_eq!(refusal.size_bytes, Some(3));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn scan_lists_subbands_in_time_order_then_the_rest_without_temp_names() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            subband_file_name(TS + 10.0, 0),
+            subband_file_name(TS, 1),
+            subband_file_name(TS, 0),
+            "zz.txt".to_string(),
+            ".hidden".to_string(),
+            "x_incomplete.hdf5".to_string(),
+        ] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let names: Vec<String> = scan_directory(dir.path())
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                subband_file_name(TS, 0),
+                subband_file_name(TS, 1),
+                subband_file_name(TS + 10.0, 0),
+                "zz.txt".to_string()
+            ]
+        );
+    }
+}

@@ -324,3 +324,79 @@ fn a_rejected_file_that_is_rewritten_can_be_registered() {
     );
     assert_eq!(q.stats(T0).unwrap().rejected_files, 0);
 }
+
+#[test]
+fn a_closed_group_records_late_files_while_an_incomplete_failure_takes_stragglers() {
+    let (_dir, mut q) = open();
+    let group_id = group_id_for(T0);
+    q.register_file(&file(T0, 0), 2, TOL, T0).unwrap();
+    q.register_file(&file(T0 + 1.0, 1), 2, TOL, T0).unwrap();
+    // Pending (complete): a new subband index is late, not attached.
+    let late = q.register_file(&file(T0 + 2.0, 2), 4, TOL, T0).unwrap();
+    assert_eq!(
+        late,
+        Registration::Late {
+            group_id: group_id.clone(),
+            group_state: GroupState::Pending
+        }
+    );
+    assert_eq!(
+        q.register_file(&file(T0 + 2.0, 2), 4, TOL, T0).unwrap(),
+        Registration::AlreadyKnown
+    );
+    // Converting: late too. A second copy of a held subband stays a duplicate.
+    q.claim_next(T0).unwrap().unwrap();
+    let late = q.register_file(&file(T0 + 3.0, 3), 4, TOL, T0).unwrap();
+    assert!(
+        matches!(
+            late,
+            Registration::Late {
+                group_state: GroupState::InProgress,
+                ..
+            }
+        ),
+        "{late:?}"
+    );
+    let dup = q.register_file(&file(T0 + 4.0, 0), 4, TOL, T0).unwrap();
+    assert!(matches!(dup, Registration::Duplicate { .. }), "{dup:?}");
+    assert_eq!(q.group(&group_id).unwrap().unwrap().files.len(), 2);
+    let stats = q.stats(T0).unwrap();
+    assert_eq!((stats.late_files, stats.unrecognised_files), (2, 0));
+
+    // A group failed as incomplete still takes its missing subband.
+    let t1 = T0 + 3600.0;
+    q.register_file(&file(t1, 0), 2, TOL, t1).unwrap();
+    q.expire_incomplete(t1 + 901.0, 900.0).unwrap();
+    let straggler = q.register_file(&file(t1, 1), 2, TOL, t1 + 902.0).unwrap();
+    assert!(
+        matches!(
+            straggler,
+            Registration::Added {
+                state: GroupState::Pending,
+                ..
+            }
+        ),
+        "{straggler:?}"
+    );
+    assert_eq!(q.stats(t1).unwrap().late_files, 2);
+}
+
+#[test]
+fn unrecognised_files_are_new_once_and_listed_newest_first() {
+    let (dir, mut q) = open();
+    let entries = [("/in/a", "reason a", Some(1)), ("/in/b", "reason b", None)];
+    assert_eq!(q.record_unrecognised(&entries, T0).unwrap(), [true, true]);
+    let again = [("/in/a", "reason a2", Some(2))];
+    assert_eq!(q.record_unrecognised(&again, T0 + 5.0).unwrap(), [false]);
+    assert_eq!(q.stats(T0).unwrap().unrecognised_files, 2);
+    let reader = QueueReader::open(&dir.path().join("q.sqlite3")).unwrap();
+    let listed = reader.unrecognised_files(10).unwrap();
+    assert_eq!(listed[0].path, "/in/a");
+    assert_eq!(listed[0].reason, "reason a2");
+    assert_eq!(
+        (listed[0].first_seen_at, listed[0].last_seen_at),
+        (T0, T0 + 5.0)
+    );
+    assert_eq!(listed[0].size_bytes, Some(2));
+    assert_eq!(listed[1].path, "/in/b");
+}
