@@ -128,13 +128,15 @@ fn bench_stats(dir: &Path) {
     );
 }
 
-fn write_config(state: &Path, input: &Path, output: &Path, extra: &str) {
+/// `validate`: UVH5 validation on, with 2 conversion slots (so 2 validators).
+fn write_config(state: &Path, input: &Path, output: &Path, validate: bool) {
+    let max_workers = if validate { 2 } else { 1 };
     std::fs::write(
         state.join("streaming.toml"),
         format!(
-            "input_dir = {input:?}\noutput_dir = {output:?}\nscratch_dir = {output:?}\nvalidate_uvh5 = false\n\
-             log_level = \"WARNING\"\npoll_interval = 5.0\nworker_poll_interval = 5.0\nmax_workers = 1\n\
-             monitoring = false\n{extra}\n[converter]\nkind = \"command\"\nargv = [\"sleep\", \"3600\"]\n"
+            "input_dir = {input:?}\noutput_dir = {output:?}\nscratch_dir = {output:?}\nvalidate_uvh5 = {validate}\n\
+             log_level = \"WARNING\"\npoll_interval = 5.0\nworker_poll_interval = 5.0\nmax_workers = {max_workers}\n\
+             monitoring = false\n[converter]\nkind = \"command\"\nargv = [\"sleep\", \"3600\"]\n"
         ),
     )
     .unwrap();
@@ -174,35 +176,71 @@ impl Drop for ReadyWorker {
     }
 }
 
-fn bench_bootstrap(dir: &Path) {
-    const GROUPS: usize = 6_250;
-    let state = dir.join("boot-state");
-    let input = dir.join("boot-in");
-    let output = dir.join("boot-out");
+/// Without validation the files are 1 byte. With it (`validated`), every name is
+/// a hard link to one of 16 real small-profile subbands: each is opened and
+/// inspected by a validator, from the page cache.
+fn bench_bootstrap(dir: &Path, validated: bool) {
+    let groups: usize = std::env::var("CONTIMG_BENCH_BOOT_GROUPS")
+        .ok()
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(6_250);
+    let label = if validated { "boot-validated" } else { "boot" };
+    let state = dir.join(format!("{label}-state"));
+    let input = dir.join(format!("{label}-in"));
+    let output = dir.join(format!("{label}-out"));
     for d in [&state, &input, &output] {
         std::fs::create_dir_all(d).unwrap();
     }
-    for g in 0..GROUPS {
+    let real: Vec<std::path::PathBuf> = if validated {
+        let report = contimg::uvh5::simulate::run(&contimg::uvh5::simulate::SimulateArgs {
+            input_dir: dir.join(format!("{label}-real")),
+            groups: 1,
+            interval: 0.0,
+            jitter: 0.0,
+            subbands: 16,
+            profile: contimg::uvh5::simulate::Profile::Small,
+            corrupt_rate: 0.0,
+            start: Some("2025-10-13T10:00:00".into()),
+            seed: 1,
+        })
+        .unwrap();
+        report.groups[0].files.clone()
+    } else {
+        Vec::new()
+    };
+    for g in 0..groups {
         for sb in 0..16 {
             let ts = T0 + 309.0 * g as f64 + f64::from(sb % 5);
-            std::fs::write(input.join(subband_file_name(ts, sb)), b"x").unwrap();
+            let name = input.join(subband_file_name(ts, sb));
+            match real
+                .iter()
+                .find(|f| f.to_string_lossy().contains(&format!("_sb{sb:02}.")))
+            {
+                Some(source) => std::fs::hard_link(source, name).unwrap(),
+                None => std::fs::write(name, b"x").unwrap(),
+            }
         }
     }
-    write_config(&state, &input, &output, "");
+    write_config(&state, &input, &output, validated);
     let start = Instant::now();
     let worker = ReadyWorker::start(
         &state,
-        &dir.join("boot-notify.sock"),
-        Duration::from_secs(120),
+        &dir.join(format!("{label}-notify.sock")),
+        Duration::from_secs(if validated { 1800 } else { 120 }),
     );
     let elapsed = start.elapsed().as_secs_f64();
     drop(worker);
     let reader = QueueReader::open(&state.join("ingest.sqlite3")).unwrap();
     let stats = reader.stats(unix_now()).unwrap();
-    assert_eq!(stats.counts.values().sum::<u64>(), GROUPS as u64);
+    assert_eq!(stats.counts.values().sum::<u64>(), groups as u64);
     println!(
-        "bootstrap: {} files / {GROUPS} groups registered, READY after {elapsed:.2} s",
-        GROUPS * 16
+        "bootstrap{}: {} files / {groups} groups registered, READY after {elapsed:.2} s",
+        if validated {
+            " with UVH5 validation (2 validators)"
+        } else {
+            ""
+        },
+        groups * 16
     );
 }
 
@@ -214,7 +252,7 @@ fn bench_latency(dir: &Path) {
     for d in [&state, &input, &output] {
         std::fs::create_dir_all(d).unwrap();
     }
-    write_config(&state, &input, &output, "");
+    write_config(&state, &input, &output, false);
     let worker = ReadyWorker::start(
         &state,
         &dir.join("lat-notify.sock"),
@@ -274,8 +312,11 @@ fn main() {
     if only.is_empty() || only.contains("stats") {
         bench_stats(dir.path());
     }
-    if only.is_empty() || only.contains("bootstrap") {
-        bench_bootstrap(dir.path());
+    if only.is_empty() || only.split(',').any(|b| b == "bootstrap") {
+        bench_bootstrap(dir.path(), false);
+    }
+    if only.is_empty() || only.contains("bootstrap-validated") {
+        bench_bootstrap(dir.path(), true);
     }
     if only.is_empty() || only.contains("latency") {
         bench_latency(dir.path());

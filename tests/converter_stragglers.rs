@@ -217,3 +217,121 @@ fn a_converter_that_exits_leaving_a_background_writer_has_it_killed() {
     );
     assert!(worker.stop().is_some());
 }
+
+/// Under systemd the unit's cgroup dies with the worker: with the shipped unit
+/// (`KillMode=mixed`), once the main process is gone systemd SIGKILLs everything
+/// left in the unit's cgroup, before the restart. Checked while the restart is
+/// still pending, so the worker's own straggler records play no part.
+#[test]
+fn under_systemd_a_killed_workers_grandchild_dies_with_the_unit() {
+    use common::systemd::{UserManager, WorkerUnit, worker_unit};
+    const UNIT: &str = "contimg-stream.service";
+    let manager = UserManager::start();
+    let env = WorkerEnv::new();
+    let (toml, growing, pgid_file) = converter_toml(env.root.path());
+    env.write_config(&toml);
+    let reaper = GroupReaper {
+        pgid_file,
+        needle: env.root.path().to_string_lossy().into_owned(),
+    };
+    let log = env.root.path().join("worker.log");
+    manager.install_unit(
+        UNIT,
+        &worker_unit(&WorkerUnit {
+            worker_bin: &common::worker::stream_bin(),
+            state_dir: &env.state_dir,
+            log_file: &log,
+            watchdog_sec: "30s",
+            restart_sec: "4s",
+            template: false,
+        }),
+    );
+    assert_eq!(
+        manager.property(UNIT, "KillMode"),
+        "mixed",
+        "the shipped unit's KillMode changed; re-check this test"
+    );
+    let started = manager.systemctl(&["start", UNIT]);
+    assert!(started.status.success(), "{started:?}");
+    env.drop_subband(T0, 0, b"x");
+    let worker_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(20), || size_of(&growing) > 0),
+        "the converter's background writer never started:\n{}",
+        worker_log()
+    );
+    let main_pid: i32 = manager.property(UNIT, "MainPID").parse().unwrap();
+    assert!(main_pid > 0);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(main_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(3), || reaper.members().is_empty()),
+        "the converter's grandchild survived the worker under systemd: {:?}",
+        reaper.members()
+    );
+    // Still before the restart: systemd's cgroup kill did it, not the new worker.
+    assert_eq!(manager.property(UNIT, "NRestarts"), "0");
+    let stopped_at = size_of(&growing);
+    manager.wait_for("the restart", Duration::from_secs(20), || {
+        manager.property(UNIT, "NRestarts") == "1"
+            && manager.property(UNIT, "ActiveState") == "active"
+    });
+    manager.wait_for("the recovered group", Duration::from_secs(20), || {
+        env.count(GroupState::Completed) == 1
+    });
+    assert_eq!(size_of(&growing), stopped_at, "{}", worker_log());
+    let _ = manager.systemctl(&["stop", UNIT]);
+}
+
+/// The process backend: `contimgctl stop` after the worker was killed with
+/// SIGKILL leaves nothing of it writing.
+#[test]
+fn contimgctl_stop_after_a_kill_9_kills_the_converters_grandchild() {
+    let env = WorkerEnv::new();
+    let (toml, growing, pgid_file) = converter_toml(env.root.path());
+    env.write_config(&toml);
+    let reaper = GroupReaper {
+        pgid_file,
+        needle: env.root.path().to_string_lossy().into_owned(),
+    };
+    let contimgctl = |verb: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_contimgctl"))
+            .args(["--backend", "process", "--stop-timeout", "2", "--state-dir"])
+            .arg(&env.state_dir)
+            .arg("--worker-bin")
+            .arg(common::worker::stream_bin())
+            .arg(verb)
+            .output()
+            .expect("run contimgctl")
+    };
+    let started = contimgctl("start");
+    assert!(started.status.success(), "{started:?}");
+    env.drop_subband(T0, 0, b"x");
+    assert!(
+        wait_until(Duration::from_secs(20), || size_of(&growing) > 0),
+        "the converter's background writer never started"
+    );
+    let pid_record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(env.state_dir.join("run/contimg-stream.pid")).unwrap(),
+    )
+    .unwrap();
+    let worker_pid = pid_record["pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(worker_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let stopped = contimgctl("stop");
+    assert!(stopped.status.success(), "{stopped:?}");
+    assert!(
+        reaper.members().is_empty(),
+        "still running after stop: {:?}",
+        reaper.members()
+    );
+    let after_stop = size_of(&growing);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(size_of(&growing), after_stop);
+}

@@ -181,6 +181,23 @@ impl ProcessBackend {
         }
         let mut child = command.spawn()?;
         let pid = child.id();
+        let recorded = self.record_pid(pid);
+        if let Err(err) = &recorded {
+            // Without a PID file nothing could see or stop this worker (and a
+            // second one would be started next to it): end it at once.
+            tracing::warn!(pid, %err, "killing the worker just started: it cannot be tracked");
+            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+        // Reap the child in every case if this process lives on (the API daemon),
+        // so it does not linger as a zombie that still looks alive in /proc.
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
+        recorded
+    }
+
+    /// Writes the PID file for a worker just spawned.
+    fn record_pid(&self, pid: u32) -> Result<PidRecord, ControlError> {
         let stat = self.procfs.stat(pid).ok_or_else(|| {
             ControlError::Failed(format!("worker PID {pid} vanished right after spawning"))
         })?;
@@ -192,13 +209,12 @@ impl ProcessBackend {
         };
         let json = serde_json::to_vec_pretty(&record)
             .map_err(|err| ControlError::Failed(err.to_string()))?;
-        crate::config::atomic_write(&self.pid_file(), &json)
-            .map_err(|err| ControlError::Failed(err.to_string()))?;
-        // Reap the child if this process lives on (the API daemon), so it does not
-        // linger as a zombie that still looks alive in /proc.
-        std::thread::spawn(move || {
-            let _ = child.wait();
-        });
+        crate::config::atomic_write(&self.pid_file(), &json).map_err(|err| {
+            ControlError::Failed(format!(
+                "cannot write the PID file {}: {err}",
+                self.pid_file().display()
+            ))
+        })?;
         Ok(record)
     }
 
@@ -222,9 +238,23 @@ impl ProcessBackend {
     async fn kill_converter_stragglers(&self) {
         let state_dir = self.state_dir.clone();
         let stragglers = tokio::task::spawn_blocking(move || {
-            crate::worker::convert::kill_stragglers(&state_dir)
+            // A worker of another backend on this state dir (holding the queue
+            // lock) owns the recorded converters: leave them alone.
+            // A worker that was just killed can hold it for a moment longer.
+            let mut lock = queue_lock_if_free(&state_dir);
+            for _ in 0..20 {
+                if lock.is_some() {
+                    break;
+                }
+                std::thread::sleep(POLL_INTERVAL);
+                lock = queue_lock_if_free(&state_dir);
+            }
+            let _no_worker = lock?;
+            Some(crate::worker::convert::kill_stragglers(&state_dir))
         })
         .await
+        .ok()
+        .flatten()
         .unwrap_or_default();
         for straggler in &stragglers {
             tracing::warn!(
@@ -245,6 +275,23 @@ impl ProcessBackend {
         )
         .unwrap_or_default()
     }
+}
+
+/// The queue lock of the state dir's configured queue DB, taken without
+/// waiting; `None` if a worker holds it (or the config cannot be read, when we
+/// cannot tell). A lock file that does not exist means no worker runs.
+fn queue_lock_if_free(state_dir: &Path) -> Option<Option<nix::fcntl::Flock<std::fs::File>>> {
+    let (config, _) = crate::config::ConfigStore::new(state_dir).load().ok()?;
+    let mut lock_path = config.queue_db.into_os_string();
+    lock_path.push(".lock");
+    let file = match std::fs::OpenOptions::new().read(true).open(&lock_path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Some(None),
+        Err(_) => return None,
+    };
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .ok()
+        .map(Some)
 }
 
 fn outcome(success: bool, result: JobResult, message: String, pid: Option<u32>) -> ControlOutcome {

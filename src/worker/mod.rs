@@ -95,6 +95,8 @@ struct Worker {
     seen: HashSet<PathBuf>,
     /// Entries refused at admission, so an unchanged one is recorded once per run.
     refused: crate::ingest::RefusalMemo,
+    /// UVH5 validators (child processes), started when validation first needs them.
+    validators: Option<validator::ValidatorPool>,
     running: JoinSet<Finished>,
     /// Claimed groups by id, to requeue them if their task cannot be awaited.
     claimed: HashMap<String, ClaimedGroup>,
@@ -143,6 +145,7 @@ pub async fn run(args: StreamArgs, log: LogLevelHandle) -> Result<(), WorkerErro
         log,
         seen: HashSet::new(),
         refused: Default::default(),
+        validators: None,
         running: JoinSet::new(),
         claimed: HashMap::new(),
         cancel,
@@ -152,6 +155,7 @@ pub async fn run(args: StreamArgs, log: LogLevelHandle) -> Result<(), WorkerErro
         file_events: file_tx,
     };
     worker.recover().await?;
+    worker.reject_interrupted_inspections().await?;
     worker.arm_watcher();
     worker.scan(true).await?;
     worker.expire_incomplete().await?;
@@ -416,11 +420,14 @@ impl Worker {
         }
     }
 
-    /// Inspects and registers files (one transaction for the batch).
+    /// Inspects and registers files (one transaction for the batch). The UVH5
+    /// inspection runs in the validator pool without holding the queue lock.
     async fn register_paths(&mut self, paths: Vec<PathBuf>) -> Result<(), WorkerError> {
+        // A burst can report one file twice; it must reach a validator once.
+        let mut unique = HashSet::with_capacity(paths.len());
         let paths: Vec<PathBuf> = paths
             .into_iter()
-            .filter(|p| !self.seen.contains(p))
+            .filter(|p| !self.seen.contains(p) && unique.insert(p.clone()))
             .collect();
         if paths.is_empty() {
             return Ok(());
@@ -435,7 +442,7 @@ impl Worker {
         else {
             return Ok(());
         };
-        let outcomes = with_queue(&self.queue, move |q| {
+        let (to_inspect, mut outcomes, unrecognised) = with_queue(&self.queue, move |q| {
             let now = unix_now();
             let texts: Vec<String> = refusals
                 .iter()
@@ -452,38 +459,53 @@ impl Worker {
                 .zip(new_to_table)
                 .filter_map(|(refusal, new)| new.then_some(refusal))
                 .collect();
-            let mut files = Vec::with_capacity(candidates.len());
+            let mut to_inspect = Vec::with_capacity(candidates.len());
             let mut outcomes = Vec::with_capacity(candidates.len());
             for candidate in candidates {
-                let path = candidate.path.clone();
-                let path_text = path.to_string_lossy().into_owned();
+                let path_text = candidate.path.to_string_lossy().into_owned();
                 if q.is_known_path(&path_text)? {
-                    outcomes.push(path);
+                    outcomes.push(candidate.path);
                     continue;
                 }
                 // Rejected files stay out of `seen`, so a rewritten one is looked at again.
-                let (size, mtime) = file_size_and_mtime(&path);
+                let (size, mtime) = file_size_and_mtime(&candidate.path);
                 if q.is_rejected_unchanged(&path_text, size, mtime)? {
                     continue;
                 }
-                match inspect_file(&candidate, validate) {
-                    Ok(Some(file)) => {
+                to_inspect.push((candidate, size, mtime));
+            }
+            Ok((to_inspect, outcomes, unrecognised))
+        })
+        .await?;
+        let inspected = self.inspect_candidates(to_inspect, validate).await?;
+        let (registered, files, registrations) = with_queue(&self.queue, move |q| {
+            let now = unix_now();
+            let mut registered = Vec::with_capacity(inspected.len());
+            let mut files = Vec::with_capacity(inspected.len());
+            for outcome in inspected {
+                match outcome {
+                    Inspected::Register(path, file) => {
+                        registered.push(path);
                         files.push(file);
-                        outcomes.push(path);
                     }
-                    // Vanished (renamed away or deleted) before we looked: not ours to judge.
-                    Ok(None) => {}
-                    Err(reason) => {
+                    Inspected::Reject {
+                        path,
+                        reason,
+                        size,
+                        mtime,
+                    } => {
+                        let path_text = path.to_string_lossy().into_owned();
                         tracing::warn!(path = %path_text, "rejected: {reason}");
                         q.reject_file(&path_text, &reason, size, mtime, now)?;
                     }
+                    Inspected::NotNow => {}
                 }
             }
             let registrations = q.register_files(&files, expected, tolerance, now)?;
-            Ok((outcomes, files, registrations, unrecognised))
+            Ok((registered, files, registrations))
         })
         .await?;
-        let (outcomes, files, registrations, unrecognised) = outcomes;
+        outcomes.extend(registered);
         self.seen.extend(outcomes);
         for refusal in &unrecognised {
             // Debug formatting: a hostile name cannot break the log line.
@@ -789,6 +811,171 @@ impl Worker {
     }
 }
 
+/// Awaits `work` (validator round trips, each bounded by the validation timeout)
+/// while feeding the heartbeat and systemd's watchdog: a batch of slow files keeps
+/// the loop busy for a bounded time, which is not a hung worker.
+async fn keep_alive_while<T>(
+    queue: SharedQueue,
+    started_at: f64,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + STATUS_INTERVAL,
+        STATUS_INTERVAL,
+    );
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = tick.tick() => {
+                let _ = sd_notify::notify(&[NotifyState::Watchdog]);
+                let beat = with_queue(&queue, move |q| {
+                    q.heartbeat(std::process::id(), started_at, unix_now())
+                })
+                .await;
+                if let Err(err) = beat {
+                    tracing::warn!("cannot write the heartbeat during inspection: {err}");
+                }
+            }
+        }
+    }
+}
+
+/// What became of one candidate after inspection.
+enum Inspected {
+    Register(PathBuf, NewFile),
+    Reject {
+        path: PathBuf,
+        reason: String,
+        size: Option<u64>,
+        mtime: Option<f64>,
+    },
+    /// Vanished before it was looked at, or could not be judged now (left for a
+    /// later scan).
+    NotNow,
+}
+
+/// Isolated UVH5 inspection (see `validator`).
+impl Worker {
+    /// Checks each candidate's type and size, then (with `validate_uvh5`) its UVH5
+    /// layout in the validator pool, in parallel and outside the queue lock.
+    async fn inspect_candidates(
+        &mut self,
+        candidates: Vec<(Candidate, Option<u64>, Option<f64>)>,
+        validate: bool,
+    ) -> Result<Vec<Inspected>, WorkerError> {
+        if !validate {
+            self.validators = None;
+        }
+        let checked = tokio::task::spawn_blocking(move || {
+            candidates
+                .into_iter()
+                .map(|(candidate, size, mtime)| (inspect_file(&candidate), candidate, size, mtime))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|err| WorkerError::Setup(format!("inspection task failed: {err}")))?;
+        let mut results = Vec::with_capacity(checked.len());
+        let mut requests = Vec::new();
+        let mut waiting = Vec::new();
+        for (check, candidate, size, mtime) in checked {
+            let path = candidate.path;
+            match check {
+                // Vanished (renamed away or deleted) before we looked: not ours to judge.
+                Ok(None) => results.push(Inspected::NotNow),
+                Err(reason) => results.push(Inspected::Reject {
+                    path,
+                    reason,
+                    size,
+                    mtime,
+                }),
+                Ok(Some(file)) if !validate => results.push(Inspected::Register(path, file)),
+                Ok(Some(file)) => {
+                    waiting.push((results.len(), file));
+                    requests.push(validator::InspectRequest {
+                        path,
+                        size_bytes: size,
+                        mtime,
+                    });
+                    results.push(Inspected::NotNow);
+                }
+            }
+        }
+        if requests.is_empty() {
+            return Ok(results);
+        }
+        let journal: Arc<dyn validator::InspectionJournal> = self.queue.clone();
+        let queue = Arc::clone(&self.queue);
+        let started_at = self.started_at;
+        let verdicts = match self.validator_pool() {
+            Ok(pool) => {
+                keep_alive_while(queue, started_at, pool.inspect_all(&requests, journal)).await
+            }
+            Err(err) => requests
+                .iter()
+                .map(|_| validator::Verdict::Deferred(err.clone()))
+                .collect(),
+        };
+        for (((index, mut file), request), verdict) in waiting.into_iter().zip(requests).zip(verdicts)
+        {
+            results[index] = match verdict {
+                validator::Verdict::Valid { meta_json } => {
+                    file.meta_json = Some(meta_json);
+                    Inspected::Register(request.path, file)
+                }
+                validator::Verdict::Rejected(reason) => Inspected::Reject {
+                    path: request.path,
+                    reason,
+                    size: request.size_bytes,
+                    mtime: request.mtime,
+                },
+                validator::Verdict::Deferred(reason) => {
+                    tracing::error!(
+                        path = %request.path.display(),
+                        "not inspected now, a later scan retries: {reason}"
+                    );
+                    Inspected::NotNow
+                }
+            };
+        }
+        Ok(results)
+    }
+
+    /// The validator pool, started on first use: min(max_workers, 2) processes
+    /// (see `validator::MAX_VALIDATORS`).
+    fn validator_pool(&mut self) -> Result<&mut validator::ValidatorPool, String> {
+        if self.validators.is_none() {
+            let spec = validator::ValidatorSpec::for_current_exe()
+                .map_err(|err| format!("cannot find the contimg-stream binary: {err}"))?;
+            let size = (self.config.max_workers as usize).min(validator::MAX_VALIDATORS);
+            let pool = validator::ValidatorPool::new(spec, size);
+            tracing::info!(validators = pool.size(), "UVH5 validation runs in isolated validator processes");
+            self.validators = Some(pool);
+        }
+        self.validators
+            .as_mut()
+            .ok_or_else(|| "no validator pool".to_string())
+    }
+
+    /// A file still journalled as "in a validator" was being inspected when the
+    /// previous worker died: reject it without opening it again, and say which.
+    async fn reject_interrupted_inspections(&mut self) -> Result<(), WorkerError> {
+        let rejected = with_queue(&self.queue, |q| {
+            q.reject_interrupted_inspections(validator::INTERRUPTED_INSPECTION_REASON, unix_now())
+        })
+        .await?;
+        for entry in rejected {
+            tracing::error!(
+                path = %entry.path,
+                "rejected {}: {}",
+                entry.path,
+                validator::INTERRUPTED_INSPECTION_REASON
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Size and modification time (Unix seconds) of a file, when it can be read.
 fn file_size_and_mtime(path: &Path) -> (Option<u64>, Option<f64>) {
     match std::fs::metadata(path) {
@@ -804,9 +991,10 @@ fn file_size_and_mtime(path: &Path) -> (Option<u64>, Option<f64>) {
     }
 }
 
-/// Reads a candidate's size and, when asked, its UVH5 layout. `Ok(None)` when the
-/// file vanished; `Err(reason)` when it must be rejected.
-fn inspect_file(candidate: &Candidate, validate: bool) -> Result<Option<NewFile>, String> {
+/// Reads a candidate's type and size (never its contents: libhdf5 opens untrusted
+/// files only in a validator). `Ok(None)` when the file vanished; `Err(reason)`
+/// when it must be rejected.
+fn inspect_file(candidate: &Candidate) -> Result<Option<NewFile>, String> {
     let metadata = match std::fs::metadata(&candidate.path) {
         Ok(metadata) => metadata,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -820,21 +1008,13 @@ fn inspect_file(candidate: &Candidate, validate: bool) -> Result<Option<NewFile>
         return Err("empty file".to_string());
     }
     let (_, mtime) = file_size_and_mtime(&candidate.path);
-    let meta_json = if validate {
-        match crate::uvh5::inspect(&candidate.path) {
-            Ok(meta) => serde_json::to_string(&meta).ok(),
-            Err(err) => return Err(err.to_string()),
-        }
-    } else {
-        None
-    };
     Ok(Some(NewFile {
         path: candidate.path.to_string_lossy().into_owned(),
         timestamp: candidate.name.timestamp,
         subband_idx: candidate.name.subband_idx,
         size_bytes: Some(size),
         mtime,
-        meta_json,
+        meta_json: None,
     }))
 }
 
