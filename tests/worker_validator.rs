@@ -110,6 +110,20 @@ fn good_group(env: &WorkerEnv, start: &str, subbands: u32, seed: u64) {
     .expect("simulate a good group");
 }
 
+/// Writes a good 2-subband group and waits until it is the one completed group:
+/// everything else still flows.
+fn good_group_completes(env: &WorkerEnv, worker: &WorkerProcess, start: &str) {
+    good_group(env, start, 2, 5);
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            env.count(GroupState::Completed) == 1
+        }),
+        "{:?}\n{}",
+        env.stats(),
+        worker.log()
+    );
+}
+
 /// Runs one `validate-server` on `path` and returns how it ended.
 fn validate_directly(path: &Path) -> std::process::ExitStatus {
     use std::io::Write;
@@ -228,14 +242,7 @@ fn a_file_that_crashes_libhdf5_is_rejected_naming_the_signal_and_the_worker_carr
     );
 
     // Everything else still flows: a good group arriving afterwards completes.
-    good_group(&env, "2025-10-13T11:00:00", 2, 5);
-    assert!(
-        wait_until(Duration::from_secs(30), || env.count(GroupState::Completed)
-            == 1),
-        "{:?}\n{}",
-        env.stats(),
-        worker.log()
-    );
+    good_group_completes(&env, &worker, "2025-10-13T11:00:00");
     assert!(worker.exited().is_none());
     assert_eq!(worker.stop(), Some(0));
 }
@@ -322,14 +329,7 @@ fn a_validator_that_aborts_or_hangs_costs_only_that_file() {
         "{log}"
     );
 
-    good_group(&env, "2025-10-13T13:00:00", 2, 5);
-    assert!(
-        wait_until(Duration::from_secs(30), || env.count(GroupState::Completed)
-            == 1),
-        "{:?}\n{}",
-        env.stats(),
-        worker.log()
-    );
+    good_group_completes(&env, &worker, "2025-10-13T13:00:00");
     assert!(validators_of(worker.pid()).len() <= 2);
     assert_eq!(worker.stop(), Some(0));
 }
@@ -383,14 +383,7 @@ fn a_worker_killed_while_a_validator_has_a_file_rejects_that_file_at_restart() {
     // A poll scan later it is still not inspected again.
     std::thread::sleep(Duration::from_secs(2));
     assert!(!registered(&env, &slow), "{}", worker.log());
-    good_group(&env, "2025-10-13T13:00:00", 2, 5);
-    assert!(
-        wait_until(Duration::from_secs(30), || env.count(GroupState::Completed)
-            == 1),
-        "{:?}\n{}",
-        env.stats(),
-        worker.log()
-    );
+    good_group_completes(&env, &worker, "2025-10-13T13:00:00");
     assert_eq!(worker.stop(), Some(0));
 }
 
