@@ -76,15 +76,22 @@ fn converter_toml(root: &Path) -> (String, PathBuf, PathBuf) {
     (toml, growing, pgid_file)
 }
 
-#[test]
-fn a_grandchild_of_a_killed_worker_stops_writing_once_the_restarted_worker_recovered() {
+/// A worker environment whose converter hangs on its first run with a
+/// background writer appending to `growing`, and the reaper for that writer.
+fn hanging_converter_env() -> (WorkerEnv, PathBuf, GroupReaper) {
     let env = WorkerEnv::new();
     let (toml, growing, pgid_file) = converter_toml(env.root.path());
     env.write_config(&toml);
-    let _reaper = GroupReaper {
-        pgid_file: pgid_file.clone(),
+    let reaper = GroupReaper {
+        pgid_file,
         needle: env.root.path().to_string_lossy().into_owned(),
     };
+    (env, growing, reaper)
+}
+
+#[test]
+fn a_grandchild_of_a_killed_worker_stops_writing_once_the_restarted_worker_recovered() {
+    let (env, growing, _reaper) = hanging_converter_env();
 
     let first = env.spawn();
     env.drop_subband(T0, 0, b"x");
@@ -227,13 +234,7 @@ fn under_systemd_a_killed_workers_grandchild_dies_with_the_unit() {
     use common::systemd::{UserManager, WorkerUnit, worker_unit};
     const UNIT: &str = "contimg-stream.service";
     let manager = UserManager::start();
-    let env = WorkerEnv::new();
-    let (toml, growing, pgid_file) = converter_toml(env.root.path());
-    env.write_config(&toml);
-    let reaper = GroupReaper {
-        pgid_file,
-        needle: env.root.path().to_string_lossy().into_owned(),
-    };
+    let (env, growing, reaper) = hanging_converter_env();
     let log = env.root.path().join("worker.log");
     manager.install_unit(
         UNIT,
@@ -290,13 +291,7 @@ fn under_systemd_a_killed_workers_grandchild_dies_with_the_unit() {
 /// SIGKILL leaves nothing of it writing.
 #[test]
 fn contimgctl_stop_after_a_kill_9_kills_the_converters_grandchild() {
-    let env = WorkerEnv::new();
-    let (toml, growing, pgid_file) = converter_toml(env.root.path());
-    env.write_config(&toml);
-    let reaper = GroupReaper {
-        pgid_file,
-        needle: env.root.path().to_string_lossy().into_owned(),
-    };
+    let (env, growing, reaper) = hanging_converter_env();
     let contimgctl = |verb: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_contimgctl"))
             .args(["--backend", "process", "--stop-timeout", "2", "--state-dir"])
