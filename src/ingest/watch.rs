@@ -74,6 +74,26 @@ pub struct Candidate {
     pub identity: FileIdentity,
 }
 
+impl Candidate {
+    /// Whether `path` still names the file that was admitted: the same inode,
+    /// size and mtime, still a regular file (lstat, never following a link).
+    /// Call it after inspection: a file swapped for a symlink or rewritten in
+    /// between must be judged again, not registered on the old verdict.
+    pub fn is_unchanged(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(&self.path).is_ok_and(|now| {
+            now.file_type().is_file()
+                && FileIdentity {
+                    dev: now.dev(),
+                    ino: now.ino(),
+                    mode: now.mode(),
+                    size: now.size(),
+                    mtime: now.mtime() as f64 + now.mtime_nsec() as f64 / 1e9,
+                } == self.identity
+        })
+    }
+}
+
 /// A directory entry that will not be registered, and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Refusal {
@@ -175,6 +195,29 @@ impl InputDir {
             }),
             Err(OpenRefusal::Vanished) => Admission::Vanished,
             Err(OpenRefusal::Refused(reason, opened)) => refuse(reason, opened.as_ref()),
+        }
+    }
+
+    /// Checks a registered file again before it is read (e.g. by a converter):
+    /// still a regular file directly inside the directory, not a symlink, not a
+    /// FIFO. Returns the reason when it no longer is.
+    pub fn recheck(&self, path: &Path) -> Result<FileIdentity, String> {
+        let name = match path.file_name() {
+            Some(name) if path.parent() == Some(self.path.as_path()) => name,
+            _ => return Err("not directly inside input_dir".to_string()),
+        };
+        match nix::sys::stat::fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(stat) => {
+                if let Some(kind) = not_regular(&stat) {
+                    return Err(format!("no longer a regular file ({kind})"));
+                }
+            }
+            Err(errno) => return Err(format!("cannot stat: {}", errno.desc())),
+        }
+        match self.open_regular(name) {
+            Ok(stat) => Ok(FileIdentity::of(&stat)),
+            Err(OpenRefusal::Vanished) => Err("the file is gone".to_string()),
+            Err(OpenRefusal::Refused(reason, _)) => Err(reason),
         }
     }
 
@@ -404,6 +447,33 @@ mod tests {
             Err(OpenRefusal::Vanished) => panic!("vanished"),
             Ok(_) => panic!("a FIFO was admitted"),
         }
+    }
+
+    #[test]
+    fn a_file_swapped_for_a_symlink_after_admission_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("secret");
+        std::fs::write(&target, b"data").unwrap();
+        let path = dir.path().join(subband_file_name(TS, 0));
+        std::fs::write(&path, b"data").unwrap();
+        let input = InputDir::open(dir.path()).unwrap();
+        let Admission::Subband(candidate) = input.admit(&path, &RULES) else {
+            panic!("not admitted");
+        };
+        assert!(candidate.is_unchanged());
+        assert!(input.recheck(&path).is_ok());
+        let swap = dir.path().join(".swap");
+        std::os::unix::fs::symlink(&target, &swap).unwrap();
+        std::fs::rename(&swap, &path).unwrap();
+        assert!(!candidate.is_unchanged());
+        let reason = input.recheck(&path).unwrap_err();
+        assert!(reason.contains("symbolic link"), "{reason}");
+        // Rewritten in place as a regular file: a different version too.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"other data").unwrap();
+        assert!(!candidate.is_unchanged());
+        assert!(input.recheck(&path).is_ok());
     }
 
     #[test]
