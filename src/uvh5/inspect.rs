@@ -49,8 +49,13 @@ pub(crate) struct OpenedFile {
 }
 
 /// Opens read-only after checking it is a non-empty regular file with an HDF5
-/// signature, so the common failures get precise messages.
+/// signature, so the common failures get precise messages, then refuses it if
+/// anything in it can reach outside the file ([`refuse_outside_references`]).
+/// Every reader of untrusted files goes through here, so the check is made on
+/// the very handle that is read afterwards (a file swapped after an earlier
+/// validation is checked again).
 pub(crate) fn open_checked(path: &Path) -> Result<OpenedFile, Uvh5Error> {
+    super::harden_library()?;
     let io_err = |source| Uvh5Error::Io {
         path: path.to_path_buf(),
         source,
@@ -71,10 +76,39 @@ pub(crate) fn open_checked(path: &Path) -> Result<OpenedFile, Uvh5Error> {
             path: path.to_path_buf(),
         });
     }
-    match File::open(path) {
-        Ok(file) => Ok(OpenedFile { file, size }),
-        Err(e) => Err(classify_open_error(path, size, &e)),
+    let file = File::open(path).map_err(|e| classify_open_error(path, size, &e))?;
+    refuse_outside_references(path, &file)?;
+    Ok(OpenedFile { file, size })
+}
+
+/// How many refused objects a rejection names before "and N more".
+const FINDINGS_NAMED: usize = 4;
+
+/// Refuses a file if any object in it, wherever it is (not only the datasets
+/// UVH5 uses), is a soft, external or user-defined link, a dataset with
+/// external storage or a virtual layout, or a dataset needing a filter this
+/// process does not have. Nothing is read from the file's datasets before
+/// this check passes.
+pub(crate) fn refuse_outside_references(path: &Path, file: &File) -> Result<(), Uvh5Error> {
+    let findings = super::raw::find_hazards(file).map_err(|e| Uvh5Error::Unreadable {
+        path: path.to_path_buf(),
+        detail: format!("{}: {}", e.context, e.source),
+    })?;
+    if findings.is_empty() {
+        return Ok(());
     }
+    let mut parts: Vec<String> = findings
+        .iter()
+        .take(FINDINGS_NAMED)
+        .map(|f| format!("{} {}", f.object, f.hazard))
+        .collect();
+    if findings.len() > FINDINGS_NAMED {
+        parts.push(format!("and {} more", findings.len() - FINDINGS_NAMED));
+    }
+    Err(Uvh5Error::Refused {
+        path: path.to_path_buf(),
+        detail: parts.join("; "),
+    })
 }
 
 /// HDF5 looks for the superblock at 0, 512, 1024, 2048, … (a user block may precede it).

@@ -138,16 +138,10 @@ pub fn merge(inputs: &[(u32, PathBuf)], output: &Path) -> Result<MergeReport, Uv
     check_blt_axes(&ordered)?;
 
     let temp = TempFile::new(output)?;
-    let (methods, load_time_s) = write_merged(&ordered, temp.path(), started)?;
-    temp.commit(output)?;
+    let (methods, load_time_s) = write_merged(&ordered, &temp, started)?;
+    let bytes_out = temp.commit(output)?;
 
     let bytes_in = members.iter().map(|(_, m)| m.file_size_bytes).sum();
-    let bytes_out = std::fs::metadata(output)
-        .map_err(|source| Uvh5Error::Output {
-            path: output.to_path_buf(),
-            source,
-        })?
-        .len();
     let total_time_s = started.elapsed().as_secs_f64();
     let report = MergeReport {
         load_time_s,
@@ -204,15 +198,16 @@ fn refuse_output_among_inputs(inputs: &[(u32, PathBuf)], output: &Path) -> Resul
     Ok(())
 }
 
-/// Writes the merged file at `path`; returns the copy methods and the time
+/// Writes the merged file into `temp`; returns the copy methods and the time
 /// spent before the data copy started.
 fn write_merged(
     inputs: &[Input],
-    path: &Path,
+    temp: &TempFile,
     started: Instant,
 ) -> Result<(Vec<CopyMethod>, f64), Uvh5Error> {
+    let path = temp.path();
     let hdf5_err = |context: &str| hdf5_error(path, context);
-    let out = File::create(path).map_err(hdf5_err("creating the output file"))?;
+    let out = File::create(temp.hdf5_path()?).map_err(hdf5_err("creating the output file"))?;
     write_header(inputs, &out, path)?;
     let load_time_s = started.elapsed().as_secs_f64();
 
@@ -686,13 +681,23 @@ fn raw_to_uvh5(path: &Path, e: RawError) -> Uvh5Error {
 
 /// The output under construction: a hidden file next to the final name,
 /// removed on drop unless committed.
+///
+/// A symlink planted at the temporary or the final name never redirects the
+/// write: the temporary is created with `O_CREAT|O_EXCL|O_NOFOLLOW` (a name
+/// that exists, symlink or not, is an error), HDF5 then opens that very inode
+/// through `/proc/self/fd/N` (whatever the name points to by then), and the
+/// name is checked to still be that inode before it is renamed over the final
+/// name (rename replaces a symlink, it does not follow it).
 struct TempFile {
     path: PathBuf,
+    file: std::fs::File,
     committed: bool,
 }
 
 impl TempFile {
     fn new(output: &Path) -> Result<Self, Uvh5Error> {
+        use std::os::unix::fs::OpenOptionsExt;
+
         let file_name = output.file_name().ok_or_else(|| {
             Uvh5Error::InvalidArgument(format!("output {} has no file name", output.display()))
         })?;
@@ -708,10 +713,23 @@ impl TempFile {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        // A leftover from a crashed run of this same process id is garbage.
+        // A leftover from a crashed run of this same process id is garbage;
+        // unlinking a planted symlink removes the link, never its target.
         let _ = std::fs::remove_file(&path);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|source| Uvh5Error::Output {
+                path: path.clone(),
+                source,
+            })?;
         Ok(TempFile {
             path,
+            file,
             committed: false,
         })
     }
@@ -720,15 +738,51 @@ impl TempFile {
         &self.path
     }
 
-    /// fsync the file, rename it over `output`, fsync the directory.
-    fn commit(mut self, output: &Path) -> Result<(), Uvh5Error> {
+    /// The name HDF5 opens: our descriptor's inode, not whatever the
+    /// temporary name points to by then. Checked to be that inode, so a
+    /// missing or fake /proc is an error rather than a write elsewhere.
+    fn hdf5_path(&self) -> Result<PathBuf, Uvh5Error> {
+        use std::os::fd::AsRawFd;
+        let proc_path = PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()));
+        let same = std::fs::metadata(&proc_path)
+            .and_then(|via_proc| Ok(same_inode(&via_proc, &self.file.metadata()?)));
+        match same {
+            Ok(true) => Ok(proc_path),
+            Ok(false) => Err(self.output_error(std::io::Error::other(
+                "/proc/self/fd does not lead to the temporary file (is /proc mounted?)",
+            ))),
+            Err(e) => Err(self.output_error(e)),
+        }
+    }
+
+    fn output_error(&self, source: std::io::Error) -> Uvh5Error {
+        Uvh5Error::Output {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// True when the temporary name still names our file (not a symlink or
+    /// another file put in its place).
+    fn name_is_ours(&self) -> std::io::Result<bool> {
+        let at_name = std::fs::symlink_metadata(&self.path)?;
+        Ok(at_name.file_type().is_file() && same_inode(&at_name, &self.file.metadata()?))
+    }
+
+    /// fsync the file, rename it over `output`, fsync the directory; returns
+    /// the size of the file.
+    fn commit(mut self, output: &Path) -> Result<u64, Uvh5Error> {
         let out_err = |source| Uvh5Error::Output {
             path: output.to_path_buf(),
             source,
         };
-        std::fs::File::open(&self.path)
-            .and_then(|f| f.sync_all())
-            .map_err(out_err)?;
+        self.file.sync_all().map_err(out_err)?;
+        let size = self.file.metadata().map_err(out_err)?.len();
+        if !self.name_is_ours().map_err(|e| self.output_error(e))? {
+            return Err(self.output_error(std::io::Error::other(
+                "the temporary file was replaced while the merge wrote it",
+            )));
+        }
         std::fs::rename(&self.path, output).map_err(out_err)?;
         self.committed = true;
         if let Some(dir) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -737,13 +791,19 @@ impl TempFile {
                 tracing::warn!(dir = %dir.display(), error = %e, "fsync of output directory failed");
             }
         }
-        Ok(())
+        Ok(size)
     }
+}
+
+fn same_inode(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.dev() == b.dev() && a.ino() == b.ino()
 }
 
 impl Drop for TempFile {
     fn drop(&mut self) {
-        if !self.committed {
+        // Only our own file: whatever else was put at the name is left alone.
+        if !self.committed && self.name_is_ours().unwrap_or(false) {
             let _ = std::fs::remove_file(&self.path);
         }
     }

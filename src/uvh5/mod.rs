@@ -25,6 +25,23 @@ pub use group::check_group;
 pub use inspect::inspect;
 pub use merge::{CopyMethod, MergeReport, merge, merge_order};
 
+/// Makes this process's HDF5 library safe for files it does not trust, once:
+/// - filter plugins are never loaded (HDF5 would otherwise `dlopen` every
+///   `lib*.so` under `$HDF5_PLUGIN_PATH` or its default directory when it
+///   meets an unknown filter);
+/// - external links cannot be traversed at all (their link class is
+///   unregistered), so nothing opened by name can lead into another file.
+///
+/// [`inspect`], [`merge`] and [`simulate::run`] call it before any HDF5 open;
+/// other code that opens untrusted files with HDF5 must call it first too.
+pub fn harden_library() -> Result<(), Uvh5Error> {
+    static HARDENED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    HARDENED
+        .get_or_init(raw::harden)
+        .clone()
+        .map_err(Uvh5Error::Hardening)
+}
+
 /// Time stamps closer than this are "the same" (pyuvdata's own time tolerance is 1 ms).
 pub const TIME_TOLERANCE_DAYS: f64 = 1e-3 / 86_400.0;
 
@@ -89,6 +106,13 @@ pub enum Uvh5Error {
     Missing { path: PathBuf, object: String },
     #[error("{}: bad UVH5 layout: {detail}", display_name(path))]
     Layout { path: PathBuf, detail: String },
+    /// The file uses an HDF5 feature that can reach outside it (external
+    /// storage, external/soft/user-defined links, virtual datasets) or needs a
+    /// filter plugin; it is refused before any of its data is read.
+    #[error("{}: refused: {detail}", display_name(path))]
+    Refused { path: PathBuf, detail: String },
+    #[error("cannot make the HDF5 library safe for untrusted files: {0}")]
+    Hardening(String),
     #[error("{}", format_group_problems(problems))]
     GroupMismatch { problems: Vec<GroupProblem> },
     #[error("cannot merge: {0}")]

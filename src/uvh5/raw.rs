@@ -100,8 +100,14 @@ impl Drop for Handle {
 
 /// Copies object `name` (a group with everything below it, or a dataset) from
 /// `src` into `dst` under the same name.
+///
+/// Refuses (before copying anything) when `name` is not a hard link or when
+/// the object or anything below it carries a [`Hazard`]: H5Ocopy would carry
+/// external storage, virtual mappings and links over into the output.
 pub(crate) fn copy_object(src: &Location, name: &str, dst: &Location) -> RawResult<()> {
     let cname = cstring(name)?;
+    refuse_hazards_below(src, name)?;
+    // SAFETY: both locations are open ids and `cname` outlives the call.
     hdf5::sync::sync(|| unsafe {
         check_herr(
             H5Ocopy(
@@ -182,6 +188,14 @@ pub(crate) fn create_dataset_like(
     chunk: Option<&[u64]>,
 ) -> RawResult<Dataset> {
     let cname = cstring(name)?;
+    // The creation properties are copied below: never carry external storage
+    // or a virtual layout (or a missing filter) into the output.
+    if let Some(hazard) = dataset_hazards(src.id())?.into_iter().next() {
+        return Err(RawError {
+            context: format!("creating dataset {name} like its input"),
+            source: hdf5::Error::from(format!("the input dataset {hazard}").as_str()),
+        });
+    }
     hdf5::sync::sync(|| unsafe {
         let dtype = check_hid(H5Dget_type(src.id()), Kind::Type, "reading the datatype")?;
         // H5Dget_create_plist returns a copy we are free to modify.
@@ -461,4 +475,353 @@ pub(crate) fn read_fixed_string(ds: &Dataset) -> RawResult<Vec<u8>> {
         bytes.pop();
     }
     Ok(bytes)
+}
+
+/// Why an object of a file is refused: each of these can make HDF5 read or
+/// write another file, or make one name stand for another object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Hazard {
+    /// The dataset keeps its bytes in other files (`H5Pset_external`).
+    ExternalStorage { files: usize },
+    /// The dataset is a virtual dataset, mapping data from other datasets or files.
+    VirtualDataset,
+    /// The link points into another HDF5 file.
+    ExternalLink,
+    /// The link names another path of the file (may alias or loop).
+    SoftLink,
+    /// A link of a user-defined class (its code is not ours).
+    UserDefinedLink { class: i32 },
+    /// The dataset needs a filter this process does not have (it would be
+    /// looked up among plugins, which are disabled).
+    UnavailableFilter { id: i32 },
+    /// More objects than any UVH5 file has: walking on could take unbounded time.
+    TooManyObjects { limit: usize },
+}
+
+impl std::fmt::Display for Hazard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hazard::ExternalStorage { files } => write!(
+                f,
+                "uses external storage (its bytes live in {files} other file(s))"
+            ),
+            Hazard::VirtualDataset => {
+                write!(
+                    f,
+                    "is a virtual dataset (it maps data from other datasets or files)"
+                )
+            }
+            Hazard::ExternalLink => write!(f, "is an external link (it points into another file)"),
+            Hazard::SoftLink => write!(f, "is a soft link (UVH5 uses hard links only)"),
+            Hazard::UserDefinedLink { class } => {
+                write!(f, "is a user-defined link (class {class})")
+            }
+            Hazard::UnavailableFilter { id } => write!(
+                f,
+                "needs HDF5 filter {id}, which is not built in (filter plugins are not loaded)"
+            ),
+            Hazard::TooManyObjects { limit } => {
+                write!(
+                    f,
+                    "holds more than {limit} links (no UVH5 file has that many)"
+                )
+            }
+        }
+    }
+}
+
+/// One refused object: its path inside the file and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Finding {
+    pub object: String,
+    pub hazard: Hazard,
+}
+
+/// A UVH5 file has a few dozen links; a walk stops (and refuses) past this.
+pub(crate) const MAX_LINKS: usize = 10_000;
+
+/// H5L_info_t's first member is the link type, a C enum (int). Read as a plain
+/// int: a file may carry any user-defined class number, which the Rust enum
+/// cannot represent.
+type LinkTypeRaw = std::os::raw::c_int;
+const LINK_HARD: LinkTypeRaw = 0;
+const LINK_SOFT: LinkTypeRaw = 1;
+const LINK_EXTERNAL: LinkTypeRaw = 64;
+
+struct LinkWalk {
+    links: Vec<(String, LinkTypeRaw)>,
+    truncated: bool,
+}
+
+/// H5Lvisit callback: records the link's path and type; never opens the target.
+unsafe extern "C" fn record_link(
+    _group: hid_t,
+    name: *const std::os::raw::c_char,
+    info: *const hdf5_sys::h5l::H5L_info1_t,
+    op_data: *mut std::ffi::c_void,
+) -> herr_t {
+    // SAFETY: HDF5 passes a NUL-terminated name and a valid info pointer for the
+    // duration of the call; op_data is the `LinkWalk` that `walk_links` passed
+    // and exclusively borrows for the whole H5Lvisit call. The link type is
+    // read as the int it is in C (first member of H5L_info_t).
+    let (walk, name, link_type) = unsafe {
+        (
+            &mut *op_data.cast::<LinkWalk>(),
+            std::ffi::CStr::from_ptr(name),
+            *info.cast::<LinkTypeRaw>(),
+        )
+    };
+    if walk.links.len() >= MAX_LINKS {
+        walk.truncated = true;
+        return 1; // positive: stop the walk, not an error
+    }
+    walk.links
+        .push((name.to_string_lossy().into_owned(), link_type));
+    0
+}
+
+/// Every link below group `group_id`, recursively, with its type. H5Lvisit
+/// descends only through hard links to groups (each group once), so soft,
+/// external and user-defined links are listed but never followed.
+fn walk_links(group_id: hid_t) -> RawResult<LinkWalk> {
+    let mut walk = LinkWalk {
+        links: Vec::new(),
+        truncated: false,
+    };
+    hdf5::sync::sync(|| {
+        // SAFETY: `group_id` is an open group or file id owned by the caller;
+        // `record_link` matches H5L_iterate1_t and only touches `walk`, which
+        // outlives the call. H5Lvisit1 exists in 1.10 (as H5Lvisit) and later.
+        #[allow(deprecated)]
+        let ret = unsafe {
+            hdf5_sys::h5l::H5Lvisit1(
+                group_id,
+                hdf5_sys::h5::H5_index_t::H5_INDEX_NAME,
+                hdf5_sys::h5::H5_iter_order_t::H5_ITER_NATIVE,
+                Some(record_link),
+                (&raw mut walk).cast(),
+            )
+        };
+        check_herr(ret, "listing the links of the file")
+    })?;
+    Ok(walk)
+}
+
+/// Closes an object id opened with H5Oopen.
+struct ObjectHandle(hid_t);
+
+impl Drop for ObjectHandle {
+    fn drop(&mut self) {
+        hdf5::sync::sync(|| {
+            // SAFETY: the id came from a successful H5Oopen and is closed once.
+            let _ = unsafe { hdf5_sys::h5o::H5Oclose(self.0) };
+        });
+    }
+}
+
+/// Hazards of one dataset's creation properties: external storage, a virtual
+/// layout, or a filter this process does not have.
+fn dataset_hazards(dataset_id: hid_t) -> RawResult<Vec<Hazard>> {
+    hdf5::sync::sync(|| {
+        // SAFETY: `dataset_id` is an open dataset id; the plist returned is
+        // owned by `dcpl` and closed on drop; all out-pointers point to locals
+        // that live through each call, and H5Pget_filter2 is told the name
+        // and cd_values buffers are empty.
+        unsafe {
+            let dcpl = check_hid(
+                H5Dget_create_plist(dataset_id),
+                Kind::Plist,
+                "reading creation plist",
+            )?;
+            let mut hazards = Vec::new();
+            let external = hdf5_sys::h5p::H5Pget_external_count(dcpl.id());
+            if external < 0 {
+                return Err(fail("counting external files"));
+            }
+            if external > 0 {
+                hazards.push(Hazard::ExternalStorage {
+                    files: external as usize,
+                });
+            }
+            if H5Pget_layout(dcpl.id()) == H5D_layout_t::H5D_VIRTUAL {
+                hazards.push(Hazard::VirtualDataset);
+            }
+            let nfilters = hdf5_sys::h5p::H5Pget_nfilters(dcpl.id());
+            if nfilters < 0 {
+                return Err(fail("counting filters"));
+            }
+            for index in 0..nfilters as c_uint {
+                let mut flags: c_uint = 0;
+                let mut cd_nelmts: usize = 0;
+                let mut config: c_uint = 0;
+                let id = hdf5_sys::h5p::H5Pget_filter2(
+                    dcpl.id(),
+                    index,
+                    &mut flags,
+                    &mut cd_nelmts,
+                    std::ptr::null_mut(),
+                    0,
+                    std::ptr::null_mut(),
+                    &mut config,
+                );
+                if id < 0 {
+                    return Err(fail("reading a filter"));
+                }
+                // Plugins are disabled (see harden_library), so this only
+                // looks at the filters registered in this process.
+                if hdf5_sys::h5z::H5Zfilter_avail(id) <= 0 {
+                    hazards.push(Hazard::UnavailableFilter { id });
+                }
+            }
+            Ok(hazards)
+        }
+    })
+}
+
+/// Every object below `location` (a file or group) that could reach outside
+/// the file or alias another object: soft, external and user-defined links
+/// (seen, never followed), and datasets with external storage, a virtual
+/// layout or a filter that is not available. Only hard-linked objects are
+/// opened, and only to read their creation properties.
+pub(crate) fn find_hazards(location: &Location) -> RawResult<Vec<Finding>> {
+    find_hazards_in(location.id(), "")
+}
+
+/// [`find_hazards`] below the group `group_id`, naming objects `prefix` + path.
+fn find_hazards_in(group_id: hid_t, prefix: &str) -> RawResult<Vec<Finding>> {
+    let walk = walk_links(group_id)?;
+    let mut findings = Vec::new();
+    if walk.truncated {
+        findings.push(Finding {
+            object: "/".into(),
+            hazard: Hazard::TooManyObjects { limit: MAX_LINKS },
+        });
+    }
+    for (name, link_type) in walk.links {
+        let hazard = match link_type {
+            LINK_HARD => None,
+            LINK_SOFT => Some(Hazard::SoftLink),
+            LINK_EXTERNAL => Some(Hazard::ExternalLink),
+            class => Some(Hazard::UserDefinedLink { class }),
+        };
+        if let Some(hazard) = hazard {
+            findings.push(Finding {
+                object: format!("{prefix}{name}"),
+                hazard,
+            });
+            continue;
+        }
+        let object = open_object(group_id, &name)?;
+        for hazard in object_hazards(&object)? {
+            findings.push(Finding {
+                object: format!("{prefix}{name}"),
+                hazard,
+            });
+        }
+    }
+    Ok(findings)
+}
+
+/// Errors unless `name` is a hard link in `src` to an object with no
+/// [`Hazard`] in or below it.
+fn refuse_hazards_below(src: &Location, name: &str) -> RawResult<()> {
+    let cname = cstring(name)?;
+    let refused = |what: String| RawError {
+        context: format!("copying {name}"),
+        source: hdf5::Error::from(what.as_str()),
+    };
+    let mut info = hdf5_sys::h5l::H5L_info1_t::default();
+    // SAFETY: `src` is open, `cname` is NUL-terminated, `info` is a local the
+    // call fills; the link type is then read as the C int it is.
+    #[allow(deprecated)]
+    let link_type = hdf5::sync::sync(|| unsafe {
+        let ret = hdf5_sys::h5l::H5Lget_info1(src.id(), cname.as_ptr(), &mut info, H5P_DEFAULT);
+        check_herr(ret, &format!("reading link {name}"))?;
+        Ok(*(&raw const info).cast::<LinkTypeRaw>())
+    })?;
+    if link_type != LINK_HARD {
+        return Err(refused(format!(
+            "{name} is not a hard link (type {link_type})"
+        )));
+    }
+    let object = open_object(src.id(), name)?;
+    let mut hazards: Vec<String> = object_hazards(&object)?
+        .into_iter()
+        .map(|h| format!("{name} {h}"))
+        .collect();
+    // SAFETY: `object.0` is a valid open id.
+    let kind = hdf5::sync::sync(|| unsafe { hdf5_sys::h5i::H5Iget_type(object.0) });
+    if kind == hdf5_sys::h5i::H5I_type_t::H5I_GROUP {
+        let below = find_hazards_in(object.0, &format!("{name}/"))?;
+        hazards.extend(
+            below
+                .into_iter()
+                .map(|f| format!("{} {}", f.object, f.hazard)),
+        );
+    }
+    if hazards.is_empty() {
+        Ok(())
+    } else {
+        Err(refused(hazards.join("; ")))
+    }
+}
+
+/// Opens the object at `path` below `location_id`. Callers pass only paths
+/// made of hard links (the walk only descends through hard links), so opening
+/// it follows nothing that leaves the file.
+fn open_object(location_id: hid_t, path: &str) -> RawResult<ObjectHandle> {
+    let cpath = cstring(path)?;
+    hdf5::sync::sync(|| {
+        // SAFETY: `location_id` is open and `cpath` is NUL-terminated and
+        // alive for the call.
+        let id = unsafe { hdf5_sys::h5o::H5Oopen(location_id, cpath.as_ptr(), H5P_DEFAULT) };
+        if id < 0 {
+            Err(fail(format!("opening {path}")))
+        } else {
+            Ok(ObjectHandle(id))
+        }
+    })
+}
+
+/// Hazards of one opened object (empty for groups and named datatypes: their
+/// links are covered by the walk).
+fn object_hazards(object: &ObjectHandle) -> RawResult<Vec<Hazard>> {
+    // SAFETY: `object.0` is a valid open id.
+    let kind = hdf5::sync::sync(|| unsafe { hdf5_sys::h5i::H5Iget_type(object.0) });
+    if kind == hdf5_sys::h5i::H5I_type_t::H5I_DATASET {
+        dataset_hazards(object.0)
+    } else {
+        Ok(Vec::new())
+    }
+}
+
+unsafe extern "C" {
+    // The C prototypes (hdf5-sys declares the arguments as pointers).
+    fn H5PLset_loading_state(plugin_control_mask: c_uint) -> herr_t;
+    fn H5PLget_loading_state(plugin_control_mask: *mut c_uint) -> herr_t;
+}
+
+/// Disables filter plugins and external-link traversal, then reads the
+/// plugin state back to be sure. See [`super::harden_library`].
+pub(crate) fn harden() -> Result<(), String> {
+    hdf5::sync::sync(|| {
+        // SAFETY: plain value and out-pointer arguments to a local; the calls
+        // run under hdf5-metno's lock, after `sync` initialised the library.
+        unsafe {
+            if H5PLset_loading_state(0) < 0 {
+                return Err("H5PLset_loading_state(0) failed".to_string());
+            }
+            let mut mask: c_uint = c_uint::MAX;
+            if H5PLget_loading_state(&mut mask) < 0 || mask != 0 {
+                return Err(format!("filter plugins still enabled (mask {mask:#x})"));
+            }
+            // Unregistering an already unregistered class fails harmlessly,
+            // so only a still-registered class afterwards is an error.
+            let _ = hdf5_sys::h5l::H5Lunregister(hdf5_sys::h5l::H5L_TYPE_EXTERNAL);
+            if hdf5_sys::h5l::H5Lis_registered(hdf5_sys::h5l::H5L_TYPE_EXTERNAL) != 0 {
+                return Err("the external link class is still registered".to_string());
+            }
+        }
+        Ok(())
+    })
 }
