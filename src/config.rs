@@ -1088,6 +1088,89 @@ mod tests {
         assert!(errors.errors[0].message.contains("{nonsense}"), "{errors}");
     }
 
+    fn fields_of(errors: &ValidationErrors) -> Vec<&str> {
+        errors.errors.iter().map(|e| e.field.as_str()).collect()
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_every_string_field() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut config = valid_config(tmp.path());
+        config.input_dir = tmp.path().join("in\u{0}x");
+        config.output_dir = tmp.path().join("out\nx");
+        config.scratch_dir = tmp.path().join("s\u{9b}x");
+        config.tmpfs_path = PathBuf::from("/dev/shm\u{7f}");
+        config.log_level = "INFO\r".into();
+        config.converter = ConverterConfig::Command {
+            argv: vec!["/bin/true".into(), "a\u{1b}b".into()],
+            env: BTreeMap::from([("K\tX".to_string(), "v".to_string())]),
+        };
+        let errors = config.validate().unwrap_err();
+        let fields = fields_of(&errors);
+        for field in [
+            "input_dir",
+            "output_dir",
+            "scratch_dir",
+            "tmpfs_path",
+            "log_level",
+            "converter.argv",
+            "converter.env",
+        ] {
+            assert!(fields.contains(&field), "{field} not refused: {errors}");
+        }
+        // Refused before being looked up: nothing was created.
+        assert!(!tmp.path().join("out\nx").exists());
+    }
+
+    #[test]
+    fn databases_must_be_sqlite_files_or_creatable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut config = valid_config(tmp.path());
+        fs::create_dir_all(tmp.path().join("state")).unwrap();
+        let text = tmp.path().join("notes.txt");
+        fs::write(&text, "not a database, but longer than sixteen bytes").unwrap();
+        let short = tmp.path().join("short");
+        fs::write(&short, "SQLite").unwrap();
+        let fifo = tmp.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        for bad in [&text, &short, &fifo] {
+            config.queue_db = bad.clone();
+            let errors = config.validate().unwrap_err();
+            assert_eq!(fields_of(&errors), vec!["queue_db"], "{}", bad.display());
+        }
+        let mut sqlite = SQLITE_HEADER.to_vec();
+        sqlite.resize(4096, 0);
+        let real = tmp.path().join("real.sqlite3");
+        fs::write(&real, &sqlite).unwrap();
+        let empty = tmp.path().join("empty.sqlite3");
+        fs::write(&empty, b"").unwrap();
+        for good in [&real, &empty, &tmp.path().join("new.sqlite3")] {
+            config.queue_db = good.clone();
+            config.validate().unwrap();
+        }
+        config.registry_db = text.clone();
+        let errors = config.validate().unwrap_err();
+        assert_eq!(fields_of(&errors), vec!["registry_db"]);
+    }
+
+    #[test]
+    fn unknown_converter_keys_are_reported_with_their_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = valid_config(tmp.path());
+        let patch = json!({"converter": {"kind": "builtin", "argv": ["x"], "bogus": 1}});
+        let errors = base.apply_patch(patch.as_object().unwrap()).unwrap_err();
+        assert_eq!(
+            fields_of(&errors),
+            vec!["converter.argv", "converter.bogus"],
+            "{errors}"
+        );
+        let patch = json!({"converter": {"kind": "command", "argv": ["/bin/true"], "envv": {}}});
+        let errors = base.apply_patch(patch.as_object().unwrap()).unwrap_err();
+        assert_eq!(fields_of(&errors), vec!["converter.envv"], "{errors}");
+        let patch = json!({"converter": {"kind": "command", "argv": ["/bin/true"], "env": {}}});
+        base.apply_patch(patch.as_object().unwrap()).unwrap();
+    }
+
     #[test]
     fn assignments_parse_typed_values() {
         let tmp = tempfile::tempdir().unwrap();

@@ -247,4 +247,13 @@ fn contimgctl_and_check_config_refuse_the_same_changes() {
     env.write_config("");
     let out = check_config(&env.state_dir);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let worker = env.spawn();
+    assert!(
+        common::worker::wait_until(std::time::Duration::from_secs(20), || worker
+            .log()
+            .contains("ready")),
+        "{}",
+        worker.log()
+    );
+    assert!(worker.stop().is_some());
 }
