@@ -144,12 +144,12 @@ impl InputDir {
 
     /// Decides whether `path` may be registered: its name, its place and its type.
     pub fn admit(&self, path: &Path, rules: &NameRules) -> Admission {
-        let refuse = |reason: String, stat: Option<&FileStat>| {
+        let refuse = |reason: String, identity: Option<FileIdentity>| {
             Admission::Refused(Refusal {
                 path: path.to_path_buf(),
                 reason,
-                size_bytes: stat.map(|s| u64::try_from(s.st_size).unwrap_or(0)),
-                identity: stat.map(FileIdentity::of),
+                size_bytes: identity.map(|i| i.size),
+                identity,
             })
         };
         let Some(name) = path.file_name() else {
@@ -170,7 +170,9 @@ impl InputDir {
         };
         let subband = match verdict {
             NameVerdict::Subband(subband) => subband,
-            NameVerdict::Unrecognised(reason) => return refuse(reason, Some(&stat)),
+            NameVerdict::Unrecognised(reason) => {
+                return refuse(reason, Some(FileIdentity::of(&stat)));
+            }
             NameVerdict::Temporary => return Admission::Temporary,
         };
         if let Some(kind) = not_regular(&stat) {
@@ -185,7 +187,7 @@ impl InputDir {
             } else {
                 format!("not a regular file ({kind})")
             };
-            return refuse(reason, Some(&stat));
+            return refuse(reason, Some(FileIdentity::of(&stat)));
         }
         match self.open_regular(name) {
             Ok(opened) => Admission::Subband(Candidate {
@@ -194,7 +196,7 @@ impl InputDir {
                 identity: FileIdentity::of(&opened),
             }),
             Err(OpenRefusal::Vanished) => Admission::Vanished,
-            Err(OpenRefusal::Refused(reason, opened)) => refuse(reason, opened.as_ref()),
+            Err(OpenRefusal::Refused(reason, opened)) => refuse(reason, opened),
         }
     }
 
@@ -257,7 +259,7 @@ impl InputDir {
         match not_regular(&stat) {
             Some(kind) => Err(OpenRefusal::Refused(
                 format!("not a regular file ({kind})"),
-                Some(stat),
+                Some(FileIdentity::of(&stat)),
             )),
             None => Ok(stat),
         }
@@ -266,7 +268,7 @@ impl InputDir {
 
 enum OpenRefusal {
     Vanished,
-    Refused(String, Option<FileStat>),
+    Refused(String, Option<FileIdentity>),
 }
 
 /// The kind of a non-regular file, `None` for a regular one.
