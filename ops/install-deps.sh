@@ -33,7 +33,7 @@ fi
 
 # The tests run `python3` from PATH; install into that interpreter. Debian's own
 # python3 has no pip and refuses system-wide installs unless told otherwise.
-python_packages=('pyuvdata>=3.1' h5py numpy)
+python_packages=('pyuvdata>=3.1' h5py numpy 'schemathesis>=4,<5')
 if ! python3 -m pip --version >/dev/null 2>&1 && [[ $(id -u) -eq 0 ]]; then
   apt-get install -y -qq --no-install-recommends python3-pip
 fi

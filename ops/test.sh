@@ -5,7 +5,7 @@
 #
 #   ./ops/test.sh              # everything
 #   ./ops/test.sh --install    # install system/Python packages first (CI does this)
-#   CONTIMG_TEST_STAGES="rust" ./ops/test.sh   # only some stages: lint rust frontend e2e pkg
+#   CONTIMG_TEST_STAGES="rust" ./ops/test.sh   # only some stages: lint rust api-fuzz frontend e2e pkg
 #
 # Integration tests need root (cgroups, mount namespaces) as on the CI machine.
 set -uo pipefail
@@ -20,7 +20,7 @@ for arg in "$@"; do
     *) echo "usage: $0 [--install]" >&2; exit 2 ;;
   esac
 done
-stages=${CONTIMG_TEST_STAGES:-"lint rust frontend e2e pkg"}
+stages=${CONTIMG_TEST_STAGES:-"lint rust api-fuzz frontend e2e pkg"}
 
 log_dir=${CONTIMG_TEST_LOGS:-$root/target/test-logs}
 mkdir -p "$log_dir"
@@ -62,6 +62,17 @@ if [[ " $stages " == *" rust "* ]]; then
   rc=${PIPESTATUS[0]}
   count_cargo_results "$log_dir/cargo-doctest.log"
   [[ $rc -eq 0 ]] || failed_stages+=("doctest")
+fi
+
+if [[ " $stages " == *" api-fuzz "* ]]; then
+  stage "API fuzz: schemathesis against the real contimg-api and its OpenAPI document"
+  ops/testenv/schemathesis.sh 2>&1 | tee "$log_dir/api-fuzz.log"
+  rc=${PIPESTATUS[0]}
+  summary=$(grep -E '^api-fuzz: [0-9]+ passed, [0-9]+ failed' "$log_dir/api-fuzz.log" | tail -1)
+  f_pass=$(grep -oE '[0-9]+ passed' <<<"$summary" | grep -oE '[0-9]+')
+  f_fail=$(grep -oE '[0-9]+ failed' <<<"$summary" | grep -oE '[0-9]+')
+  passed=$((passed + ${f_pass:-0})); failed=$((failed + ${f_fail:-1}))
+  [[ $rc -eq 0 ]] || failed_stages+=("api-fuzz")
 fi
 
 if [[ " $stages " == *" frontend "* ]]; then

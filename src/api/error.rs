@@ -5,7 +5,6 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::config::ValidationErrors;
 use crate::control::ControlError;
@@ -17,11 +16,17 @@ pub struct ErrorBody {
     /// Stable machine-readable code, e.g. `validation_failed`.
     pub error: String,
     pub message: String,
-    /// For 422: `[{"field": "...", "message": "..."}]`. For failed control
-    /// operations: the unit's last log lines.
+    /// Only on 422 `validation_failed`: every problem found, one per field.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
-    pub details: Option<Value>,
+    pub details: Option<Vec<FieldProblem>>,
+}
+
+/// One invalid field of a 422 answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FieldProblem {
+    /// The field's name (dotted for nested fields, e.g. `converter.argv`).
+    pub field: String,
+    pub message: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +99,16 @@ impl ApiError {
 
     pub fn body(&self) -> ErrorBody {
         let details = match self {
-            ApiError::Validation(errors) => serde_json::to_value(&errors.errors).ok(),
+            ApiError::Validation(errors) => Some(
+                errors
+                    .errors
+                    .iter()
+                    .map(|problem| FieldProblem {
+                        field: problem.field.clone(),
+                        message: problem.message.clone(),
+                    })
+                    .collect(),
+            ),
             _ => None,
         };
         ErrorBody {
@@ -182,4 +196,79 @@ pub async fn jsonify_errors(response: Response) -> Response {
         HeaderValue::from_static("application/json"),
     );
     rebuilt
+}
+
+/// The 401/403 a read can get when the daemon requires the token for reads
+/// (`read_requires_token`, or a listener beyond loopback).
+#[derive(utoipa::IntoResponses)]
+pub enum ReadAuthErrors {
+    #[response(
+        status = 401,
+        description = "Reads need the token here, and it is missing or wrong"
+    )]
+    Unauthorized(ErrorBody),
+    #[response(
+        status = 403,
+        description = "Reads need the token here, and the token file is unusable (the message says why)"
+    )]
+    Forbidden(ErrorBody),
+}
+
+/// The 401/403 of every mutation.
+#[derive(utoipa::IntoResponses)]
+pub enum MutationAuthErrors {
+    #[response(status = 401, description = "Missing or wrong bearer token")]
+    Unauthorized(ErrorBody),
+    #[response(
+        status = 403,
+        description = "The token file is unusable: missing, not a regular file, group- or \
+                       world-writable, world-readable, or a token under 16 bytes (the message \
+                       says which); or the backend refused the operation"
+    )]
+    Forbidden(ErrorBody),
+}
+
+/// What reading a request body can fail with.
+#[derive(utoipa::IntoResponses)]
+pub enum BodyErrors {
+    #[response(
+        status = 400,
+        description = "Malformed JSON, a body that is not a JSON object, or a body not \
+                       received within the request-body deadline (10 s)"
+    )]
+    BadRequest(ErrorBody),
+    #[response(status = 413, description = "Body larger than 64 KiB")]
+    TooLarge(ErrorBody),
+}
+
+/// What a start/stop/restart (or a config change that restarts) can fail with.
+#[derive(utoipa::IntoResponses)]
+pub enum ControlErrors {
+    #[response(
+        status = 500,
+        description = "The operation failed (body: the result, with the unit's last log lines) \
+                       or the daemon could not carry it out (body: an error)"
+    )]
+    Failed(super::models::ControlFailure),
+    #[response(status = 501, description = "The backend cannot do this")]
+    Unsupported(ErrorBody),
+    #[response(
+        status = 503,
+        description = "The backend (systemd, dockerd) is unreachable, or the unit is unknown"
+    )]
+    Unavailable(ErrorBody),
+    #[response(status = 504, description = "Not finished within control_timeout")]
+    Timeout(ErrorBody),
+}
+
+/// What a request that changes the configuration can fail with.
+#[derive(utoipa::IntoResponses)]
+pub enum ConfigChangeErrors {
+    #[response(status = 412, description = "If-Match does not match the current ETag")]
+    Stale(ErrorBody),
+    #[response(
+        status = 422,
+        description = "Invalid configuration: `details` lists every problem"
+    )]
+    Invalid(ErrorBody),
 }

@@ -21,11 +21,15 @@ use utoipa::IntoParams;
 
 use super::AppState;
 use super::alerts::AlertList;
-use super::error::{ApiError, ErrorBody};
+use super::error::{
+    ApiError, BodyErrors, ConfigChangeErrors, ControlErrors, ErrorBody, MutationAuthErrors,
+    ReadAuthErrors,
+};
 use super::history::{HistoryResponse, window_spec};
 use super::models::{
-    ControlResponse, GroupDetailView, GroupList, GroupView, HealthResponse, LimitsView, LogLine,
-    LogsResponse, MetricsResponse, RetryResponse, StatusResponse,
+    ControlResponse, GroupDetailView, GroupList, GroupView, HealthResponse, LimitsRequest,
+    LimitsView, LogLine, LogsResponse, MetricsResponse, RetryResponse, ServerSentEvent,
+    StatusResponse,
 };
 use crate::config::{StreamingConfig, ValidationErrors};
 use crate::control::{ControlOutcome, LogQuery, ResourceLimits};
@@ -184,13 +188,13 @@ async fn control(
 }
 
 #[utoipa::path(get, path = "/api/streaming/status", tag = "service",
-    responses((status = 200, body = StatusResponse)))]
+    responses((status = 200, body = StatusResponse), ReadAuthErrors))]
 pub async fn status(State(state): State<Arc<AppState>>) -> Response {
     json_bytes(state.snapshot().status_json.clone())
 }
 
 #[utoipa::path(get, path = "/api/streaming/health", tag = "service",
-    responses((status = 200, body = HealthResponse)))]
+    responses((status = 200, body = HealthResponse), ReadAuthErrors))]
 /// The producer's verdict (`control::report::health_verdict`, refreshed every
 /// second): the same one `contimgctl health` and the dashboard show.
 pub async fn health(State(state): State<Arc<AppState>>) -> Json<HealthResponse> {
@@ -198,7 +202,9 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Json<HealthResponse> 
 }
 
 #[utoipa::path(get, path = "/api/streaming/config", tag = "config",
-    responses((status = 200, description = "The streaming configuration; header ETag", body = Object)))]
+    responses((status = 200, description = "The streaming configuration", body = Object, headers(("ETag" = String, description = "Pass as If-Match to POST config"))),
+        ReadAuthErrors,
+        (status = 500, description = "The configuration file cannot be read", body = ErrorBody)))]
 pub async fn get_config(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let config = load_config(&state)?;
     let etag =
@@ -211,10 +217,10 @@ pub async fn get_config(State(state): State<Arc<AppState>>) -> Result<Response, 
 }
 
 #[utoipa::path(post, path = "/api/streaming/config", tag = "config",
-    request_body(content = Object, description = "A full or partial StreamingConfig"),
+    request_body(content = Option<Object>, description = "A full or partial StreamingConfig; no body or {} changes nothing"),
     params(("If-Match" = Option<String>, Header, description = "ETag from GET config")),
-    responses((status = 200, body = ControlResponse), (status = 400, body = ErrorBody),
-        (status = 412, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 200, body = ControlResponse), BodyErrors, MutationAuthErrors,
+        ConfigChangeErrors, ControlErrors),
     security(("bearer" = [])))]
 pub async fn post_config(
     State(state): State<Arc<AppState>>,
@@ -278,8 +284,10 @@ async fn restarted_body(response: &mut Response) -> Option<Response> {
 }
 
 #[utoipa::path(post, path = "/api/streaming/start", tag = "service",
-    request_body(content = Option<Object>, description = "None, {} or a full/partial config"),
-    responses((status = 200, body = ControlResponse), (status = 500, body = ControlResponse)),
+    request_body(content = Option<Object>, description = "None, {} or a full/partial config (saved first)"),
+    params(("If-Match" = Option<String>, Header, description = "ETag from GET config, when the body changes it")),
+    responses((status = 200, body = ControlResponse), BodyErrors, MutationAuthErrors,
+        ConfigChangeErrors, ControlErrors),
     security(("bearer" = [])))]
 pub async fn start(
     State(state): State<Arc<AppState>>,
@@ -290,8 +298,10 @@ pub async fn start(
 }
 
 #[utoipa::path(post, path = "/api/streaming/stop", tag = "service",
-    request_body(content = Option<Object>, description = "Ignored"),
-    responses((status = 200, body = ControlResponse), (status = 500, body = ControlResponse)),
+    request_body(content = Option<String>, content_type = "application/octet-stream", description = "Ignored"),
+    responses((status = 200, body = ControlResponse), BodyErrors, MutationAuthErrors,
+        (status = 422, description = "The backend refused the request as invalid", body = ErrorBody),
+        ControlErrors),
     security(("bearer" = [])))]
 pub async fn stop(
     State(state): State<Arc<AppState>>,
@@ -302,8 +312,10 @@ pub async fn stop(
 }
 
 #[utoipa::path(post, path = "/api/streaming/restart", tag = "service",
-    request_body(content = Option<Object>, description = "None, {} or a full/partial config"),
-    responses((status = 200, body = ControlResponse), (status = 500, body = ControlResponse)),
+    request_body(content = Option<Object>, description = "None, {} or a full/partial config (saved first)"),
+    params(("If-Match" = Option<String>, Header, description = "ETag from GET config, when the body changes it")),
+    responses((status = 200, body = ControlResponse), BodyErrors, MutationAuthErrors,
+        ConfigChangeErrors, ControlErrors),
     security(("bearer" = [])))]
 pub async fn restart(
     State(state): State<Arc<AppState>>,
@@ -314,13 +326,14 @@ pub async fn restart(
 }
 
 #[utoipa::path(get, path = "/api/streaming/metrics", tag = "service",
-    responses((status = 200, body = MetricsResponse)))]
+    responses((status = 200, body = MetricsResponse), ReadAuthErrors))]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     json_bytes(state.snapshot().metrics_json.clone())
 }
 
 #[utoipa::path(get, path = "/api/streaming/events", tag = "service",
-    responses((status = 200, description = "text/event-stream: events status, metrics, alert", content_type = "text/event-stream")))]
+    responses((status = 200, description = "Server-sent events `status`, `metrics`, `alert` (data: JSON); a `ping` comment every 15 s", content_type = "text/event-stream", body = ServerSentEvent),
+        ReadAuthErrors))]
 pub async fn events(
     State(state): State<Arc<AppState>>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
@@ -368,8 +381,9 @@ fn sse_event(kind: &str, data: &str) -> SseEvent {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct LogsParams {
-    /// Last N lines (default 200, max 10000).
-    pub lines: Option<usize>,
+    /// Last N lines (default 200; more than 10000 means 10000).
+    #[param(value_type = Option<u64>, maximum = 4294967295_u64)]
+    pub lines: Option<u32>,
     /// ISO-8601 time or a duration ago (`10m`, `2h`).
     pub since: Option<String>,
     /// Case-insensitive substring.
@@ -407,7 +421,7 @@ fn log_query(params: &LogsParams) -> Result<LogQuery, ApiError> {
         }),
     };
     Ok(LogQuery {
-        lines: params.lines.unwrap_or(200).min(10_000),
+        lines: params.lines.unwrap_or(200).min(10_000) as usize,
         since,
         grep: params.grep.clone().filter(|g| !g.is_empty()),
         group_id: params.group.clone().filter(|g| !g.is_empty()),
@@ -430,7 +444,12 @@ fn parse_since(text: &str) -> Result<DateTime<Utc>, ApiError> {
 }
 
 #[utoipa::path(get, path = "/api/streaming/logs", tag = "service", params(LogsParams),
-    responses((status = 200, body = LogsResponse, description = "JSON, or text/event-stream (event `log`) with follow=true")))]
+    responses((status = 200, description = "The last lines; with follow=true a server-sent event stream instead (event `log`, data: a LogLine)", content((LogsResponse = "application/json"), (ServerSentEvent = "text/event-stream"))),
+        (status = 400, description = "Invalid query parameter", body = ErrorBody),
+        ReadAuthErrors,
+        (status = 500, description = "The logs cannot be read", body = ErrorBody),
+        (status = 501, description = "The backend has no logs", body = ErrorBody),
+        (status = 503, description = "The backend is unreachable", body = ErrorBody)))]
 pub async fn logs(
     State(state): State<Arc<AppState>>,
     Query(params): Query<LogsParams>,
@@ -462,7 +481,10 @@ pub struct HistoryParams {
 }
 
 #[utoipa::path(get, path = "/api/streaming/history", tag = "history", params(HistoryParams),
-    responses((status = 200, body = HistoryResponse), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = HistoryResponse),
+        (status = 400, description = "Invalid query parameter", body = ErrorBody),
+        ReadAuthErrors,
+        (status = 500, description = "The history DB cannot be read", body = ErrorBody)))]
 pub async fn history(
     State(state): State<Arc<AppState>>,
     Query(params): Query<HistoryParams>,
@@ -506,14 +528,18 @@ async fn with_queue<T: Send + 'static>(
 pub struct GroupsParams {
     /// collecting, pending, in_progress, completed or failed.
     pub state: Option<String>,
-    /// Page size (default 50, max 1000).
+    /// Page size (default 50; 0 means 1, more than 1000 means 1000).
+    #[param(value_type = Option<u64>, maximum = 4294967295_u64)]
     pub limit: Option<u32>,
     /// Only groups whose id sorts before this one (`next_before` of the previous page).
     pub before: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/streaming/groups", tag = "groups", params(GroupsParams),
-    responses((status = 200, body = GroupList), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = GroupList),
+        (status = 400, description = "Invalid query parameter", body = ErrorBody),
+        ReadAuthErrors,
+        (status = 500, description = "The queue DB cannot be read", body = ErrorBody)))]
 pub async fn groups(
     State(state): State<Arc<AppState>>,
     Query(params): Query<GroupsParams>,
@@ -548,7 +574,11 @@ pub async fn groups(
 
 #[utoipa::path(get, path = "/api/streaming/groups/{id}", tag = "groups",
     params(("id" = String, Path, description = "Group id")),
-    responses((status = 200, body = GroupDetailView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = GroupDetailView),
+        ReadAuthErrors,
+        (status = 404, description = "No such group", body = ErrorBody),
+        (status = 500, description = "The queue DB cannot be read", body = ErrorBody),
+        (status = 503, description = "There is no queue DB yet (the worker has never run)", body = ErrorBody)))]
 pub async fn group(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -563,8 +593,13 @@ pub async fn group(
 
 #[utoipa::path(post, path = "/api/streaming/groups/{id}/retry", tag = "groups",
     params(("id" = String, Path, description = "Group id")),
-    responses((status = 200, body = RetryResponse), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody)),
+    responses((status = 200, body = RetryResponse),
+        BodyErrors,
+        MutationAuthErrors,
+        (status = 404, description = "No such group", body = ErrorBody),
+        (status = 409, description = "The group is not failed", body = ErrorBody),
+        (status = 500, description = "The queue DB cannot be read, or the request cannot be written", body = ErrorBody),
+        (status = 503, description = "There is no queue DB yet (the worker has never run)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn retry_group(
     State(state): State<Arc<AppState>>,
@@ -596,7 +631,11 @@ pub async fn retry_group(
 }
 
 #[utoipa::path(get, path = "/api/streaming/limits", tag = "limits",
-    responses((status = 200, body = LimitsView)))]
+    responses((status = 200, body = LimitsView),
+        ReadAuthErrors,
+        (status = 500, description = "The limits cannot be read", body = ErrorBody),
+        (status = 501, description = "The backend has no resource limits", body = ErrorBody),
+        (status = 503, description = "The backend is unreachable", body = ErrorBody)))]
 pub async fn get_limits(State(state): State<Arc<AppState>>) -> Result<Json<LimitsView>, ApiError> {
     let limits = state.backend.limits().await?;
     Ok(Json(LimitsView {
@@ -606,8 +645,15 @@ pub async fn get_limits(State(state): State<Arc<AppState>>) -> Result<Json<Limit
 }
 
 #[utoipa::path(post, path = "/api/streaming/limits", tag = "limits",
-    request_body(content = LimitsView, description = "null = no limit, omitted = unchanged; optional \"persistent\": bool"),
-    responses((status = 200, body = LimitsView), (status = 422, body = ErrorBody)),
+    request_body(content = Option<LimitsRequest>, description = "Omitted = unchanged, null = no limit"),
+    responses((status = 200, description = "The limits now in force", body = LimitsView),
+        BodyErrors,
+        MutationAuthErrors,
+        (status = 422, description = "Invalid values: `details` lists every problem", body = ErrorBody),
+        (status = 500, description = "The limits could not be applied", body = ErrorBody),
+        (status = 501, description = "The backend cannot set limits: the process backend has no cgroup (use systemd or docker)", body = ErrorBody),
+        (status = 503, description = "The backend is unreachable", body = ErrorBody),
+        (status = 504, description = "Not finished within control_timeout", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn post_limits(
     State(state): State<Arc<AppState>>,
@@ -656,7 +702,9 @@ pub async fn post_limits(
 }
 
 #[utoipa::path(get, path = "/api/streaming/alerts", tag = "alerts",
-    responses((status = 200, body = AlertList)))]
+    responses((status = 200, body = AlertList),
+        ReadAuthErrors,
+        (status = 500, description = "The alert engine is unavailable", body = ErrorBody)))]
 pub async fn alerts(State(state): State<Arc<AppState>>) -> Result<Json<AlertList>, ApiError> {
     state
         .alerts
@@ -666,7 +714,8 @@ pub async fn alerts(State(state): State<Arc<AppState>>) -> Result<Json<AlertList
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "prometheus",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        ReadAuthErrors))]
 pub async fn prometheus(State(state): State<Arc<AppState>>) -> Response {
     (
         [(

@@ -211,3 +211,35 @@ pub struct LimitsView {
     /// Percent of one core: 200 = two cores.
     pub cpu_quota_percent: Option<f64>,
 }
+
+/// Body of `POST /api/streaming/limits`: an omitted field stays as it is, `null`
+/// removes the limit.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsRequest {
+    #[schema(minimum = 1)]
+    pub memory_max_bytes: Option<u64>,
+    /// Percent of one core: 200 = two cores.
+    #[schema(exclusive_minimum = 0.0)]
+    pub cpu_quota_percent: Option<f64>,
+    /// Also write the limits into the unit's drop-in (systemd) so they survive a restart.
+    pub persistent: Option<bool>,
+}
+
+/// A 500 from a control operation: either the operation ran and failed (with the
+/// unit's last log lines), or the daemon could not carry it out.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ControlFailure {
+    Operation(ControlResponse),
+    Daemon(super::error::ErrorBody),
+}
+
+/// One server-sent event as it appears on the wire: its `event:` name and its
+/// `data:` text (a JSON document: a StatusResponse, MetricsResponse, Alert or
+/// LogLine, by event name).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ServerSentEvent {
+    pub event: String,
+    pub data: String,
+}

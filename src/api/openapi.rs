@@ -8,13 +8,13 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::alerts::{Alert, AlertList, Severity};
-use super::error::ErrorBody;
+use super::error::{ErrorBody, FieldProblem};
 use super::handlers;
 use super::history::{HistoryPoint, HistoryResponse};
 use super::models::{
-    AttemptView, ControlResponse, GroupDetailView, GroupFileView, GroupList, GroupView,
-    HealthCheck, HealthResponse, LimitsView, LogLine, LogsResponse, MetricsResponse, RetryResponse,
-    StatusResponse,
+    AttemptView, ControlFailure, ControlResponse, GroupDetailView, GroupFileView, GroupList,
+    GroupView, HealthCheck, HealthResponse, LimitsRequest, LimitsView, LogLine, LogsResponse,
+    MetricsResponse, RetryResponse, ServerSentEvent, StatusResponse,
 };
 
 struct BearerAuth;
@@ -43,7 +43,8 @@ impl Modify for BearerAuth {
         StatusResponse, HealthResponse, HealthCheck, MetricsResponse, ControlResponse,
         LogLine, LogsResponse, GroupView, GroupList, GroupDetailView, GroupFileView,
         AttemptView, RetryResponse, LimitsView, Alert, AlertList, Severity,
-        HistoryPoint, HistoryResponse, ErrorBody,
+        HistoryPoint, HistoryResponse, ErrorBody, FieldProblem, LimitsRequest, ControlFailure,
+        ServerSentEvent,
     )),
     modifiers(&BearerAuth),
 )]
@@ -70,4 +71,61 @@ pub async fn serve() -> Response {
         document(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    fn document() -> Value {
+        serde_json::from_str(super::document()).expect("the document is JSON")
+    }
+
+    fn responses<'a>(doc: &'a Value, path: &str, method: &str) -> &'a Value {
+        &doc["paths"][path][method]["responses"]
+    }
+
+    #[test]
+    fn documents_what_the_server_answers() {
+        let doc = document();
+        let limits = responses(&doc, "/api/streaming/limits", "post");
+        for status in ["200", "400", "401", "403", "413", "422", "501"] {
+            assert!(limits.get(status).is_some(), "POST /limits lacks {status}");
+        }
+        for op in ["start", "restart", "config"] {
+            let path = format!("/api/streaming/{op}");
+            let documented = responses(&doc, &path, "post");
+            for status in ["200", "400", "401", "403", "412", "422", "500", "503"] {
+                assert!(
+                    documented.get(status).is_some(),
+                    "POST {path} lacks {status}"
+                );
+            }
+        }
+        for path in ["/api/streaming/events", "/api/streaming/logs"] {
+            let ok = &responses(&doc, path, "get")["200"]["content"];
+            assert!(
+                ok.get("text/event-stream").is_some(),
+                "GET {path}: no text/event-stream in {ok}"
+            );
+        }
+    }
+
+    #[test]
+    fn validation_details_are_declared_as_the_array_the_server_sends() {
+        let doc = document();
+        let details = &doc["components"]["schemas"]["ErrorBody"]["properties"]["details"];
+        let types = details["type"].to_string();
+        assert!(types.contains("array"), "details: {details}");
+        let body = super::super::error::ApiError::Validation(crate::config::ValidationErrors {
+            errors: vec![crate::config::FieldError {
+                field: "input_dir".to_string(),
+                message: "must be absolute".to_string(),
+            }],
+        })
+        .body();
+        let sent = serde_json::to_value(&body).expect("serializes");
+        assert!(sent["details"].is_array(), "{sent}");
+        assert_eq!(sent["details"][0]["field"], "input_dir");
+    }
 }
