@@ -9,7 +9,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::worker::{WorkerEnv, WorkerProcess, stream_bin, wait_until};
-use contimg::ingest::names::subband_file_name;
 use contimg::queue::GroupState;
 use contimg::uvh5::simulate::{Profile, SimulateArgs, run};
 use rusqlite::{Connection, OpenFlags};

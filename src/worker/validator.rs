@@ -129,10 +129,17 @@ pub struct ValidatorSpec {
 
 impl ValidatorSpec {
     /// The running binary with the documented limits (the timeout can be shortened
-    /// by [`TEST_TIMEOUT_ENV`] in debug builds).
+    /// by [`TEST_TIMEOUT_ENV`] in debug builds). Through `/proc/self/exe`, so the
+    /// validators run the worker's own build even after a package upgrade replaced
+    /// the file on disk.
     pub fn for_current_exe() -> std::io::Result<Self> {
+        let own = Path::new("/proc/self/exe");
         Ok(Self {
-            program: std::env::current_exe()?,
+            program: if own.exists() {
+                own.to_path_buf()
+            } else {
+                std::env::current_exe()?
+            },
             timeout: test_timeout().unwrap_or(VALIDATION_TIMEOUT),
             address_space_bytes: VALIDATOR_ADDRESS_SPACE_BYTES,
         })
@@ -353,6 +360,7 @@ fn ensure_running<'a>(
 fn spawn(spec: &ValidatorSpec) -> std::io::Result<Validator> {
     let mut command = Command::new(&spec.program);
     command
+        .arg0("contimg-stream")
         .arg("validate-server")
         // Filters come only from the library itself, never from the environment.
         .env_remove("HDF5_PLUGIN_PATH")
@@ -491,7 +499,7 @@ fn encode_path(path: &Path) -> String {
 fn decode_path(text: &str) -> Option<PathBuf> {
     use std::os::unix::ffi::OsStringExt;
     let text = text.trim();
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..text.len())
