@@ -15,9 +15,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The header-read (and idle keep-alive) timeout and the request-body deadline the
-/// daemon documents (docs/api.md, "Connection limits").
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-const BODY_DEADLINE: Duration = Duration::from_secs(10);
+/// daemon promises.
+const HEADER_READ_TIMEOUT: Duration = contimg::api::connections::HEADER_READ_TIMEOUT;
+const BODY_DEADLINE: Duration = contimg::api::connections::REQUEST_BODY_DEADLINE;
 /// Scheduling slack on a shared 2-core machine.
 const SLACK: Duration = Duration::from_secs(10);
 
@@ -360,11 +360,22 @@ async fn unsafe_token_files_refuse_mutations_and_say_why() {
 
 #[tokio::test]
 async fn a_fifo_at_the_token_path_neither_hangs_requests_nor_sigterm() {
-    let daemon = ApiDaemon::start_process(DaemonOptions::default()).await;
-    let token_path = daemon.env.state_dir.join("api.token");
-    remove_token_path(&token_path);
+    // The FIFO is there from the start: the start-up check must not block on it.
+    let env = WorkerEnv::new();
+    env.write_config("");
+    let token_path = env.state_dir.join("api.token");
     nix::unistd::mkfifo(&token_path, nix::sys::stat::Mode::from_bits_truncate(0o600))
         .expect("mkfifo");
+    let options = DaemonOptions {
+        write_token: false,
+        ..DaemonOptions::default()
+    };
+    let daemon = ApiDaemon::start_with(env, &options, &process_backend_args()).await;
+    assert!(
+        daemon.log().contains("FIFO"),
+        "no start-up warning about the FIFO:\n{}",
+        daemon.log()
+    );
     let started = Instant::now();
     let (status, body) = mutation_status(&daemon, TOKEN).await;
     eprintln!("FIFO token: {status} after {:?}", started.elapsed());
@@ -408,4 +419,99 @@ async fn a_fifo_at_the_token_path_neither_hangs_requests_nor_sigterm() {
         "the daemon ignored SIGTERM for 15 s\n{}",
         daemon.log()
     );
+}
+
+/// A daemon started the way `contimg-api.socket` starts it: the listening socket
+/// is passed in (LISTEN_FDS), via systemd's own `systemd-socket-activate`.
+struct SocketActivatedDaemon {
+    child: std::process::Child,
+    port: u16,
+    log_path: std::path::PathBuf,
+}
+
+impl SocketActivatedDaemon {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for SocketActivatedDaemon {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn socket_activated_daemon_serves_the_passed_socket_with_the_same_limits() {
+    let env = WorkerEnv::new();
+    env.write_config("");
+    common::api::write_token_file(&env.state_dir.join("api.token"), &format!("{TOKEN}\n"));
+    let port = common::api::free_port();
+    let log_path = env.root.path().join("api.log");
+    let log = std::fs::File::create(&log_path).expect("log");
+    let child = Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(common::api::api_bin())
+        .arg("--state-dir")
+        .arg(&env.state_dir)
+        // Ignored under socket activation: nothing listens there.
+        .arg("--listen")
+        .arg("127.0.0.1:1")
+        .args(process_backend_args())
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("systemd-socket-activate (package systemd) runs");
+    let daemon = SocketActivatedDaemon {
+        child,
+        port,
+        log_path,
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let url = format!("http://127.0.0.1:{}/api/streaming/status", daemon.port);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(resp) = client.get(&url).send().await
+            && resp.status().is_success()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no answer on the passed socket:\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        daemon.log().contains("LISTEN_FDS"),
+        "the daemon did not use the passed socket:\n{}",
+        daemon.log()
+    );
+    let mut idle = stalled_connection(daemon.port, "").await;
+    let closed = time_until_closed(&mut idle, HEADER_READ_TIMEOUT + SLACK).await;
+    eprintln!("idle connection on the passed socket closed after {closed:?}");
+    assert!(
+        closed.is_some(),
+        "an idle connection on the passed socket stayed open"
+    );
+    drop(env);
 }
