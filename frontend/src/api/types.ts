@@ -101,6 +101,10 @@ export interface Metrics {
   processing_rate_per_hour: number;
   queue_error?: string | null;
   rejected_files?: number | null;
+  /** input_dir entries refused for their name, place or type */
+  unrecognised_files?: number | null;
+  /** subbands that arrived after their group was closed (never attached) */
+  late_files?: number | null;
   oldest_pending_age_seconds?: number | null;
   last_completed_at?: string | null;
 }

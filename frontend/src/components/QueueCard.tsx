@@ -66,6 +66,8 @@ function QueueBody({ m }: { m: Metrics }) {
           ['Oldest pending', m.oldest_pending_age_seconds != null ? formatDuration(m.oldest_pending_age_seconds) : '—'],
           ['Last completed', m.last_completed_at ? formatAgo(m.last_completed_at, now) : '—'],
           ['Rejected files', m.rejected_files != null ? String(m.rejected_files) : '—'],
+          ['Unrecognised files', m.unrecognised_files != null ? String(m.unrecognised_files) : '—'],
+          ['Late subbands', m.late_files != null ? String(m.late_files) : '—'],
         ]}
       />
     </>
