@@ -13,7 +13,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::api::{ApiDaemon, DaemonOptions, kill_worker_repeatedly, stream_bin, wait_status};
+use common::api::{
+    ApiDaemon, DaemonOptions, kill_worker_repeatedly, stream_bin, wait_json, wait_status,
+    zombie_children,
+};
 use contimg::api::supervisor::HANG_RESTART_AFTER_S;
 use contimg::control::report::HEARTBEAT_STALE_SECONDS;
 use nix::sys::signal::{Signal, kill};
@@ -50,34 +53,6 @@ fn check<'a>(health: &'a Value, name: &str) -> &'a Value {
 fn proc_state(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat.rsplit(')').next()?.trim_start().chars().next()
-}
-
-/// Children of `parent` that are zombies (`State: Z`), as `ps` would show `<defunct>`.
-fn zombie_children(parent: u32) -> Vec<u32> {
-    let mut zombies = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
-            continue;
-        };
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .map(|v| v.trim().to_string())
-                .unwrap_or_default()
-        };
-        if field("PPid:") == parent.to_string() && field("State:").starts_with('Z') {
-            zombies.push(pid);
-        }
-    }
-    zombies
 }
 
 async fn api_health(daemon: &ApiDaemon) -> Value {
@@ -202,15 +177,13 @@ async fn sigstopped_worker_turns_cli_and_api_unhealthy_and_is_restarted() {
     assert_eq!(proc_state(hung_pid), None, "the hung worker was not reaped");
 
     // And the new worker is healthy again, in both views.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let api = api_health(&daemon).await;
-        if api["healthy"] == true && ctl_health(&state_dir)["healthy"] == true {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not healthy again: {api}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_json(
+        &daemon,
+        "/api/streaming/health",
+        Duration::from_secs(30),
+        |api| api["healthy"] == true && ctl_health(&state_dir)["healthy"] == true,
+    )
+    .await;
 }
 
 #[tokio::test]

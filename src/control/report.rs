@@ -517,9 +517,10 @@ pub fn probe_queue_db_writable(queue_db: &Path) -> Result<String, String> {
         name.push(suffix);
         files.push(name.into());
     }
-    for (index, file) in files.iter().enumerate() {
-        // The WAL and shm files exist only while a connection is open.
-        if index > 0 && !file.exists() {
+    for file in &files {
+        // A DB not created yet is created in the directory checked below; the
+        // WAL and shm files exist only while a connection is open.
+        if !file.exists() {
             continue;
         }
         if let Err(errno) = access(file.as_path(), AccessFlags::W_OK) {

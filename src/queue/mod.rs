@@ -43,6 +43,26 @@ pub enum QueueError {
     },
 }
 
+impl QueueError {
+    /// The filesystem holding the queue DB is full: SQLite's "database or disk
+    /// is full" (`SQLITE_FULL`), a shared-memory file it could not grow, or
+    /// ENOSPC/EDQUOT on a file next to the DB. The worker pauses on these
+    /// instead of exiting, since they heal when space returns.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            QueueError::Sqlite(rusqlite::Error::SqliteFailure(err, _)) => {
+                err.code == rusqlite::ErrorCode::DiskFull
+                    || err.extended_code == rusqlite::ffi::SQLITE_IOERR_SHMSIZE
+            }
+            QueueError::Io { source, .. } => matches!(
+                source.raw_os_error(),
+                Some(nix::libc::ENOSPC | nix::libc::EDQUOT)
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// The states of a group, with the original pipeline's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -1007,6 +1027,8 @@ fn register_in_tx(
     }
     // A file rejected earlier and since rewritten correctly is no longer rejected.
     tx.execute("DELETE FROM rejected_files WHERE path = ?1", [&file.path])?;
+    // Nor unrecognised, if it was refused under other rules (expected_subbands).
+    tx.execute("DELETE FROM unrecognised_files WHERE path = ?1", [&file.path])?;
     let nearest: Option<(String, f64, String)> = tx
         .query_row(
             "SELECT group_id, group_ts, state FROM ingest_queue

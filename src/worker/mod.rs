@@ -5,6 +5,7 @@
 pub mod builtin;
 pub mod convert;
 pub mod options;
+mod pause;
 pub mod validator;
 
 use std::collections::{HashMap, HashSet};
@@ -128,7 +129,7 @@ pub async fn run(args: StreamArgs, log: LogLevelHandle) -> Result<(), WorkerErro
     let _instance_lock = lock_queue(&config.queue_db)?;
     // Before recovery removes what interrupted conversions wrote, nothing a
     // killed previous run started may still be writing.
-    convert::take_over_conversion_records(&state_dir);
+    convert::take_over_conversion_records(&state_dir, &config.queue_db);
     let queue_path = config.queue_db.clone();
     let queue = tokio::task::spawn_blocking(move || Queue::open(&queue_path))
         .await
@@ -154,12 +155,16 @@ pub async fn run(args: StreamArgs, log: LogLevelHandle) -> Result<(), WorkerErro
         watcher: None,
         file_events: file_tx,
     };
-    worker.recover().await?;
-    worker.reject_interrupted_inspections().await?;
+    // A full state disk pauses the worker instead of ending it (see `pause`).
+    let mut pause = pause::StatePause::new(&worker.config.queue_db);
+    pause.needs_recovery = !(pause.absorb(worker.recover().await)?
+        && pause.absorb(worker.reject_interrupted_inspections().await)?);
     worker.arm_watcher();
-    worker.scan(true).await?;
-    worker.expire_incomplete().await?;
-    worker.refresh_status().await?;
+    if !pause.is_paused() {
+        pause.absorb(worker.scan(true).await)?;
+        pause.absorb(worker.expire_incomplete().await)?;
+    }
+    pause.absorb(worker.refresh_status().await)?;
     let _ = sd_notify::notify(&[NotifyState::Ready]);
     tracing::info!("ready");
 
@@ -178,7 +183,9 @@ pub async fn run(args: StreamArgs, log: LogLevelHandle) -> Result<(), WorkerErro
     let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
 
     loop {
-        worker.fill_slots().await?;
+        if !pause.is_paused() {
+            pause.absorb(worker.fill_slots().await)?;
+        }
         tokio::select! {
             Some(path) = file_rx.recv() => {
                 // Take everything queued so a burst is one pass.
@@ -186,18 +193,30 @@ pub async fn run(args: StreamArgs, log: LogLevelHandle) -> Result<(), WorkerErro
                 while let Ok(more) = file_rx.try_recv() {
                     paths.push(more);
                 }
-                worker.register_paths(paths).await?;
+                // While paused they stay out of `seen`: the poll scan after the
+                // pause registers them.
+                if !pause.is_paused() {
+                    pause.absorb(worker.register_paths(paths).await)?;
+                }
             }
             Some(joined) = worker.running.join_next(), if !worker.running.is_empty() => {
                 match joined {
-                    Ok(finished) => worker.record(finished).await?,
+                    Ok(finished) => {
+                        let group = finished.group.clone();
+                        if !pause.absorb(worker.record(finished).await)? {
+                            pause.park(group);
+                        }
+                    }
                     Err(err) => tracing::error!("conversion task failed: {err}"),
                 }
             }
-            _ = poll.tick() => worker.scan(false).await?,
-            _ = work_tick.tick() => {
-                worker.expire_incomplete().await?;
-                worker.apply_retry_requests().await?;
+            _ = poll.tick(), if !pause.is_paused() => {
+                pause.absorb(worker.scan(false).await)?;
+            }
+            _ = work_tick.tick(), if !pause.is_paused() => {
+                if pause.absorb(worker.expire_incomplete().await)? {
+                    pause.absorb(worker.apply_retry_requests().await)?;
+                }
             }
             _ = monitor.tick() => {
                 if worker.config.monitoring {
@@ -205,7 +224,13 @@ pub async fn run(args: StreamArgs, log: LogLevelHandle) -> Result<(), WorkerErro
                     tracing::info!(running = worker.running.len(), "queue: {}", stats.summary_line());
                 }
             }
-            _ = status_tick.tick() => worker.refresh_status().await?,
+            _ = status_tick.tick() => {
+                if pause.is_paused() {
+                    worker.try_resume(&mut pause).await?;
+                } else {
+                    pause.absorb(worker.refresh_status().await)?;
+                }
+            }
             _ = watchdog.tick(), if watchdog_period.is_some() => {
                 let _ = sd_notify::notify(&[NotifyState::Watchdog]);
             }

@@ -252,6 +252,31 @@ pub fn worker_pids(state_dir: &Path) -> Vec<u32> {
     pids
 }
 
+/// Children of `parent` that are zombies (`State: Z` in `/proc/PID/status`), as
+/// `ps` shows `<defunct>`.
+pub fn zombie_children(parent: u32) -> Vec<u32> {
+    let parent = parent.to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(str::trim)
+            };
+            (field("PPid:") == Some(parent.as_str())
+                && field("State:").is_some_and(|state| state.starts_with('Z')))
+            .then_some(pid)
+        })
+        .collect()
+}
+
 /// A minimal SSE reader: yields `(event, data)` pairs.
 pub struct SseClient {
     response: reqwest::Response,
@@ -347,17 +372,28 @@ impl ApiDaemon {
 pub async fn wait_status(
     daemon: &ApiDaemon,
     timeout: Duration,
+    condition: impl FnMut(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    wait_json(daemon, "/api/streaming/status", timeout, condition).await
+}
+
+/// Polls `GET path` until `condition` holds on its JSON; fails the test with the
+/// last answer and the daemon's log after `timeout`.
+pub async fn wait_json(
+    daemon: &ApiDaemon,
+    path: &str,
+    timeout: Duration,
     mut condition: impl FnMut(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
     let deadline = Instant::now() + timeout;
     loop {
-        let status = daemon.get_json("/api/streaming/status").await;
-        if condition(&status) {
-            return status;
+        let body = daemon.get_json(path).await;
+        if condition(&body) {
+            return body;
         }
         assert!(
             Instant::now() < deadline,
-            "timed out; last status {status}\n{}",
+            "timed out; last {path}: {body}\n{}",
             daemon.log()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
