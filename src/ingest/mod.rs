@@ -10,12 +10,25 @@ use std::path::{Path, PathBuf};
 use names::NameRules;
 use watch::{Admission, Candidate, FileIdentity, InputDir, Refusal, WatchError};
 
+/// How long an unchanged refusal is trusted before the entry is recorded again
+/// (refreshing its `last_seen_at`, and catching a name that was too far in the
+/// future and no longer is).
+pub const REFUSAL_RECHECK_S: f64 = 3600.0;
+
 /// Refusals already recorded in this run, by path, with the file as it was
 /// then: an unchanged entry is not recorded again at every poll scan, while a
-/// changed one (a FIFO replaced by a real file, a chmod) is judged afresh.
+/// changed one (a FIFO replaced by a real file, a chmod), one judged under
+/// another `expected_subbands`, or one judged over an hour ago is judged afresh.
 #[derive(Debug, Default)]
 pub struct RefusalMemo {
-    seen: HashMap<PathBuf, Option<FileIdentity>>,
+    seen: HashMap<PathBuf, Judged>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Judged {
+    identity: Option<FileIdentity>,
+    expected_subbands: u32,
+    at: f64,
 }
 
 impl RefusalMemo {
@@ -53,8 +66,18 @@ pub fn admit_batch(
                 memo.seen.remove(&path);
             }
             Admission::Refused(refusal) => {
-                if memo.seen.get(&refusal.path) != Some(&refusal.identity) {
-                    memo.seen.insert(refusal.path.clone(), refusal.identity);
+                let still_valid = memo.seen.get(&refusal.path).is_some_and(|judged| {
+                    judged.identity == refusal.identity
+                        && judged.expected_subbands == rules.expected_subbands
+                        && rules.now - judged.at < REFUSAL_RECHECK_S
+                });
+                if !still_valid {
+                    let judged = Judged {
+                        identity: refusal.identity,
+                        expected_subbands: rules.expected_subbands,
+                        at: rules.now,
+                    };
+                    memo.seen.insert(refusal.path.clone(), judged);
                     batch.refusals.push(refusal);
                 }
             }
@@ -94,5 +117,26 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         assert_eq!(admit(&mut memo).refusals.len(), 1);
+    }
+
+    #[test]
+    fn a_refusal_is_judged_again_under_new_rules_or_after_an_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(subband_file_name(TS, 3));
+        std::fs::write(&path, b"data").unwrap();
+        let mut memo = RefusalMemo::default();
+        let mut admit = |expected_subbands, now| {
+            let rules = NameRules {
+                expected_subbands,
+                now,
+            };
+            admit_batch(dir.path(), vec![path.clone()], &rules, &mut memo).unwrap()
+        };
+        assert_eq!(admit(2, TS).refusals.len(), 1);
+        assert_eq!(admit(2, TS + 60.0).refusals.len(), 0);
+        assert_eq!(admit(2, TS + REFUSAL_RECHECK_S + 1.0).refusals.len(), 1);
+        // expected_subbands raised by a reload: sb03 is now a subband.
+        let batch = admit(4, TS + REFUSAL_RECHECK_S + 2.0);
+        assert_eq!((batch.candidates.len(), batch.refusals.len()), (1, 0));
     }
 }
