@@ -51,7 +51,16 @@ fn in_process(files: &[PathBuf], db: &Path) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
-fn pooled(files: &[PathBuf], db: &Path, pool: &mut ValidatorPool) -> f64 {
+/// For the diagnostic run: what the pool costs without the journal's transactions.
+struct NoJournal;
+
+impl InspectionJournal for NoJournal {
+    fn step(&self, _: Option<&Path>, _: Option<&InspectRequest>) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+fn pooled(files: &[PathBuf], db: &Path, pool: &mut ValidatorPool, journalled: bool) -> f64 {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -67,7 +76,11 @@ fn pooled(files: &[PathBuf], db: &Path, pool: &mut ValidatorPool) -> f64 {
                 mtime: None,
             })
             .collect();
-        let journal: Arc<dyn InspectionJournal> = queue.clone();
+        let journal: Arc<dyn InspectionJournal> = if journalled {
+            queue.clone()
+        } else {
+            Arc::new(NoJournal)
+        };
         let verdicts = runtime.block_on(pool.inspect_all(&requests, journal));
         let batch: Vec<NewFile> = chunk
             .iter()
@@ -129,9 +142,15 @@ fn main() {
         address_space_bytes: VALIDATOR_ADDRESS_SPACE_BYTES,
     };
     let mut pool = ValidatorPool::new(spec, MAX_VALIDATORS);
-    let cold = pooled(&files[..16], &dir.path().join("cold.sqlite3"), &mut pool);
+    let cold = pooled(
+        &files[..16],
+        &dir.path().join("cold.sqlite3"),
+        &mut pool,
+        true,
+    );
     let mut inproc = Vec::new();
     let mut isolated = Vec::new();
+    let mut unjournalled = Vec::new();
     for round in 0..3 {
         inproc.push(in_process(
             &files,
@@ -141,6 +160,13 @@ fn main() {
             &files,
             &dir.path().join(format!("pool-{round}.sqlite3")),
             &mut pool,
+            true,
+        ));
+        unjournalled.push(pooled(
+            &files,
+            &dir.path().join(format!("nojournal-{round}.sqlite3")),
+            &mut pool,
+            false,
         ));
     }
     let n = files.len() as f64;
@@ -157,6 +183,10 @@ fn main() {
     println!(
         "  isolated pool ({} validators, journalled): median {pool_rate:.0} files/s (rounds {isolated:.3?} s); first 16 files incl. starting the pool {cold:.3} s",
         pool.size()
+    );
+    println!(
+        "  (diagnostic) isolated pool without the journal: median {:.0} files/s (rounds {unjournalled:.3?} s)",
+        n / median(unjournalled.clone())
     );
     println!("  ratio pool / in-process: {:.2}x", pool_rate / inproc_rate);
 }
