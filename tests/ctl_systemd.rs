@@ -201,6 +201,12 @@ fn watchdog_kill_is_restarted_and_counted() {
     );
     let status = json(&run(&["--user", "--json", "status"]));
     assert!(status["restart_count"].as_u64().unwrap() >= 1);
+    // Killed by the watchdog, not by something else.
+    let manager_log = std::fs::read_to_string(&manager.log).unwrap_or_default();
+    assert!(
+        manager_log.contains("Watchdog timeout") && manager_log.contains("'watchdog'"),
+        "no watchdog timeout in the manager log:\n{manager_log}"
+    );
     let text = String::from_utf8_lossy(&run(&["--user", "status"]).stdout).to_string();
     assert!(
         text.contains("Restarts: 1") || text.contains("Restarts: 2"),
