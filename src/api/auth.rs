@@ -233,6 +233,61 @@ pub async fn require_token(
 mod tests {
     use super::*;
 
+    fn token_file(dir: &Path, content: &str, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("api.token");
+        std::fs::write(&path, content).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    #[test]
+    fn load_token_accepts_owner_only_and_group_readable_long_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        for mode in [0o600, 0o400, 0o640] {
+            let path = token_file(dir.path(), "0123456789abcdef\n", mode);
+            assert_eq!(
+                load_token(&path).unwrap(),
+                "0123456789abcdef",
+                "mode {mode:o}"
+            );
+        }
+    }
+
+    #[test]
+    fn load_token_refuses_loose_modes_short_tokens_and_non_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "0123456789abcdef";
+        for (mode, what) in [
+            (0o644, "world-readable"),
+            (0o602, "world-writable"),
+            (0o620, "group-writable"),
+            (0o666, "world-writable"),
+        ] {
+            let path = token_file(dir.path(), long, mode);
+            let message = load_token(&path).unwrap_err().to_string();
+            assert!(message.contains(what), "mode {mode:o}: {message}");
+        }
+        let path = token_file(dir.path(), "0123456789abcde\n", 0o600);
+        assert!(matches!(
+            load_token(&path),
+            Err(TokenError::TooShort { len: 15, .. })
+        ));
+        std::fs::remove_file(&path).unwrap();
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert!(matches!(
+            load_token(&path),
+            Err(TokenError::NotRegular { kind: "a FIFO", .. })
+        ));
+        let link = dir.path().join("link.token");
+        std::os::unix::fs::symlink(dir.path().join("missing"), &link).unwrap();
+        assert!(matches!(load_token(&link), Err(TokenError::Symlink { .. })));
+        assert!(matches!(
+            load_token(&dir.path().join("absent")),
+            Err(TokenError::Unreadable { .. })
+        ));
+    }
+
     #[test]
     fn constant_time_eq_matches_only_equal_inputs() {
         assert!(constant_time_eq(b"secret", b"secret"));
