@@ -570,3 +570,43 @@ fn symlinks_planted_during_the_merge_are_not_followed() {
     untouched.assert_unchanged("symlink race");
     println!("merges that succeeded under attack: {outcomes:?}");
 }
+
+/// The simulator writes `<stamp>_sbNN_incomplete.hdf5` and renames it: symlinks
+/// planted at either name are replaced, their targets never written.
+#[test]
+fn simulator_does_not_follow_planted_symlinks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input_dir = tmp.path().join("in");
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(&input_dir).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    let victim = outside.join("victim");
+    std::fs::write(&victim, b"victim bytes").unwrap();
+    let untouched = Untouched::capture(&victim);
+    let stamp = "2025-03-04T05:06:07";
+    let planted = [
+        input_dir.join(format!("{stamp}_sb00_incomplete.hdf5")),
+        input_dir.join(format!("{stamp}_sb01.hdf5")),
+    ];
+    for link in &planted {
+        plant(link, &victim);
+    }
+    let mut args = uvh5_support::small_sim_args(&input_dir, stamp, 7);
+    args.subbands = 2;
+    // Names carry the exact start time, so the planted names are the ones used.
+    args.jitter = 0.0;
+    let report = uvh5::simulate::run(&args).unwrap();
+    untouched.assert_unchanged("simulator");
+    assert_eq!(report.files_written, 2);
+    for path in &report.groups[0].files {
+        let meta = std::fs::symlink_metadata(path).unwrap();
+        assert!(
+            meta.file_type().is_file(),
+            "{} is {:?}",
+            path.display(),
+            meta.file_type()
+        );
+        uvh5::inspect(path).unwrap();
+    }
+    assert!(!planted[0].exists(), "temporary left behind");
+}

@@ -688,16 +688,15 @@ fn raw_to_uvh5(path: &Path, e: RawError) -> Uvh5Error {
 /// through `/proc/self/fd/N` (whatever the name points to by then), and the
 /// name is checked to still be that inode before it is renamed over the final
 /// name (rename replaces a symlink, it does not follow it).
-struct TempFile {
+pub(crate) struct TempFile {
     path: PathBuf,
     file: std::fs::File,
     committed: bool,
 }
 
 impl TempFile {
+    /// A fresh temporary for `output`: `.<name>.<pid>-<n>.partial` beside it.
     fn new(output: &Path) -> Result<Self, Uvh5Error> {
-        use std::os::unix::fs::OpenOptionsExt;
-
         let file_name = output.file_name().ok_or_else(|| {
             Uvh5Error::InvalidArgument(format!("output {} has no file name", output.display()))
         })?;
@@ -713,8 +712,16 @@ impl TempFile {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        // A leftover from a crashed run of this same process id is garbage;
-        // unlinking a planted symlink removes the link, never its target.
+        Self::at(path)
+    }
+
+    /// A fresh temporary at exactly `path`. Whatever is at that name is
+    /// unlinked first (a leftover of a crashed run is garbage; unlinking a
+    /// planted symlink removes the link, never its target); if something
+    /// appears there again before the exclusive create, that is an error.
+    pub(crate) fn at(path: PathBuf) -> Result<Self, Uvh5Error> {
+        use std::os::unix::fs::OpenOptionsExt;
+
         let _ = std::fs::remove_file(&path);
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -741,7 +748,7 @@ impl TempFile {
     /// The name HDF5 opens: our descriptor's inode, not whatever the
     /// temporary name points to by then. Checked to be that inode, so a
     /// missing or fake /proc is an error rather than a write elsewhere.
-    fn hdf5_path(&self) -> Result<PathBuf, Uvh5Error> {
+    pub(crate) fn hdf5_path(&self) -> Result<PathBuf, Uvh5Error> {
         use std::os::fd::AsRawFd;
         let proc_path = PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()));
         let same = std::fs::metadata(&proc_path)
@@ -771,12 +778,21 @@ impl TempFile {
 
     /// fsync the file, rename it over `output`, fsync the directory; returns
     /// the size of the file.
-    fn commit(mut self, output: &Path) -> Result<u64, Uvh5Error> {
+    fn commit(self, output: &Path) -> Result<u64, Uvh5Error> {
+        self.rename_over(output, true)
+    }
+
+    /// Renames the file over `output` once its name is checked to still be
+    /// ours (with `durable`, fsync of the file before and of the directory
+    /// after); returns the size of the file.
+    pub(crate) fn rename_over(mut self, output: &Path, durable: bool) -> Result<u64, Uvh5Error> {
         let out_err = |source| Uvh5Error::Output {
             path: output.to_path_buf(),
             source,
         };
-        self.file.sync_all().map_err(out_err)?;
+        if durable {
+            self.file.sync_all().map_err(out_err)?;
+        }
         let size = self.file.metadata().map_err(out_err)?.len();
         if !self.name_is_ours().map_err(|e| self.output_error(e))? {
             return Err(self.output_error(std::io::Error::other(
@@ -785,6 +801,9 @@ impl TempFile {
         }
         std::fs::rename(&self.path, output).map_err(out_err)?;
         self.committed = true;
+        if !durable {
+            return Ok(size);
+        }
         if let Some(dir) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
             // Makes the rename durable; failure only risks losing the name on power loss.
             if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {

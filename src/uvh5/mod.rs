@@ -135,6 +135,27 @@ pub enum Uvh5Error {
 }
 
 impl Uvh5Error {
+    /// The same error, naming `path`: for work done through another name of
+    /// the file (HDF5 writes temporaries through `/proc/self/fd/N`).
+    pub(crate) fn about(mut self, path: &Path) -> Self {
+        match &mut self {
+            Uvh5Error::Io { path: named, .. }
+            | Uvh5Error::NotHdf5 { path: named }
+            | Uvh5Error::Truncated { path: named, .. }
+            | Uvh5Error::Unreadable { path: named, .. }
+            | Uvh5Error::Missing { path: named, .. }
+            | Uvh5Error::Layout { path: named, .. }
+            | Uvh5Error::Refused { path: named, .. }
+            | Uvh5Error::Hdf5 { path: named, .. }
+            | Uvh5Error::Output { path: named, .. } => *named = path.to_path_buf(),
+            Uvh5Error::GroupMismatch { .. }
+            | Uvh5Error::Unsupported(_)
+            | Uvh5Error::Hardening(_)
+            | Uvh5Error::InvalidArgument(_) => {}
+        }
+        self
+    }
+
     /// Subband indices named by a group check failure (empty for other errors).
     pub fn offending_subbands(&self) -> Vec<u32> {
         match self {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use hdf5::types::FixedAscii;
 use hdf5::{File, Group, H5Type};
 
+use super::merge::TempFile;
 use super::{Uvh5Error, hdf5_error};
 
 /// DSA-110 sits at OVRO.
@@ -197,6 +198,7 @@ impl SubbandSpec {
 
 /// Writes groups of subband files as described by `args`.
 pub fn run(args: &SimulateArgs) -> Result<SimulateReport, Uvh5Error> {
+    super::harden_library()?;
     validate(args)?;
     std::fs::create_dir_all(&args.input_dir).map_err(|source| Uvh5Error::Output {
         path: args.input_dir.clone(),
@@ -253,15 +255,15 @@ pub fn run(args: &SimulateArgs) -> Result<SimulateReport, Uvh5Error> {
                     1 => Corruption::WrongLayout,
                     _ => Corruption::Garbage,
                 });
+            // A symlink planted at either name never redirects the write (see TempFile).
+            let temp = TempFile::at(temp_path.clone())?;
+            let target = temp.hdf5_path()?;
             match corruption {
-                None => write_subband(&temp_path, &spec)?,
-                Some(kind) => write_corrupt(&temp_path, &spec, kind, &mut rng)?,
+                None => write_subband(&target, &spec),
+                Some(kind) => write_corrupt(&target, &spec, kind, &mut rng),
             }
-            std::fs::rename(&temp_path, &final_path).map_err(|source| Uvh5Error::Output {
-                path: final_path.clone(),
-                source,
-            })?;
-            report.bytes_written += std::fs::metadata(&final_path).map(|m| m.len()).unwrap_or(0);
+            .map_err(|e| e.about(&temp_path))?;
+            report.bytes_written += temp.rename_over(&final_path, false)?;
             report.files_written += 1;
             if let Some(kind) = corruption {
                 tracing::info!(path = %final_path.display(), ?kind, "wrote deliberately corrupt subband");
