@@ -77,6 +77,12 @@ async fn idle_and_half_sent_requests_are_closed_within_the_documented_timeouts()
             BODY_DEADLINE,
         ),
         (
+            "GET with Content-Length 100 and 1 byte sent",
+            "GET /api/streaming/status HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"
+                .to_string(),
+            BODY_DEADLINE,
+        ),
+        (
             "chunked body with no end",
             format!(
                 "POST /api/streaming/config HTTP/1.1\r\nHost: x\r\n{auth}\
