@@ -136,49 +136,75 @@ fn a_grandchild_of_a_killed_worker_stops_writing_once_the_restarted_worker_recov
     assert!(second.stop().is_some());
 }
 
+/// A `sleep 60` in a process group of its own, killed on drop.
+struct Bystander(std::process::Child);
+
+impl Bystander {
+    fn start() -> Self {
+        let child = std::process::Command::new("sleep")
+            .arg("60")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+
+    fn alive(&mut self) -> bool {
+        self.0.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Bystander {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
-fn a_reused_pid_in_the_record_is_never_killed() {
-    // A record naming a live process that is not the converter it recorded (its
-    // start time differs) must be left alone.
+fn records_of_reused_pids_and_of_other_queues_are_never_acted_on() {
     let env = WorkerEnv::new();
     env.write_config("expected_subbands = 1\n");
-    let mut bystander = std::process::Command::new("sleep")
-        .arg("60")
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let pid = bystander.id();
     let records = env.state_dir.join("run").join("converters");
     std::fs::create_dir_all(&records).unwrap();
     let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
-    std::fs::write(
-        records.join(format!("{pid}.json")),
-        serde_json::json!({
+    let write_record = |pid: u32, start_ticks: u64, queue_db: &Path| {
+        let record = serde_json::json!({
             "pgid": pid,
-            "start_ticks": 1,
+            "start_ticks": start_ticks,
             "boot_id": boot_id.trim(),
             "group_id": "2025-10-13T13:28:03",
-        })
-        .to_string(),
-    )
-    .unwrap();
+            "queue_db": queue_db,
+        });
+        let path = records.join(format!("{pid}.json"));
+        std::fs::write(&path, record.to_string()).unwrap();
+        path
+    };
+    // Its PID was reused: the live process has another start time.
+    let mut reused = Bystander::start();
+    let reused_record = write_record(reused.0.id(), 1, &env.queue_db());
+    // Exactly as recorded, but by a worker on another queue DB (which would hold
+    // that queue's lock, not ours): not ours to kill.
+    let mut other_queue = Bystander::start();
+    let procfs = contimg::metrics::procfs::ProcFs::default();
+    let ticks = procfs.stat(other_queue.0.id()).unwrap().start_ticks;
+    let other_db = env.root.path().join("other.sqlite3");
+    let other_record = write_record(other_queue.0.id(), ticks, &other_db);
+
     let worker = env.spawn();
     assert!(
         wait_until(Duration::from_secs(20), || worker.log().contains("ready")),
         "{}",
         worker.log()
     );
+    assert!(reused.alive(), "killed a reused PID:\n{}", worker.log());
+    assert!(!reused_record.exists(), "stale record kept");
     assert!(
-        bystander.try_wait().unwrap().is_none(),
-        "the worker killed an unrelated process:\n{}",
+        other_queue.alive(),
+        "killed another queue's converter:\n{}",
         worker.log()
     );
-    assert!(
-        !records.join(format!("{pid}.json")).exists(),
-        "stale record kept"
-    );
-    let _ = bystander.kill();
-    let _ = bystander.wait();
+    assert!(other_record.exists(), "another queue's record removed");
     assert!(worker.stop().is_some());
 }
 

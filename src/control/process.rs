@@ -238,19 +238,23 @@ impl ProcessBackend {
     async fn kill_converter_stragglers(&self) {
         let state_dir = self.state_dir.clone();
         let stragglers = tokio::task::spawn_blocking(move || {
-            // A worker of another backend on this state dir (holding the queue
-            // lock) owns the recorded converters: leave them alone.
-            // A worker that was just killed can hold it for a moment longer.
-            let mut lock = queue_lock_if_free(&state_dir);
+            let (config, _) = crate::config::ConfigStore::new(&state_dir).load().ok()?;
+            // A worker of another backend on this queue (holding its lock) owns
+            // the recorded converters: leave them alone. A worker that was just
+            // killed can hold the lock for a moment longer.
+            let mut lock = queue_lock_if_free(&config.queue_db);
             for _ in 0..20 {
                 if lock.is_some() {
                     break;
                 }
                 std::thread::sleep(POLL_INTERVAL);
-                lock = queue_lock_if_free(&state_dir);
+                lock = queue_lock_if_free(&config.queue_db);
             }
             let _no_worker = lock?;
-            Some(crate::worker::convert::kill_stragglers(&state_dir))
+            Some(crate::worker::convert::kill_stragglers(
+                &state_dir,
+                &config.queue_db,
+            ))
         })
         .await
         .ok()
@@ -277,12 +281,11 @@ impl ProcessBackend {
     }
 }
 
-/// The queue lock of the state dir's configured queue DB, taken without
-/// waiting; `None` if a worker holds it (or the config cannot be read, when we
-/// cannot tell). A lock file that does not exist means no worker runs.
-fn queue_lock_if_free(state_dir: &Path) -> Option<Option<nix::fcntl::Flock<std::fs::File>>> {
-    let (config, _) = crate::config::ConfigStore::new(state_dir).load().ok()?;
-    let mut lock_path = config.queue_db.into_os_string();
+/// The lock of `queue_db`, taken without waiting; `None` if a worker holds it
+/// (or it cannot be opened, when we cannot tell). A lock file that does not
+/// exist means no worker runs.
+fn queue_lock_if_free(queue_db: &Path) -> Option<Option<nix::fcntl::Flock<std::fs::File>>> {
+    let mut lock_path = queue_db.as_os_str().to_owned();
     lock_path.push(".lock");
     let file = match std::fs::OpenOptions::new().read(true).open(&lock_path) {
         Ok(file) => file,

@@ -362,7 +362,13 @@ async fn run_command(
 
 /// Where running conversions are recorded (`<state_dir>/run/converters/`); set
 /// once the worker took over the state dir, unset in every other process.
-static RECORD_DIR: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+static RECORDING: std::sync::Mutex<Option<Recording>> = std::sync::Mutex::new(None);
+
+#[derive(Debug, Clone)]
+struct Recording {
+    dir: PathBuf,
+    queue_db: PathBuf,
+}
 
 /// The record directory of a state dir.
 pub fn conversion_record_dir(state_dir: &Path) -> PathBuf {
@@ -380,6 +386,9 @@ pub struct ConversionRecord {
     /// `/proc/sys/kernel/random/boot_id`: start ticks count from boot.
     pub boot_id: String,
     pub group_id: String,
+    /// The queue DB of the worker that ran it: only a worker on the same queue
+    /// (which holds its lock) may take its records over.
+    pub queue_db: PathBuf,
 }
 
 /// A converter process group killed because nothing owned it any more.
@@ -394,8 +403,8 @@ pub struct KilledStraggler {
 /// previous run recorded and did not remove — a killed worker's converters and
 /// whatever they forked, which `PR_SET_PDEATHSIG` does not reach — then records
 /// this run's conversions in the same place.
-pub fn take_over_conversion_records(state_dir: &Path) -> Vec<KilledStraggler> {
-    let killed = kill_stragglers(state_dir);
+pub fn take_over_conversion_records(state_dir: &Path, queue_db: &Path) -> Vec<KilledStraggler> {
+    let killed = kill_stragglers(state_dir, queue_db);
     for straggler in &killed {
         tracing::warn!(
             group_id = %straggler.record.group_id,
@@ -404,19 +413,22 @@ pub fn take_over_conversion_records(state_dir: &Path) -> Vec<KilledStraggler> {
             "killed converter processes left by the previous run"
         );
     }
-    if let Ok(mut dir) = RECORD_DIR.lock() {
-        *dir = Some(conversion_record_dir(state_dir));
+    if let Ok(mut recording) = RECORDING.lock() {
+        *recording = Some(Recording {
+            dir: conversion_record_dir(state_dir),
+            queue_db: queue_db.to_path_buf(),
+        });
     }
     killed
 }
 
-/// Kills the converter process groups recorded under `state_dir` that are still
-/// the very groups recorded, and removes every record. A group is left alone
+/// Kills the converter process groups recorded under `state_dir` by a worker on
+/// `queue_db` that are still the very groups recorded, and removes those
+/// records (records of another queue DB are left alone). A group is left alone
 /// when its leader is alive with another start time (the PID was reused), when
 /// a member started before the recorded converter, or when the record is from
-/// another boot. Only for a state dir no worker is using (the queue lock is held
-/// by the caller, or the worker is known to be gone).
-pub fn kill_stragglers(state_dir: &Path) -> Vec<KilledStraggler> {
+/// another boot. Only while no worker uses `queue_db` (the caller holds its lock).
+pub fn kill_stragglers(state_dir: &Path, queue_db: &Path) -> Vec<KilledStraggler> {
     let dir = conversion_record_dir(state_dir);
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Vec::new();
@@ -433,6 +445,9 @@ pub fn kill_stragglers(state_dir: &Path) -> Vec<KilledStraggler> {
         let record = std::fs::read(&path)
             .ok()
             .and_then(|bytes| serde_json::from_slice::<ConversionRecord>(&bytes).ok());
+        if record.as_ref().is_some_and(|r| r.queue_db != queue_db) {
+            continue;
+        }
         if let Some(record) = record
             && boot_id.as_deref() == Some(record.boot_id.as_str())
             && record.pgid != own_group
@@ -499,29 +514,34 @@ impl RunningConversion {
     /// conversion is then not protected against a crash of the worker).
     fn start(pid: u32, group_id: &str) -> Option<Self> {
         let procfs = crate::metrics::procfs::ProcFs::default();
+        let recording = RECORDING.lock().ok().and_then(|r| r.clone());
         let record = ConversionRecord {
             pgid: pid,
             start_ticks: procfs.stat(pid)?.start_ticks,
             boot_id: current_boot_id().unwrap_or_default(),
             group_id: group_id.to_string(),
+            queue_db: recording
+                .as_ref()
+                .map(|r| r.queue_db.clone())
+                .unwrap_or_default(),
         };
-        let dir = RECORD_DIR.lock().ok().and_then(|dir| dir.clone());
-        let path = dir.map(|dir| dir.join(format!("{pid}.json")));
-        let written = path.as_ref().map(|path| {
-            serde_json::to_vec(&record)
-                .map_err(|err| err.to_string())
-                .and_then(|json| {
-                    crate::config::atomic_write(path, &json).map_err(|err| err.to_string())
-                })
-        });
-        let path = match written {
-            Some(Err(err)) => {
-                tracing::warn!(group_id = %group_id, "cannot record the converter's process group: {err}");
-                None
-            }
-            _ => path,
+        let Some(recording) = recording else {
+            return Some(Self { record, path: None });
         };
-        Some(Self { record, path })
+        let path = recording.dir.join(format!("{pid}.json"));
+        let written = serde_json::to_vec(&record)
+            .map_err(|err| err.to_string())
+            .and_then(|json| {
+                crate::config::atomic_write(&path, &json).map_err(|err| err.to_string())
+            });
+        if let Err(err) = written {
+            tracing::warn!(group_id = %group_id, "cannot record the converter's process group: {err}");
+            return Some(Self { record, path: None });
+        }
+        Some(Self {
+            record,
+            path: Some(path),
+        })
     }
 
     fn kill_leftovers(&self) {
