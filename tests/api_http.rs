@@ -446,7 +446,8 @@ async fn groups_retry_logs_limits_history_prometheus_openapi() {
         200
     );
     // Two groups: one converts, one always fails.
-    let t0 = 1_800_000_000.0;
+    // A past observation: names more than a day in the future are refused.
+    let t0 = 1_760_362_083.0;
     let t1 = t0 + 600.0;
     let failing = contimg::queue::group_id_for(t1);
     std::fs::write(control_dir.join(format!("fail-always-{failing}")), "").unwrap();
