@@ -102,6 +102,8 @@ def filter_query(ctx, query):
 EOF
 
 set +e
+# From $work: schemathesis keeps a cache (.schemathesis/) in its working directory.
+cd "$work"
 PYTHONPATH="$work" SCHEMATHESIS_HOOKS=fuzz_hooks timeout 900 schemathesis --config-file "$work/schemathesis.toml" run "$base/api/openapi.json" \
   --checks all \
   --exclude-checks positive_data_acceptance \
