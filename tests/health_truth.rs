@@ -14,8 +14,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::api::{
-    ApiDaemon, DaemonOptions, kill_worker_repeatedly, stream_bin, wait_json, wait_status,
-    zombie_children,
+    ApiDaemon, DaemonOptions, SseClient, kill_worker_repeatedly, stream_bin, wait_json,
+    wait_status, zombie_children,
 };
 use contimg::api::supervisor::HANG_RESTART_AFTER_S;
 use contimg::control::report::HEARTBEAT_STALE_SECONDS;
@@ -98,6 +98,9 @@ async fn sigstopped_worker_turns_cli_and_api_unhealthy_and_is_restarted() {
     let status = daemon.get_json("/api/streaming/status").await;
     let hung_pid = status["pid"].as_u64().expect("pid") as u32;
 
+    // The dashboard's feed: it must carry the same verdict.
+    let mut feed = SseClient::connect(&daemon, "/api/streaming/events").await;
+
     kill(Pid::from_raw(hung_pid as i32), Signal::SIGSTOP).expect("SIGSTOP");
     let _resume = ContinueOnDrop(hung_pid);
     let stopped_at = Instant::now();
@@ -130,6 +133,19 @@ async fn sigstopped_worker_turns_cli_and_api_unhealthy_and_is_restarted() {
         "unhealthy after SIGSTOP: API {api_unhealthy:?}, CLI {cli_unhealthy:?} \
          (threshold {HEARTBEAT_STALE_SECONDS} s)"
     );
+    let pushed = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Some((event, data)) = feed.next(Duration::from_secs(15)).await {
+            if event == "health" && data["healthy"] == false {
+                return Some(data);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .expect("no unhealthy `health` event on the SSE feed");
+    assert_eq!(check(&pushed, "heartbeat")["ok"], false, "{pushed}");
     // The two verdicts agree check by check.
     let api = api_health(&daemon).await;
     let cli = ctl_health(&state_dir);
