@@ -212,19 +212,39 @@ impl ValidatorPool {
         requests: &[InspectRequest],
         journal: Arc<dyn InspectionJournal>,
     ) -> Vec<Verdict> {
-        let next = AtomicUsize::new(0);
-        let spec = &self.spec;
-        let lanes = self
+        let shared: Arc<[InspectRequest]> = requests.into();
+        let next = Arc::new(AtomicUsize::new(0));
+        // Each lane is a task of its own on the runtime's worker threads (which
+        // live as long as the runtime, so PDEATHSIG ties the validators to the
+        // worker process), not a future polled by the caller: an answer then wakes
+        // the lane directly instead of the caller's thread too.
+        let lanes: Vec<_> = self
             .slots
             .iter_mut()
-            .map(|slot| lane(spec, slot, requests, &next, Arc::clone(&journal)));
+            .map(|slot| {
+                let mut validator = slot.take();
+                let spec = self.spec.clone();
+                let shared = Arc::clone(&shared);
+                let next = Arc::clone(&next);
+                let journal = Arc::clone(&journal);
+                tokio::spawn(async move {
+                    let done = lane(&spec, &mut validator, &shared, &next, journal).await;
+                    (validator, done)
+                })
+            })
+            .collect();
         let mut verdicts: Vec<Option<Verdict>> = vec![None; requests.len()];
-        for (index, verdict) in futures_util::future::join_all(lanes)
-            .await
-            .into_iter()
-            .flatten()
-        {
-            verdicts[index] = Some(verdict);
+        for (slot, lane) in self.slots.iter_mut().zip(lanes) {
+            match lane.await {
+                Ok((validator, done)) => {
+                    *slot = validator;
+                    for (index, verdict) in done {
+                        verdicts[index] = Some(verdict);
+                    }
+                }
+                // Its validator was dropped (and killed); its files stay undecided.
+                Err(err) => tracing::error!("validator lane failed: {err}"),
+            }
         }
         verdicts
             .into_iter()
@@ -246,7 +266,7 @@ async fn lane(
     loop {
         let index = next.fetch_add(1, Ordering::Relaxed);
         let request = requests.get(index).cloned();
-        let journalled = journal_step(&journal, finished.take(), request.clone()).await;
+        let journalled = journal_step(&journal, finished.take(), request.as_ref());
         let Some(request) = request else {
             if let Err(err) = journalled {
                 tracing::error!("cannot clear the inspection journal: {err}");
@@ -266,18 +286,22 @@ async fn lane(
     done
 }
 
-async fn journal_step(
+/// One short SQLite transaction, run in place: a hop to the blocking pool would
+/// put two more thread wake-ups on every file's path. On a multi-threaded runtime
+/// the thread's other tasks move elsewhere meanwhile.
+fn journal_step(
     journal: &Arc<dyn InspectionJournal>,
     finished: Option<PathBuf>,
-    starting: Option<InspectRequest>,
+    starting: Option<&InspectRequest>,
 ) -> Result<(), String> {
     if finished.is_none() && starting.is_none() {
         return Ok(());
     }
-    let journal = Arc::clone(journal);
-    tokio::task::spawn_blocking(move || journal.step(finished.as_deref(), starting.as_ref()))
-        .await
-        .map_err(|err| err.to_string())?
+    let step = || journal.step(finished.as_deref(), starting);
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(step),
+        _ => step(),
+    }
 }
 
 /// Inspects one file, replacing the validator if it dies or hangs. A validator
