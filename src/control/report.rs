@@ -562,3 +562,101 @@ fn human_bytes(bytes: u64) -> String {
         format!("{value:.1} {}", UNITS[unit])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(heartbeat: &Heartbeat, now: f64) -> HealthInputs<'_> {
+        HealthInputs {
+            running: true,
+            active_state: "active",
+            sub_state: "running",
+            service_error: None,
+            uptime_seconds: Some(100.0),
+            cpu_percent: None,
+            memory_mb: None,
+            queue_error: None,
+            queue_writable: None,
+            heartbeat: Some(heartbeat),
+            config_error: None,
+            critical_alerts: &[],
+            now,
+        }
+    }
+
+    fn beat_at(heartbeat_at: f64) -> Heartbeat {
+        Heartbeat {
+            pid: 7,
+            started_at: 0.0,
+            heartbeat_at,
+            version: String::new(),
+        }
+    }
+
+    fn failing(health: &HealthResponse) -> Vec<&str> {
+        health
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn a_running_worker_with_a_stale_heartbeat_is_unhealthy() {
+        let beat = beat_at(1000.0);
+        let fresh = health_verdict(&running(&beat, 1000.0 + HEARTBEAT_STALE_SECONDS));
+        assert!(fresh.healthy, "{fresh:?}");
+        let stale = health_verdict(&running(&beat, 1001.0 + HEARTBEAT_STALE_SECONDS));
+        assert!(!stale.healthy);
+        assert_eq!(failing(&stale), ["heartbeat"]);
+        assert!(stale.error.is_some_and(|e| e.contains("stale")));
+    }
+
+    #[test]
+    fn unwritable_queue_invalid_config_and_critical_alerts_each_make_it_unhealthy() {
+        let beat = beat_at(1000.0);
+        let full: Result<String, String> = Err("disk full: /state has 0 B free".into());
+        let alerts = ["the worker failed".to_string()];
+        let cases: [(&str, HealthInputs<'_>); 3] = [
+            (
+                "queue_db",
+                HealthInputs {
+                    queue_writable: Some(&full),
+                    ..running(&beat, 1001.0)
+                },
+            ),
+            (
+                "config",
+                HealthInputs {
+                    config_error: Some("max_workers: must be at least 1"),
+                    ..running(&beat, 1001.0)
+                },
+            ),
+            (
+                "alerts",
+                HealthInputs {
+                    critical_alerts: &alerts,
+                    ..running(&beat, 1001.0)
+                },
+            ),
+        ];
+        for (check, inputs) in cases {
+            let health = health_verdict(&inputs);
+            assert_eq!(failing(&health), [check], "{health:?}");
+        }
+    }
+
+    #[test]
+    fn probe_names_the_directory_and_accepts_a_db_not_created_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        let detail = probe_queue_db_writable(&dir.path().join("ingest.sqlite3")).unwrap();
+        assert!(
+            detail.contains(&dir.path().display().to_string()),
+            "{detail}"
+        );
+        let missing_dir = dir.path().join("absent").join("ingest.sqlite3");
+        assert!(probe_queue_db_writable(&missing_dir).is_err());
+    }
+}
