@@ -446,8 +446,9 @@ async fn groups_retry_logs_limits_history_prometheus_openapi() {
         200
     );
     // Two groups: one converts, one always fails.
-    // A past observation: names more than a day in the future are refused.
-    let t0 = 1_760_362_083.0;
+    // Recent observations: names more than a day in the future are refused, and the
+    // 1 h history window below must contain these groups.
+    let t0 = (contimg::queue::unix_now() - 900.0).floor();
     let t1 = t0 + 600.0;
     let failing = contimg::queue::group_id_for(t1);
     std::fs::write(control_dir.join(format!("fail-always-{failing}")), "").unwrap();
@@ -550,11 +551,21 @@ async fn groups_retry_logs_limits_history_prometheus_openapi() {
         limits.status()
     );
 
-    let history = daemon.get_json("/api/streaming/history?window=1h").await;
+    // The daemon takes its first history sample 2 s after start; this test can get
+    // here sooner.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let history = loop {
+        let history = daemon.get_json("/api/streaming/history?window=1h").await;
+        if !history["points"].as_array().unwrap().is_empty() || Instant::now() > deadline {
+            break history;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
     assert_eq!(history["step_seconds"], 60);
     assert!(
         !history["points"].as_array().unwrap().is_empty(),
-        "{history}"
+        "{history}\n{}",
+        daemon.log()
     );
     for window in ["24h", "7d"] {
         daemon
