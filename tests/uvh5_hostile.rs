@@ -610,3 +610,22 @@ fn simulator_does_not_follow_planted_symlinks() {
     }
     assert!(!planted[0].exists(), "temporary left behind");
 }
+
+/// A header string with bytes that are not UTF-8 (found by the validator's mutation
+/// run): inspecting it once aborted debug builds (`FixedAscii::as_str` on raw bytes).
+#[test]
+fn non_utf8_header_strings_do_not_abort_inspection() {
+    let tmp = tempfile::tempdir().unwrap();
+    let group = clean_pair(tmp.path());
+    let outside = tmp.path().join("outside");
+    let hostile = tmp.path().join("2025-10-13T13:28:03_sb00.hdf5");
+    make_hostile("non-utf8-telescope", &group[0].1, &hostile, &outside);
+    // The name must come through decoded (lossily), not as raw bytes in a `&str`.
+    let meta = uvh5::inspect(&hostile).expect("only the telescope name differs");
+    let name = meta.telescope_name.expect("a telescope name");
+    assert!(
+        name.starts_with("OVRO") && name.ends_with("MMA"),
+        "{name:?}"
+    );
+    assert!(name.contains('\u{FFFD}'), "{name:?}");
+}

@@ -403,7 +403,10 @@ impl Reader {
     fn optional_string(&self, header: &Group, name: &str) -> Option<String> {
         let ds = header.dataset(name).ok()?;
         let value = ds.read_scalar::<FixedAscii<256>>().ok()?;
-        Some(value.as_str().trim_end_matches('\0').trim().to_string())
+        // `FixedAscii::as_str` assumes ASCII without checking; a crafted file can hold
+        // any bytes there, so decode them ourselves.
+        let text = String::from_utf8_lossy(value.as_bytes());
+        Some(text.trim_end_matches('\0').trim().to_string())
     }
 
     /// Checks `visdata`, `flags` and `nsamples` share one shape of the form

@@ -107,6 +107,11 @@ def main():
             )
             # filter_mask 0: "every filter was applied", so reading needs filter 333.
             dsid.write_direct_chunk((0,), times.astype("<f8").tobytes(), filter_mask=0)
+        elif kind == "non-utf8-telescope":
+            # Bytes no text decoder accepts, where a string is expected.
+            if "telescope_name" in header:
+                del header["telescope_name"]
+            header.create_dataset("telescope_name", data=np.bytes_(b"OVRO\xff\xfe\x80MMA"))
         else:
             raise SystemExit(f"unknown kind {kind}")
     print(json.dumps({"outside": outside}))
