@@ -1028,7 +1028,10 @@ fn register_in_tx(
     // A file rejected earlier and since rewritten correctly is no longer rejected.
     tx.execute("DELETE FROM rejected_files WHERE path = ?1", [&file.path])?;
     // Nor unrecognised, if it was refused under other rules (expected_subbands).
-    tx.execute("DELETE FROM unrecognised_files WHERE path = ?1", [&file.path])?;
+    tx.execute(
+        "DELETE FROM unrecognised_files WHERE path = ?1",
+        [&file.path],
+    )?;
     let nearest: Option<(String, f64, String)> = tx
         .query_row(
             "SELECT group_id, group_ts, state FROM ingest_queue
@@ -1308,7 +1311,9 @@ fn count_rows(conn: &Connection, table: &str) -> Result<u64, QueueError> {
     if !table_exists(conn, table)? {
         return Ok(0);
     }
-    let n: i64 = conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| row.get(0))?;
+    let n: i64 = conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| {
+        row.get(0)
+    })?;
     Ok(n.max(0) as u64)
 }
 

@@ -35,6 +35,8 @@ const BOOTSTRAP_BATCH: usize = 2000;
 const SCAN_QUIET_PERIOD: Duration = Duration::from_secs(1);
 /// How long a starting worker waits for a previous one to release the queue DB.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
+/// How much more start-up time each progress tick asks systemd for (30 s).
+const START_TIMEOUT_EXTENSION_USEC: u32 = 30_000_000;
 /// How often the status line and heartbeat are refreshed.
 const STATUS_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -853,7 +855,14 @@ async fn keep_alive_while<T>(
         tokio::select! {
             done = &mut work => return done,
             _ = tick.tick() => {
-                let _ = sd_notify::notify(&[NotifyState::Watchdog]);
+                // Before READY=1 (a validated bootstrap of a large backlog can take
+                // minutes) the watchdog does not count but TimeoutStartSec= does: ask
+                // for more time while work is visibly progressing. Ignored by systemd
+                // once the service is up.
+                let _ = sd_notify::notify(&[
+                    NotifyState::Watchdog,
+                    NotifyState::ExtendTimeoutUsec(START_TIMEOUT_EXTENSION_USEC),
+                ]);
                 let beat = with_queue(&queue, move |q| {
                     q.heartbeat(std::process::id(), started_at, unix_now())
                 })
@@ -941,7 +950,8 @@ impl Worker {
                 .map(|_| validator::Verdict::Deferred(err.clone()))
                 .collect(),
         };
-        for (((index, mut file), request), verdict) in waiting.into_iter().zip(requests).zip(verdicts)
+        for (((index, mut file), request), verdict) in
+            waiting.into_iter().zip(requests).zip(verdicts)
         {
             results[index] = match verdict {
                 validator::Verdict::Valid { meta_json } => {
@@ -974,7 +984,10 @@ impl Worker {
                 .map_err(|err| format!("cannot find the contimg-stream binary: {err}"))?;
             let size = (self.config.max_workers as usize).min(validator::MAX_VALIDATORS);
             let pool = validator::ValidatorPool::new(spec, size);
-            tracing::info!(validators = pool.size(), "UVH5 validation runs in isolated validator processes");
+            tracing::info!(
+                validators = pool.size(),
+                "UVH5 validation runs in isolated validator processes"
+            );
             self.validators = Some(pool);
         }
         self.validators
