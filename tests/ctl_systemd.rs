@@ -332,3 +332,54 @@ async fn library_connect_status_and_watch() {
     assert!(outcome.success, "{outcome:?}");
     assert!(!backend.status().await.unwrap().running);
 }
+
+/// A bootstrap that inspects files for longer than `TimeoutStartSec=` (a large
+/// backlog) must not be killed as a failed start: the worker asks for more time
+/// (`EXTEND_TIMEOUT_USEC`) while it makes progress.
+#[test]
+fn slow_validated_bootstrap_extends_the_start_timeout() {
+    let (manager, env, log) = setup("30s");
+    env.write_config("validate_uvh5 = true\nexpected_subbands = 2\n");
+    // Present before the start, so the bootstrap scan (before READY=1) meets it; the
+    // validator (debug-build hook) hangs on it until the 10 s validation timeout.
+    env.drop_subband(1_764_064_800.0, 0, b"not really hdf5");
+    let unit = worker_unit(&WorkerUnit {
+        worker_bin: &stream_bin(),
+        state_dir: &env.state_dir,
+        log_file: &log,
+        watchdog_sec: "30s",
+        restart_sec: "500ms",
+        template: false,
+    })
+    .replace("TimeoutStartSec=30s", "TimeoutStartSec=4s")
+    .replace(
+        "[Service]\n",
+        "[Service]\nEnvironment=CONTIMG_TEST_VALIDATOR_HANG_ON=T10:00:00\n\
+         Environment=CONTIMG_TEST_VALIDATION_TIMEOUT_S=10\n",
+    );
+    assert!(unit.contains("TimeoutStartSec=4s"), "{unit}");
+    manager.install_unit(UNIT, &unit);
+    let output = ctl(
+        &manager,
+        &env.state_dir,
+        &log,
+        &["--user", "--json", "start"],
+    );
+    let worker_log = std::fs::read_to_string(&log).unwrap_or_default();
+    let manager_log = std::fs::read_to_string(&manager.log).unwrap_or_default();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{output:?}\nworker:\n{worker_log}\nmanager:\n{manager_log}"
+    );
+    assert!(
+        !manager_log.contains("Start operation timed out"),
+        "{manager_log}"
+    );
+    let rejected = env.reader().rejected_files(10).unwrap();
+    assert!(
+        rejected.iter().any(|r| r.reason.contains("timed out")),
+        "{rejected:?}"
+    );
+    let _ = ctl(&manager, &env.state_dir, &log, &["--user", "stop"]);
+}
