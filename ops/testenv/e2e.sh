@@ -28,10 +28,10 @@ cleanup() {
   if [[ -n $sim_pid ]]; then kill "$sim_pid" 2>/dev/null; wait "$sim_pid" 2>/dev/null; fi
   if [[ -n $api_pid ]]; then kill "$api_pid" 2>/dev/null; wait "$api_pid" 2>/dev/null; fi
   if [[ -n $manager_dir ]]; then
-    mkdir -p frontend/test-results
-    cp "$work/state/logs/contimg-stream.log" frontend/test-results/worker.log 2>/dev/null || true
-    cp "$work/api.log" frontend/test-results/api.log 2>/dev/null || true
-    ops/testenv/user-manager.sh stop "$manager_dir" >/dev/null 2>&1 || true
+    mkdir -p "$root/frontend/test-results"
+    cp "$work/state/logs/contimg-stream.log" "$root/frontend/test-results/worker.log" 2>/dev/null || true
+    cp "$work/api.log" "$root/frontend/test-results/api.log" 2>/dev/null || true
+    "$root/ops/testenv/user-manager.sh" stop "$manager_dir" >/dev/null 2>&1 || true
   fi
   rm -rf "$work"
   exit "$rc"
