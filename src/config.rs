@@ -689,6 +689,20 @@ impl ConfigStore {
     }
 }
 
+/// Creates `path` as a new, empty regular file of ours. Whatever is at that name is
+/// unlinked first (a crashed run's leftover; unlinking a planted symlink removes the
+/// link, never its target), and the create refuses to follow or reuse anything that
+/// appears there again, so a symlink planted at a temp name cannot redirect a write.
+pub fn create_fresh(path: &Path) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = fs::remove_file(path);
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
 /// Writes `bytes` to `path` so that readers and crashes see the old or the new
 /// content, never a mix.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
@@ -707,7 +721,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.tmp.{}", std::process::id()));
     let result = (|| {
-        let mut file = fs::File::create(&tmp)?;
+        let mut file = create_fresh(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         // Keep the existing file's permissions (e.g. 0640 set by packaging).

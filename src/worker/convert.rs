@@ -163,12 +163,13 @@ pub fn write_manifest(job: &ConvertJob) -> Result<ConvertOutput, String> {
     })
 }
 
-/// Writes `bytes` to `<path>.partial`, fsyncs and renames it into place.
+/// Writes `bytes` to `<path>.partial` (created fresh, so a symlink planted there is
+/// replaced, never written through), fsyncs and renames it into place.
 pub fn write_output_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
     use std::io::Write;
     let partial = partial_path(path);
     let result = (|| -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&partial)?;
+        let mut file = crate::config::create_fresh(&partial)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         std::fs::rename(&partial, path)
@@ -634,6 +635,32 @@ async fn kill_group(pid: Option<u32>, child: &mut tokio::process::Child) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A symlink planted at the temp name (or a crashed run's leftover) must be
+    /// replaced, not written through: output_dir is writable by others' tools.
+    #[test]
+    fn atomic_writes_never_follow_a_planted_temp_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+
+        let output = dir.path().join("2025-10-13T13:28:03.json");
+        std::os::unix::fs::symlink(&victim, partial_path(&output)).unwrap();
+        write_output_atomically(&output, b"manifest").unwrap();
+        assert_eq!(std::fs::read(&output).unwrap(), b"manifest");
+        assert!(std::fs::symlink_metadata(&output).unwrap().is_file());
+
+        let record = dir.path().join("record.json");
+        let temp = dir
+            .path()
+            .join(format!(".record.json.tmp.{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &temp).unwrap();
+        crate::config::atomic_write(&record, b"record").unwrap();
+        assert_eq!(std::fs::read(&record).unwrap(), b"record");
+
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    }
 
     fn job(dir: &Path) -> ConvertJob {
         ConvertJob {
