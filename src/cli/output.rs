@@ -30,18 +30,7 @@ pub fn dot(active_state: &str) -> String {
 }
 
 pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{value:.1}{}", UNITS[unit])
-    }
+    crate::control::report::scaled_bytes(bytes, &["B", "K", "M", "G", "T"], "")
 }
 
 pub fn human_duration(seconds: f64) -> String {

@@ -549,23 +549,36 @@ pub fn probe_queue_db_writable(queue_db: &Path) -> Result<String, String> {
 }
 
 fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    scaled_bytes(bytes, &["B", "KiB", "MiB", "GiB", "TiB"], " ")
+}
+
+/// `bytes` in powers of 1024 with one decimal, in the given unit names (first: bytes)
+/// and with `separator` between number and unit: "41.2 GiB" for health details,
+/// "41.2G" for `systemctl`-style CLI lines.
+pub fn scaled_bytes(bytes: u64, units: &[&str; 5], separator: &str) -> String {
     let mut value = bytes as f64;
     let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
+    while value >= 1024.0 && unit + 1 < units.len() {
         value /= 1024.0;
         unit += 1;
     }
     if unit == 0 {
-        format!("{bytes} B")
+        format!("{bytes}{separator}{}", units[0])
     } else {
-        format!("{value:.1} {}", UNITS[unit])
+        format!("{value:.1}{separator}{}", units[unit])
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn health_details_use_binary_unit_names() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(4 * 1024 * 1024), "4.0 MiB");
+        assert_eq!(human_bytes(44_238_597_734), "41.2 GiB");
+    }
 
     fn running(heartbeat: &Heartbeat, now: f64) -> HealthInputs<'_> {
         HealthInputs {
