@@ -30,6 +30,11 @@ fi
 if command -v cargo >/dev/null && ! command -v cargo-deb >/dev/null; then
   cargo install --locked cargo-deb
 fi
+# cargo-machete: the lint stage's unused-dependency check; ~2.5 min from crates.io
+# on 2 cores (once per machine).
+if command -v cargo >/dev/null && ! command -v cargo-machete >/dev/null; then
+  cargo install --locked cargo-machete
+fi
 
 # The tests run `python3` from PATH; install into that interpreter. Debian's own
 # python3 has no pip and refuses system-wide installs unless told otherwise.

@@ -8,8 +8,11 @@
 #   CONTIMG_TEST_STAGES="rust" ./ops/test.sh   # only some stages: lint rust api-fuzz frontend e2e pkg
 #
 # Integration tests need root (cgroups, mount namespaces) as on the CI machine.
+# After each stage a leak check (ops/testenv/leak-check.sh) fails the run as
+# "leaks:<stage>" if a process, harness cgroup, mount or harness temp dir that the
+# stage created outlived it.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 root=$(pwd)
 
 install=false
@@ -43,28 +46,106 @@ if $install; then
   ./ops/install-deps.sh || { echo "dependency installation failed" >&2; exit 1; }
 fi
 
+# Every process of the run inherits this marker; harnesses that start from a clean
+# environment pass it on. The leak check finds what carries it after a stage.
+CONTIMG_TEST_RUN=$(cat /proc/sys/kernel/random/uuid)
+export CONTIMG_TEST_RUN
+leak_snapshot=$log_dir/leak-snapshot.json
+
+leak_begin() { ops/testenv/leak-check.sh snapshot "$leak_snapshot"; }
+leak_end() {
+  ops/testenv/leak-check.sh check "$leak_snapshot" --reap || failed_stages+=("leaks:$1")
+}
+
+# Shell scripts: by shebang (or a shellcheck directive) under ops/ and packaging/.
+shell_scripts() {
+  local file first
+  while IFS= read -r -d '' file; do
+    IFS= read -r first <"$file" || true
+    if [[ $first =~ ^\#!.*[/\ ](ba|da)?sh([[:space:]]|$) || $first == "# shellcheck shell="* || $file == *.sh ]]; then
+      printf '%s\n' "$file"
+    fi
+  done < <(find ops packaging -type f -print0 | sort -z)
+}
+
+# The build enforces the layering (docs/architecture.md); this names the breach.
+# forbid PACKAGE CRATE-PREFIX...: PACKAGE's normal dependencies include none of them.
+forbid() {
+  local package=$1 prefix crate bad=0
+  shift
+  local deps
+  deps=$(cargo tree -q -p "$package" -e normal --prefix none --format '{p}' 2>&1) ||
+    { echo "dependency direction: cargo tree -p $package failed: $deps"; return 1; }
+  for prefix in "$@"; do
+    for crate in $(awk '{print $1}' <<<"$deps" | sort -u | grep -E "^$prefix" || true); do
+      echo "dependency direction: $package must not depend on $crate; it does through:"
+      cargo tree -q -p "$package" -e normal -i "$crate"
+      bad=1
+    done
+  done
+  return "$bad"
+}
+
+dependency_direction() {
+  local bad=0 cli core
+  # Package names from the members' manifests, so a rename does not skip the check.
+  read -r cli core < <(cargo metadata -q --no-deps --format-version 1 | python3 -c '
+import json, sys
+packages = json.load(sys.stdin)["packages"]
+def named(suffix):
+    return next((p["name"] for p in packages if p["manifest_path"].endswith(suffix)), "-")
+print(named("/src/cli/Cargo.toml"), named("/src/core/Cargo.toml"))')
+  if [[ $cli == - || $core == - ]]; then
+    echo "dependency direction: no workspace members src/cli and src/core"
+    return 1
+  fi
+  forbid "$cli" hdf5 axum || bad=1
+  forbid "$core" axum zbus hdf5 || bad=1
+  cargo build -q --bin contimgctl || return 1
+  if ldd target/debug/contimgctl | grep -i libhdf5; then
+    echo "dependency direction: target/debug/contimgctl links libhdf5 (see ldd above)"
+    bad=1
+  fi
+  return "$bad"
+}
+
 if [[ " $stages " == *" lint "* ]]; then
-  stage "cargo fmt --check"
-  cargo fmt --check || failed_stages+=("fmt")
-  stage "cargo clippy --all-targets -- -D warnings"
-  cargo clippy --all-targets -- -D warnings || failed_stages+=("clippy")
+  leak_begin
+  stage "cargo fmt --all --check"
+  cargo fmt --all --check || failed_stages+=("fmt")
+  stage "cargo clippy --workspace --all-targets -- -D warnings"
+  cargo clippy --workspace --all-targets -- -D warnings || failed_stages+=("clippy")
+  stage "shellcheck (every shell script in ops/ and packaging/)"
+  mapfile -t scripts < <(shell_scripts)
+  echo "${#scripts[@]} scripts"
+  shellcheck -x "${scripts[@]}" || failed_stages+=("shellcheck")
+  stage "unused dependencies (cargo machete, every workspace member)"
+  cargo machete || failed_stages+=("unused-deps")
+  stage "dependency direction (contimgctl: no hdf5/axum; core: no axum/zbus/hdf5)"
+  dependency_direction || failed_stages+=("dependency-direction")
+  stage "leak check self-test (it must see a planted leak)"
+  ops/testenv/leak-check.sh self-test || failed_stages+=("leak-check-self-test")
+  leak_end lint
 fi
 
 if [[ " $stages " == *" rust "* ]]; then
+  leak_begin
   stage "cargo test (unit + integration)"
-  cargo build --all-targets 2>&1 | tail -3
-  cargo test --all-targets --no-fail-fast 2>&1 | tee "$log_dir/cargo-test.log"
+  cargo build --workspace --all-targets 2>&1 | tail -3
+  cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee "$log_dir/cargo-test.log"
   rc=${PIPESTATUS[0]}
   count_cargo_results "$log_dir/cargo-test.log"
   [[ $rc -eq 0 ]] || failed_stages+=("cargo-test")
   stage "cargo test --doc"
-  cargo test --doc 2>&1 | tee "$log_dir/cargo-doctest.log"
+  cargo test --workspace --doc 2>&1 | tee "$log_dir/cargo-doctest.log"
   rc=${PIPESTATUS[0]}
   count_cargo_results "$log_dir/cargo-doctest.log"
   [[ $rc -eq 0 ]] || failed_stages+=("doctest")
+  leak_end rust
 fi
 
 if [[ " $stages " == *" api-fuzz "* ]]; then
+  leak_begin
   stage "API fuzz: schemathesis against the real contimg-api and its OpenAPI document"
   ops/testenv/schemathesis.sh 2>&1 | tee "$log_dir/api-fuzz.log"
   rc=${PIPESTATUS[0]}
@@ -73,9 +154,11 @@ if [[ " $stages " == *" api-fuzz "* ]]; then
   f_fail=$(grep -oE '[0-9]+ failed' <<<"$summary" | grep -oE '[0-9]+')
   passed=$((passed + ${f_pass:-0})); failed=$((failed + ${f_fail:-1}))
   [[ $rc -eq 0 ]] || failed_stages+=("api-fuzz")
+  leak_end api-fuzz
 fi
 
 if [[ " $stages " == *" frontend "* ]]; then
+  leak_begin
   stage "frontend: npm ci, lint, typecheck, unit tests, build"
   (
     cd frontend &&
@@ -92,9 +175,11 @@ if [[ " $stages " == *" frontend "* ]]; then
   v_fail=$(grep -oE '[0-9]+ failed' <<<"$summary" | grep -oE '[0-9]+')
   passed=$((passed + ${v_pass:-0})); failed=$((failed + ${v_fail:-0}))
   [[ $rc -eq 0 ]] || failed_stages+=("frontend")
+  leak_end frontend
 fi
 
 if [[ " $stages " == *" e2e "* ]]; then
+  leak_begin
   if [[ -x ops/testenv/e2e.sh ]]; then
     stage "dashboard end-to-end (Chromium, real API, real systemd user manager)"
     ops/testenv/e2e.sh 2>&1 | tee "$log_dir/e2e.log"
@@ -107,14 +192,17 @@ if [[ " $stages " == *" e2e "* ]]; then
     echo "e2e: ops/testenv/e2e.sh is missing" >&2
     failed_stages+=("e2e-missing")
   fi
+  leak_end e2e
 fi
 
 if [[ " $stages " == *" pkg "* ]]; then
+  leak_begin
   stage "packaging: .deb in a booted systemd (nspawn), deploy.sh (process, user manager, system)"
   ops/testenv/pkg-test.sh 2>&1 | tee "$log_dir/pkg.log"
   rc=${PIPESTATUS[0]}
   passed=$((passed + $(grep -c '^ok ' "$log_dir/pkg.log"))); failed=$((failed + $(grep -c '^not ok ' "$log_dir/pkg.log")))
   [[ $rc -eq 0 ]] || failed_stages+=("pkg")
+  leak_end pkg
 fi
 
 echo

@@ -24,13 +24,16 @@ done
 PROFILE=${PROFILE:-release}
 CTL="$ROOT/target/$PROFILE/contimgctl"
 WORKER="$ROOT/target/$PROFILE/contimg-stream"
-[ -x "$CTL" ] && [ -x "$WORKER" ] || { echo "build first: cargo build --release --bin contimgctl --bin contimg-stream" >&2; exit 1; }
+if [ ! -x "$CTL" ] || [ ! -x "$WORKER" ]; then
+    echo "build first: cargo build --release --bin contimgctl --bin contimg-stream" >&2
+    exit 1
+fi
 command -v hyperfine >/dev/null || { echo "hyperfine not installed" >&2; exit 1; }
 
 WORK=$(mktemp -d /tmp/ctlbench.XXXXXX)
 MANAGER_DIR=""
 cleanup() {
-    [ -n "$MANAGER_DIR" ] && "$ROOT/ops/testenv/user-manager.sh" stop "$MANAGER_DIR" || true
+    if [ -n "$MANAGER_DIR" ]; then "$ROOT/ops/testenv/user-manager.sh" stop "$MANAGER_DIR" || true; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT

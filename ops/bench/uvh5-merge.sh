@@ -49,7 +49,9 @@ timed() {
 
 for run in $(seq "$RUNS"); do
     echo "run $run/$RUNS"
+    # shellcheck disable=SC2016  # $0 and $@ belong to the inner shell
     timed cat-nosync sh -c 'cat "$@" > "$0"' "$WORK/out.cat" "${INPUTS[@]}"
+    # shellcheck disable=SC2016  # as above
     timed cat sh -c 'cat "$@" > "$0" && sync "$0"' "$WORK/out.cat" "${INPUTS[@]}"
     timed contimg "$BIN" merge "$WORK/out.uvh5" "${INPUTS[@]}"
     timed pyuvdata "$PY" tests/py/pyuvdata_merge.py "$WORK/out.pyuvdata.uvh5" "${INPUTS[@]}"

@@ -69,7 +69,7 @@ ENV
 
 stop() {
     local dir=${1:-${DOCKERTEST_DIR:-}}
-    [ -n "$dir" ] && [ -d "$dir" ] || die "stop: no such dir: ${dir:-<none>}"
+    if [ -z "$dir" ] || [ ! -d "$dir" ]; then die "stop: no such dir: ${dir:-<none>}"; fi
     local sock="$dir/docker.sock" pid cg
     pid=$(cat "$dir/dockerd.launch.pid" 2>/dev/null || true)
     cg=$(cat "$dir/cgroup-name" 2>/dev/null || true)
@@ -85,7 +85,7 @@ stop() {
     if alive "$pid"; then
         kill -TERM "$pid" 2>/dev/null || true
         for _ in $(seq 150); do alive "$pid" || break; sleep 0.1; done
-        alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
+        if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
     fi
     # containerd and shims started by this dockerd (their command lines name our dir).
     local p
@@ -95,9 +95,9 @@ stop() {
     done
     # Mounts under our dir (overlay layers, netns, shm), deepest first.
     local m
-    for m in $(awk -v d="$dir/" 'index($2, d) == 1 {print $2}' /proc/self/mounts | sort -r); do
+    while read -r m; do
         umount -l "$m" 2>/dev/null || true
-    done
+    done < <(awk -v d="$dir/" 'index($2, d) == 1 {print $2}' /proc/self/mounts | sort -r)
     if [ -n "$cg" ]; then
         local mnt
         while read -r mnt; do

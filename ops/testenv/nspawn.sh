@@ -162,7 +162,10 @@ run_in() {
     (($#)) || die "run: no command"
     local pid1
     pid1=$(pid1_of "$name")
-    nsenter -t "$pid1" -a -r -w -- env -i \
+    # The clean environment keeps the test run's marker (ops/test.sh's leak check).
+    local marker=()
+    [[ -n ${CONTIMG_TEST_RUN:-} ]] && marker=("CONTIMG_TEST_RUN=$CONTIMG_TEST_RUN")
+    nsenter -t "$pid1" -a -r -w -- env -i "${marker[@]}" \
         PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         HOME=/root TERM=dumb LANG=C.UTF-8 SYSTEMD_PAGER= SYSTEMD_COLORS=0 "$@"
 }

@@ -88,7 +88,12 @@ INNER
     chmod 755 "$dir/inner.sh"
 
     local bus="unix:path=$dir/runtime/bus"
-    setsid env -i \
+    # The clean environment keeps the test run's marker (ops/test.sh): the user
+    # manager hands its environment to every unit, so the leak check can find
+    # anything of this instance that outlives `stop`.
+    local marker=()
+    [ -n "${CONTIMG_TEST_RUN:-}" ] && marker=("CONTIMG_TEST_RUN=$CONTIMG_TEST_RUN")
+    setsid env -i "${marker[@]}" \
         PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         HOME="$dir/home" USER=root LOGNAME=root \
         XDG_RUNTIME_DIR="$dir/runtime" XDG_CONFIG_HOME="$dir/config" \
@@ -132,7 +137,7 @@ alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 
 stop() {
     local dir=${1:-${SDTEST_DIR:-}}
-    [ -n "$dir" ] && [ -d "$dir" ] || die "stop: no such dir: ${dir:-<none>}"
+    if [ -z "$dir" ] || [ ! -d "$dir" ]; then die "stop: no such dir: ${dir:-<none>}"; fi
     local cg manager script_pid
     cg=$(cat "$dir/cgroup-name" 2>/dev/null || true)
     manager=$(cat "$dir/manager.pid" 2>/dev/null || true)
@@ -141,7 +146,7 @@ stop() {
         DBUS_SESSION_BUS_ADDRESS="unix:path=$dir/runtime/bus" timeout 5 \
             systemctl --user exit >/dev/null 2>&1 || kill -TERM "$manager" 2>/dev/null || true
         for _ in $(seq 100); do alive "$manager" || break; sleep 0.05; done
-        alive "$manager" && kill -KILL "$manager" 2>/dev/null || true
+        if alive "$manager"; then kill -KILL "$manager" 2>/dev/null || true; fi
     fi
     # Whatever the manager left behind in its cgroup (it started them, so we did).
     if [ -n "$cg" ]; then
