@@ -6,9 +6,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::config::ValidationErrors;
-use crate::control::ControlError;
-use crate::queue::QueueError;
+use contimg_control::ControlError;
+use contimg_core::config::ValidationErrors;
+use contimg_core::queue::QueueError;
 
 /// The body of every error response.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

@@ -20,14 +20,14 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::watch;
 
 use super::AppState;
-use super::alerts::{AlertInputs, measure_disks, watched_dirs};
 use super::history::Sample;
 use super::models::{HealthResponse, MetricsResponse, StatusResponse};
 use super::supervisor::Liveness;
-use crate::config::{ConfigStore, StreamingConfig};
-use crate::control::report::{HealthInputs, health_verdict, probe_queue_db_writable};
-use crate::control::{Backend, BackendKind, ControlError, ServiceStatus};
-use crate::queue::{GroupState, Heartbeat, QueueReader, QueueStats, unix_now};
+use contimg_control::alerts::{AlertInputs, measure_disks, watched_dirs};
+use contimg_control::report::{HealthInputs, health_verdict, probe_queue_db_writable};
+use contimg_control::{Backend, BackendKind, ControlError, ServiceStatus};
+use contimg_core::config::{ConfigStore, StreamingConfig};
+use contimg_core::queue::{GroupState, Heartbeat, QueueReader, QueueStats, unix_now};
 
 const TICK: Duration = Duration::from_secs(1);
 const QUEUE_POLL: Duration = Duration::from_millis(250);

@@ -20,7 +20,6 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use utoipa::IntoParams;
 
 use super::AppState;
-use super::alerts::AlertList;
 use super::error::{
     ApiError, BodyErrors, ConfigChangeErrors, ControlErrors, ErrorBody, MutationAuthErrors,
     ReadAuthErrors,
@@ -31,9 +30,10 @@ use super::models::{
     LimitsView, LogLine, LogsResponse, MetricsResponse, RetryResponse, ServerSentEvent,
     StatusResponse,
 };
-use crate::config::{StreamingConfig, ValidationErrors};
-use crate::control::{ControlOutcome, LogQuery, ResourceLimits};
-use crate::queue::{GroupFilter, GroupState, QueueReader, request_retry, unix_now};
+use contimg_control::alerts::AlertList;
+use contimg_control::{ControlOutcome, LogQuery, ResourceLimits};
+use contimg_core::config::{StreamingConfig, ValidationErrors};
+use contimg_core::queue::{GroupFilter, GroupState, QueueReader, request_retry, unix_now};
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -506,7 +506,7 @@ pub async fn history(
 /// Runs a read on the queue DB off the async threads.
 async fn with_queue<T: Send + 'static>(
     state: &AppState,
-    read: impl FnOnce(&QueueReader) -> Result<T, crate::queue::QueueError> + Send + 'static,
+    read: impl FnOnce(&QueueReader) -> Result<T, contimg_core::queue::QueueError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let path = state
         .snapshot()
@@ -560,7 +560,7 @@ pub async fn groups(
     };
     // Before the worker's first start there is no queue DB, and so no groups yet.
     let groups = match with_queue(&state, move |reader| reader.groups(&filter)).await {
-        Err(ApiError::Queue(crate::queue::QueueError::Missing(_))) => Vec::new(),
+        Err(ApiError::Queue(contimg_core::queue::QueueError::Missing(_))) => Vec::new(),
         other => other?,
     };
     let next_before = (groups.len() == limit as usize)

@@ -5,13 +5,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::control::LogEntry;
-use crate::queue::{GroupDetail, GroupSummary};
+use contimg_control::LogEntry;
+use contimg_core::queue::{GroupDetail, GroupSummary};
 
 // The service documents (`status`, `health`, `metrics`) are defined once, next to
 // the code that assembles them for `contimgctl --json`, and re-exported here so
 // the API and the CLI cannot drift apart.
-pub use crate::control::report::{
+pub use contimg_control::report::{
     HealthCheck, HealthResponse, MetricsResponse, StatusResponse, iso, iso_from_unix,
 };
 

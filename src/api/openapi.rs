@@ -7,7 +7,6 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::alerts::{Alert, AlertList, Severity};
 use super::error::{ErrorBody, FieldProblem};
 use super::handlers;
 use super::history::{HistoryPoint, HistoryResponse};
@@ -16,6 +15,7 @@ use super::models::{
     GroupView, HealthCheck, HealthResponse, LimitsRequest, LimitsView, LogLine, LogsResponse,
     MetricsResponse, RetryResponse, ServerSentEvent, StatusResponse,
 };
+use contimg_control::alerts::{Alert, AlertList, Severity};
 
 struct BearerAuth;
 
@@ -117,13 +117,14 @@ mod tests {
         let details = &doc["components"]["schemas"]["ErrorBody"]["properties"]["details"];
         let types = details["type"].to_string();
         assert!(types.contains("array"), "details: {details}");
-        let body = super::super::error::ApiError::Validation(crate::config::ValidationErrors {
-            errors: vec![crate::config::FieldError {
-                field: "input_dir".to_string(),
-                message: "must be absolute".to_string(),
-            }],
-        })
-        .body();
+        let body =
+            super::super::error::ApiError::Validation(contimg_core::config::ValidationErrors {
+                errors: vec![contimg_core::config::FieldError {
+                    field: "input_dir".to_string(),
+                    message: "must be absolute".to_string(),
+                }],
+            })
+            .body();
         let sent = serde_json::to_value(&body).expect("serializes");
         assert!(sent["details"].is_array(), "{sent}");
         assert_eq!(sent["details"][0]["field"], "input_dir");

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use super::events::{DURATION_BUCKETS, QueueSnapshot};
 use super::models::StatusResponse;
-use crate::queue::GroupState;
+use contimg_core::queue::GroupState;
 
 /// Every alert rule, so `contimg_alerts_firing` has a 0 series for quiet rules.
 pub const ALERT_RULES: [&str; 6] = [

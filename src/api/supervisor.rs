@@ -23,8 +23,8 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use super::AppState;
-use super::alerts::{Severity, SupervisorAlert};
-use crate::queue::unix_now;
+use contimg_control::alerts::{Severity, SupervisorAlert};
+use contimg_core::queue::unix_now;
 
 const BURST: usize = 5;
 const BURST_WINDOW: Duration = Duration::from_secs(120);

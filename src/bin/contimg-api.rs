@@ -1,12 +1,12 @@
-//! `contimg-api`: the HTTP API daemon. Everything lives in `contimg::api`.
+//! `contimg-api`: the HTTP API daemon. Everything lives in `contimg_api`.
 
 use anyhow::Context;
 use clap::Parser;
-use contimg::api::{ApiArgs, Settings, run};
+use contimg_api::{ApiArgs, Settings, run};
 
 fn main() -> anyhow::Result<()> {
     let args = ApiArgs::parse();
-    let _log = contimg::logging::init(
+    let _log = contimg_core::logging::init(
         &std::env::var("CONTIMG_API_LOG_LEVEL").unwrap_or_else(|_| "INFO".to_string()),
         "contimg-api",
     );

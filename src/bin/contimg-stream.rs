@@ -1,13 +1,13 @@
-//! `contimg-stream`: the streaming worker daemon. All logic lives in `contimg::worker`.
+//! `contimg-stream`: the streaming worker daemon. All logic lives in `contimg_worker`.
 
 use clap::Parser;
-use contimg::worker::options::{StreamArgs, StreamCommand};
+use contimg_worker::options::{StreamArgs, StreamCommand};
 
 fn main() -> std::process::ExitCode {
     let args = StreamArgs::parse();
     match &args.command {
         Some(StreamCommand::ConvertGroup { converter }) => {
-            return match contimg::worker::convert_group_child(converter) {
+            return match contimg_worker::convert_group_child(converter) {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("{err}");
@@ -16,7 +16,7 @@ fn main() -> std::process::ExitCode {
             };
         }
         Some(StreamCommand::ValidateServer) => {
-            return match contimg::worker::validator::serve() {
+            return match contimg_worker::validator::serve() {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("contimg-stream validate-server: {err}");
@@ -24,8 +24,8 @@ fn main() -> std::process::ExitCode {
                 }
             };
         }
-        Some(StreamCommand::Simulate { args_json }) => {
-            return match simulate(args_json) {
+        Some(StreamCommand::Simulate { args, json }) => {
+            return match simulate(args, *json) {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("contimg-stream simulate: {err}");
@@ -51,7 +51,7 @@ fn main() -> std::process::ExitCode {
         }
         None => {}
     }
-    let log = contimg::logging::init("INFO", "contimg-stream");
+    let log = contimg_core::logging::init("INFO", "contimg-stream");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -62,7 +62,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    match runtime.block_on(contimg::worker::run(args, log)) {
+    match runtime.block_on(contimg_worker::run(args, log)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!("{err}");
@@ -72,12 +72,19 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Runs the simulator for `contimgctl simulate` and prints its report as JSON.
-fn simulate(args_json: &str) -> Result<(), String> {
-    let args: contimg::uvh5::simulate::SimulateArgs =
-        serde_json::from_str(args_json).map_err(|err| format!("bad arguments: {err}"))?;
-    let report = contimg::uvh5::simulate::run(&args).map_err(|err| err.to_string())?;
-    let text = serde_json::to_string(&report).map_err(|err| err.to_string())?;
-    println!("{text}");
+/// Runs the simulator and prints its report (a summary line, or JSON).
+fn simulate(args: &contimg_uvh5::simulate::SimulateArgs, json: bool) -> anyhow::Result<()> {
+    let report = contimg_uvh5::simulate::run(args)?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "wrote {} files ({}) in {} groups in {:.1} s",
+            report.files_written,
+            contimg_core::units::scaled_bytes(report.bytes_written, &["B", "K", "M", "G", "T"], ""),
+            report.groups.len(),
+            report.elapsed_s
+        );
+    }
     Ok(())
 }

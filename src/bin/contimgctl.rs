@@ -1,8 +1,8 @@
-//! `contimgctl`: parses arguments and hands over to `contimg::cli`; exit codes are
+//! `contimgctl`: parses arguments and hands over to `contimg_cli`; exit codes are
 //! documented in `contimgctl --help` and docs/operations.md.
 
 use clap::Parser;
-use contimg::cli::Cli;
+use contimg_cli::Cli;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -23,12 +23,12 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    let code = match runtime.block_on(contimg::cli::run(cli)) {
+    let code = match runtime.block_on(contimg_cli::run(cli)) {
         Ok(code) => code,
         Err(err) => {
             let err = anyhow::Error::new(err);
             eprintln!("contimgctl: {err}");
-            err.downcast_ref::<contimg::cli::CliError>()
+            err.downcast_ref::<contimg_cli::CliError>()
                 .map(|e| e.exit_code())
                 .unwrap_or(1)
         }

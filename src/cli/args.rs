@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::control::DEFAULT_UNIT;
+use contimg_control::DEFAULT_UNIT;
 
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
@@ -85,7 +85,7 @@ pub struct Cli {
     )]
     pub docker_image: Option<String>,
     /// Container name for the docker backend.
-    #[arg(long, global = true, default_value = crate::control::DEFAULT_CONTAINER, value_name = "NAME")]
+    #[arg(long, global = true, default_value = contimg_control::DEFAULT_CONTAINER, value_name = "NAME")]
     pub docker_container: String,
     /// Extra directories bind-mounted into the container (input/output dirs).
     #[arg(long = "docker-mount", global = true, value_name = "DIR")]
@@ -119,8 +119,10 @@ pub enum Command {
     /// Resource limits of the worker (memory max, CPU quota).
     #[command(subcommand)]
     Limits(LimitsCommand),
-    /// Write simulated UVH5 subband groups into an input directory.
-    Simulate(crate::uvh5::simulate::SimulateArgs),
+    /// Write simulated UVH5 subband groups into an input directory
+    /// (`contimgctl simulate --help` lists the simulator's options).
+    #[command(disable_help_flag = true)]
+    Simulate(SimulatePassthrough),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -213,4 +215,13 @@ pub enum LimitsCommand {
         #[arg(long)]
         persistent: bool,
     },
+}
+
+/// `contimgctl simulate`'s arguments, handed unchanged to `contimg-stream
+/// simulate`, which defines them: the simulator writes HDF5, and only the worker
+/// binary links libhdf5.
+#[derive(Debug, Args)]
+pub struct SimulatePassthrough {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    pub args: Vec<std::ffi::OsString>,
 }

@@ -5,8 +5,8 @@ use std::io::IsTerminal;
 
 use chrono::{DateTime, Local, Utc};
 
-use crate::control::report::Snapshot;
-use crate::control::{ControlOutcome, LogEntry};
+use contimg_control::report::Snapshot;
+use contimg_control::{ControlOutcome, LogEntry};
 
 pub fn color_enabled() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
@@ -30,7 +30,7 @@ pub fn dot(active_state: &str) -> String {
 }
 
 pub fn human_bytes(bytes: u64) -> String {
-    crate::control::report::scaled_bytes(bytes, &["B", "K", "M", "G", "T"], "")
+    contimg_control::report::scaled_bytes(bytes, &["B", "K", "M", "G", "T"], "")
 }
 
 pub fn human_duration(seconds: f64) -> String {

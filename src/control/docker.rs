@@ -23,7 +23,7 @@ use super::{
     Backend, BackendKind, ControlError, ControlOptions, ControlOutcome, JobResult, LogEntry,
     LogQuery, ResourceLimits, ResourceUsage, ServiceStatus, logs,
 };
-use crate::metrics::CpuSampler;
+use contimg_core::metrics::CpuSampler;
 
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 const REQUEST_TIMEOUT_SECONDS: u64 = 120;

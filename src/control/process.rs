@@ -25,8 +25,8 @@ use super::{
     Backend, BackendKind, ControlError, ControlOptions, ControlOutcome, JobResult, LogEntry,
     LogQuery, ResourceLimits, ResourceUsage, ServiceStatus, logs,
 };
-use crate::metrics::CpuSampler;
-use crate::metrics::procfs::{self, ProcFs};
+use contimg_core::metrics::CpuSampler;
+use contimg_core::metrics::procfs::{self, ProcFs};
 
 /// Rotation threshold of the worker's log file.
 pub const LOG_MAX_BYTES: u64 = 16 * 1024 * 1024;
@@ -209,7 +209,7 @@ impl ProcessBackend {
         };
         let json = serde_json::to_vec_pretty(&record)
             .map_err(|err| ControlError::Failed(err.to_string()))?;
-        crate::config::atomic_write(&self.pid_file(), &json).map_err(|err| {
+        contimg_core::config::atomic_write(&self.pid_file(), &json).map_err(|err| {
             ControlError::Failed(format!(
                 "cannot write the PID file {}: {err}",
                 self.pid_file().display()
@@ -238,7 +238,9 @@ impl ProcessBackend {
     async fn kill_converter_stragglers(&self) {
         let state_dir = self.state_dir.clone();
         let stragglers = tokio::task::spawn_blocking(move || {
-            let (config, _) = crate::config::ConfigStore::new(&state_dir).load().ok()?;
+            let (config, _) = contimg_core::config::ConfigStore::new(&state_dir)
+                .load()
+                .ok()?;
             // A worker of another backend on this queue (holding its lock) owns
             // the recorded converters: leave them alone. A worker that was just
             // killed can hold the lock for a moment longer.
@@ -251,7 +253,7 @@ impl ProcessBackend {
                 lock = queue_lock_if_free(&config.queue_db);
             }
             let _no_worker = lock?;
-            Some(crate::worker::convert::kill_stragglers(
+            Some(contimg_core::converter_records::kill_stragglers(
                 &state_dir,
                 &config.queue_db,
             ))

@@ -13,8 +13,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::{Backend, ControlError, ServiceStatus};
-use crate::config::{ConfigStore, StreamingConfig};
-use crate::queue::{Heartbeat, QueueReader, QueueStats, unix_now};
+use contimg_core::config::{ConfigStore, StreamingConfig};
+use contimg_core::queue::{Heartbeat, QueueReader, QueueStats, unix_now};
 
 /// A heartbeat older than this is stale and makes the worker unhealthy. The worker
 /// writes one every 2 s (`STATUS_INTERVAL` in `worker`), so 20 s is ten missed
@@ -22,9 +22,8 @@ use crate::queue::{Heartbeat, QueueReader, QueueStats, unix_now};
 /// stopped worker well inside the 60 s the systemd watchdog allows.
 pub const HEARTBEAT_STALE_SECONDS: f64 = 20.0;
 
-/// Below this much free space the queue DB's filesystem counts as full: SQLite
-/// needs room for WAL frames and a checkpoint, not just one page.
-pub const STATE_DIR_MIN_FREE_BYTES: u64 = 4 * 1024 * 1024;
+pub use contimg_core::queue::writable::{STATE_DIR_MIN_FREE_BYTES, probe_queue_db_writable};
+pub use contimg_core::units::scaled_bytes;
 
 /// What the queue DB said, read without blocking the worker.
 #[derive(Debug, Clone, Default)]
@@ -301,7 +300,7 @@ impl MetricsResponse {
                 s.last_completed_at.and_then(iso_from_unix),
             ),
             Err(err) => (
-                crate::queue::GroupState::ALL
+                contimg_core::queue::GroupState::ALL
                     .iter()
                     .map(|state| (state.as_str().to_string(), 0))
                     .collect(),
@@ -499,79 +498,10 @@ pub fn health_verdict(input: &HealthInputs<'_>) -> HealthResponse {
     }
 }
 
-/// Whether the worker could write the queue DB now: the file (and its WAL and
-/// shared-memory files, when present) and its directory are writable by this
-/// process, and the filesystem has at least [`STATE_DIR_MIN_FREE_BYTES`] free.
-/// `Ok` says how much is free; `Err` says what is wrong, naming the path ("disk
-/// full: ..."). Checked with this process's credentials: run the CLI as the
-/// worker's user for an exact answer. Blocking (statvfs).
-pub fn probe_queue_db_writable(queue_db: &Path) -> Result<String, String> {
-    use nix::unistd::{AccessFlags, access};
-    let dir = match queue_db.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let mut files = vec![queue_db.to_path_buf()];
-    for suffix in ["-wal", "-shm"] {
-        let mut name = queue_db.as_os_str().to_owned();
-        name.push(suffix);
-        files.push(name.into());
-    }
-    for file in &files {
-        // A DB not created yet is created in the directory checked below; the
-        // WAL and shm files exist only while a connection is open.
-        if !file.exists() {
-            continue;
-        }
-        if let Err(errno) = access(file.as_path(), AccessFlags::W_OK) {
-            return Err(format!("not writable: {}: {errno}", file.display()));
-        }
-    }
-    if let Err(errno) = access(dir, AccessFlags::W_OK | AccessFlags::X_OK) {
-        return Err(format!("not writable: {}: {errno}", dir.display()));
-    }
-    let stat = nix::sys::statvfs::statvfs(dir)
-        .map_err(|errno| format!("cannot stat the filesystem of {}: {errno}", dir.display()))?;
-    let free = (stat.blocks_available() as u64).saturating_mul(stat.fragment_size() as u64);
-    if free < STATE_DIR_MIN_FREE_BYTES {
-        return Err(format!(
-            "disk full: {} has {} free (needs at least {})",
-            dir.display(),
-            human_bytes(free),
-            human_bytes(STATE_DIR_MIN_FREE_BYTES)
-        ));
-    }
-    Ok(format!(
-        "writable, {} free in {}",
-        human_bytes(free),
-        dir.display()
-    ))
-}
-
-fn human_bytes(bytes: u64) -> String {
-    scaled_bytes(bytes, &["B", "KiB", "MiB", "GiB", "TiB"], " ")
-}
-
-/// `bytes` in powers of 1024 with one decimal, in the given unit names (first: bytes)
-/// and with `separator` between number and unit: "41.2 GiB" for health details,
-/// "41.2G" for `systemctl`-style CLI lines.
-pub fn scaled_bytes(bytes: u64, units: &[&str; 5], separator: &str) -> String {
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < units.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes}{separator}{}", units[0])
-    } else {
-        format!("{value:.1}{separator}{}", units[unit])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use contimg_core::queue::writable::human_bytes;
 
     #[test]
     fn health_details_use_binary_unit_names() {

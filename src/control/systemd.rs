@@ -25,8 +25,8 @@ use super::{
     Backend, BackendKind, ControlError, ControlOptions, ControlOutcome, JobResult, LogEntry,
     LogQuery, ResourceLimits, ResourceUsage, ServiceStatus, logs,
 };
-use crate::metrics::CpuSampler;
-use crate::metrics::cgroup::CgroupRoot;
+use contimg_core::metrics::CpuSampler;
+use contimg_core::metrics::cgroup::CgroupRoot;
 
 const UNIT_INTERFACE: &str = "org.freedesktop.systemd1.Unit";
 const SERVICE_INTERFACE: &str = "org.freedesktop.systemd1.Service";

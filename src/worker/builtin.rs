@@ -1,9 +1,9 @@
 //! The builtin converter: merge the group's UVH5 subbands into one UVH5 file with
-//! [`crate::uvh5::merge`], which checks the subbands agree before writing.
+//! [`contimg_uvh5::merge`], which checks the subbands agree before writing.
 
 use super::convert::{ConvertJob, ConvertOutput};
-use crate::queue::Timings;
-use crate::uvh5;
+use contimg_core::queue::Timings;
+use contimg_uvh5 as uvh5;
 
 /// Merges the group into `<output_dir>/<group_id>.uvh5`.
 pub fn merge_group(job: &ConvertJob) -> Result<ConvertOutput, String> {

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value};
 
-use crate::config::{ConfigError, ConfigSource, ConfigStore, STATE_DIR_ENV, StreamingConfig};
+use contimg_core::config::{
+    ConfigError, ConfigSource, ConfigStore, STATE_DIR_ENV, StreamingConfig,
+};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -44,13 +46,15 @@ pub enum StreamCommand {
     /// stdin line, one answer per stdout line; see `worker::validator`).
     #[command(hide = true)]
     ValidateServer,
-    /// Internal: `contimgctl simulate` (its arguments as JSON; prints the report as
-    /// JSON). The simulator writes HDF5, and only this binary links libhdf5:
-    /// loading it and its dependencies would cost `contimgctl` ~3 ms per run.
-    #[command(hide = true)]
+    /// Write simulated UVH5 subband groups into an input directory (what
+    /// `contimgctl simulate` runs: the simulator writes HDF5, and only this binary
+    /// links libhdf5).
     Simulate {
-        #[arg(long, value_name = "JSON")]
-        args_json: String,
+        #[command(flatten)]
+        args: contimg_uvh5::simulate::SimulateArgs,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 

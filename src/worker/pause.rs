@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use sd_notify::NotifyState;
 
 use super::{Worker, WorkerError, remove_outputs_of, with_queue};
-use crate::control::report::probe_queue_db_writable;
-use crate::queue::{ClaimedGroup, QueueError, unix_now};
+use contimg_core::queue::writable::probe_queue_db_writable;
+use contimg_core::queue::{ClaimedGroup, QueueError, unix_now};
 
 /// While paused, the reason is logged again this often.
 const REMIND_EVERY: Duration = Duration::from_secs(60);

@@ -21,8 +21,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-use crate::queue::{InspectionEntry, Queue, unix_now};
-use crate::uvh5::SubbandMeta;
+use contimg_core::queue::{InspectionEntry, Queue, unix_now};
+use contimg_uvh5::SubbandMeta;
 
 /// Wall-clock time one file may take in a validator before it is killed and the
 /// file rejected. Real subbands take milliseconds; a crafted one that makes libhdf5
@@ -564,7 +564,7 @@ pub fn serve() -> Result<(), String> {
 
 fn inspect_guarded(path: &Path) -> Answer {
     test_fault(path);
-    match std::panic::catch_unwind(|| crate::uvh5::inspect(path)) {
+    match std::panic::catch_unwind(|| contimg_uvh5::inspect(path)) {
         Ok(Ok(meta)) => Answer::Valid(meta),
         Ok(Err(err)) => Answer::Rejected(err.to_string()),
         Err(_) => Answer::Rejected("the validator panicked while inspecting".into()),

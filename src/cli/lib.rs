@@ -16,14 +16,16 @@ use futures_util::StreamExt;
 pub use args::Cli;
 use args::{BackendArg, Command, ConfigCommand, LimitsCommand, LogsArgs, QueueAction, QueueArgs};
 
-use crate::config::{ConfigError, ConfigStore, StreamingConfig};
-use crate::control::detect::Detected;
-use crate::control::report::{self, Snapshot};
-use crate::control::{
+use contimg_control::detect::Detected;
+use contimg_control::report::{self, Snapshot};
+use contimg_control::{
     Backend, BackendChoice, ControlError, ControlOptions, ControlOutcome, LogQuery, ResourceLimits,
     exit_code,
 };
-use crate::queue::{GroupFilter, GroupState, QueueError, QueueReader, request_retry, unix_now};
+use contimg_core::config::{ConfigError, ConfigStore, StreamingConfig};
+use contimg_core::queue::{
+    GroupFilter, GroupState, QueueError, QueueReader, request_retry, unix_now,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -122,21 +124,7 @@ pub async fn run(cli: Cli) -> Result<i32, CliError> {
             write_stdout(&page)?;
             Ok(exit_code::OK)
         }
-        Command::Simulate(args) => {
-            let report = simulate(&cli, args).await?;
-            if cli.json {
-                print_json(&report)?;
-            } else {
-                println!(
-                    "wrote {} files ({}) in {} groups in {:.1} s",
-                    report.files_written,
-                    output::human_bytes(report.bytes_written),
-                    report.groups.len(),
-                    report.elapsed_s
-                );
-            }
-            Ok(exit_code::OK)
-        }
+        Command::Simulate(passthrough) => simulate(&cli, &passthrough.args).await,
         Command::Config(ConfigCommand::Show) => config_show(&cli),
         Command::Config(ConfigCommand::Validate { file }) => config_validate(&cli, file),
         Command::Queue(args) if args.action.is_none() => queue_list(&cli, args),
@@ -148,28 +136,24 @@ pub async fn run(cli: Cli) -> Result<i32, CliError> {
     }
 }
 
-/// Runs the simulator in `contimg-stream` (next to this binary, or `--worker-bin`).
-/// Not in-process: the simulator writes HDF5, and linking libhdf5 (which pulls in
+/// Runs the simulator in `contimg-stream` (next to this binary, or `--worker-bin`)
+/// with the operator's arguments, its output going straight to ours. Not
+/// in-process: the simulator writes HDF5, and linking libhdf5 (which pulls in
 /// curl, GnuTLS, Kerberos, LDAP, …) into `contimgctl` cost ~3.4 ms of dynamic
 /// loading on every invocation, most of `status`'s budget.
-async fn simulate(
-    cli: &Cli,
-    args: &crate::uvh5::simulate::SimulateArgs,
-) -> Result<crate::uvh5::simulate::SimulateReport, CliError> {
+async fn simulate(cli: &Cli, args: &[std::ffi::OsString]) -> Result<i32, CliError> {
     let worker = cli
         .worker_bin
         .clone()
-        .unwrap_or_else(crate::control::process::default_worker_bin);
-    let args_json = serde_json::to_string(args)
-        .map_err(|err| CliError::Failed(format!("cannot serialize: {err}")))?;
-    // stderr is inherited so the simulator's own messages reach the operator.
-    let output = tokio::process::Command::new(&worker)
-        .arg("simulate")
-        .arg("--args-json")
-        .arg(args_json)
+        .unwrap_or_else(contimg_control::process::default_worker_bin);
+    let mut command = tokio::process::Command::new(&worker);
+    command.arg("simulate").args(args);
+    if cli.json {
+        command.arg("--json");
+    }
+    let status = command
         .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .output()
+        .status()
         .await
         .map_err(|err| {
             CliError::Failed(format!(
@@ -177,23 +161,11 @@ async fn simulate(
                 worker.display()
             ))
         })?;
-    if !output.status.success() {
-        return Err(CliError::Failed(format!(
-            "simulate failed ({} exited with {})",
-            worker.display(),
-            output.status
-        )));
-    }
-    serde_json::from_slice(&output.stdout).map_err(|err| {
-        CliError::Failed(format!(
-            "unreadable report from {}: {err}",
-            worker.display()
-        ))
-    })
+    Ok(status.code().unwrap_or(exit_code::FAILED))
 }
 
 async fn connect(cli: &Cli) -> Result<Detected, CliError> {
-    Ok(crate::control::detect::detect(&cli.control_options()).await?)
+    Ok(contimg_control::detect::detect(&cli.control_options()).await?)
 }
 
 fn backend_detail(backend: &dyn Backend, detected_reason: &str) -> String {
@@ -229,7 +201,7 @@ async fn run_with_backend(cli: &Cli) -> Result<i32, CliError> {
         }
         Command::Health => {
             let snapshot = report::gather(backend.as_ref(), &store).await?;
-            let critical = crate::api::alerts::critical_for_snapshot(&snapshot);
+            let critical = contimg_control::alerts::critical_for_snapshot(&snapshot);
             let health = snapshot.health_report(&critical);
             if cli.json {
                 print_json(&health)?;
@@ -594,9 +566,9 @@ fn queue_list(cli: &Cli, args: &QueueArgs) -> Result<i32, CliError> {
 /// The newest unrecognised and late input files (paths Debug-quoted: a hostile
 /// name cannot forge terminal output).
 fn print_input_problems(
-    stats: &crate::queue::QueueStats,
-    unrecognised: &[crate::queue::UnrecognisedFile],
-    late: &[crate::queue::LateFile],
+    stats: &contimg_core::queue::QueueStats,
+    unrecognised: &[contimg_core::queue::UnrecognisedFile],
+    late: &[contimg_core::queue::LateFile],
 ) {
     const SHOWN: usize = 5;
     if stats.unrecognised_files > 0 {
@@ -754,7 +726,7 @@ async fn logs(cli: &Cli, backend: &dyn Backend, args: &LogsArgs) -> Result<i32, 
         group_id: args.group.clone(),
         min_level: args.level.clone(),
     };
-    let print = |entry: &crate::control::LogEntry| -> Result<(), CliError> {
+    let print = |entry: &contimg_control::LogEntry| -> Result<(), CliError> {
         if cli.json {
             let text =
                 serde_json::to_string(entry).map_err(|err| CliError::Failed(err.to_string()))?;

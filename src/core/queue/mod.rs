@@ -5,6 +5,7 @@
 //! [`QueueReader`] is the read-only handle the CLI and the API use.
 
 pub mod schema;
+pub mod writable;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -114,14 +115,12 @@ pub fn unix_now() -> f64 {
 
 /// A group id is its earliest file's timestamp, `YYYY-MM-DDTHH:MM:SS`.
 pub fn group_id_for(timestamp: f64) -> String {
-    chrono::DateTime::from_timestamp(timestamp.floor() as i64, 0)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string())
-        .unwrap_or_else(|| format!("{timestamp}"))
+    crate::names::format_timestamp(timestamp)
 }
 
 /// The Unix time a group id stands for (ids written by the original pipeline too).
 pub fn group_timestamp_from_id(group_id: &str) -> Option<f64> {
-    crate::ingest::names::parse_timestamp(group_id)
+    crate::names::parse_timestamp(group_id)
 }
 
 /// A subband file to register.

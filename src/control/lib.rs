@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
+pub mod alerts;
 pub mod detect;
 pub mod docker;
 pub mod logs;

@@ -4,6 +4,7 @@
 
 pub mod builtin;
 pub mod convert;
+pub mod ingest;
 pub mod options;
 mod pause;
 pub mod validator;
@@ -18,10 +19,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::config::{ConfigError, StreamingConfig};
 use crate::ingest::watch::{Candidate, scan_directory, watch_directory};
-use crate::logging::LogLevelHandle;
-use crate::queue::{
+use contimg_core::config::{ConfigError, StreamingConfig};
+use contimg_core::logging::LogLevelHandle;
+use contimg_core::queue::{
     ClaimedGroup, FailOutcome, GroupState, NewFile, Queue, QueueError, Registration, RetryPolicy,
     unix_now,
 };
@@ -707,7 +708,7 @@ impl Worker {
 
     /// Applies operators' retry requests (files under `requests/retry/`).
     async fn apply_retry_requests(&mut self) -> Result<(), WorkerError> {
-        let dir = crate::queue::retry_request_dir(&self.state_dir);
+        let dir = contimg_core::queue::retry_request_dir(&self.state_dir);
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return Ok(());
         };
@@ -1060,7 +1061,7 @@ fn inspect_file(candidate: &Candidate) -> Result<Option<NewFile>, String> {
 async fn convert_group(
     mut job: ConvertJob,
     stage: Option<PathBuf>,
-    converter: &crate::config::ConverterConfig,
+    converter: &contimg_core::config::ConverterConfig,
     use_subprocess: bool,
     timeout: Duration,
     cancel: watch::Receiver<bool>,
@@ -1148,8 +1149,8 @@ pub fn convert_group_child(converter: &str) -> Result<(), String> {
     let job: ConvertJob =
         serde_json::from_str(&input).map_err(|err| format!("invalid job: {err}"))?;
     let converter = match converter {
-        "manifest" => crate::config::ConverterConfig::Manifest,
-        "builtin" => crate::config::ConverterConfig::Builtin,
+        "manifest" => contimg_core::config::ConverterConfig::Manifest,
+        "builtin" => contimg_core::config::ConverterConfig::Builtin,
         other => return Err(format!("unknown builtin converter {other:?}")),
     };
     let output = convert::convert_in_process(&job, &converter)?;

@@ -4,7 +4,7 @@ const TOL: f64 = 60.0;
 
 fn file(ts: f64, sb: u32) -> NewFile {
     NewFile {
-        path: format!("/in/{}", crate::ingest::names::subband_file_name(ts, sb)),
+        path: format!("/in/{}", crate::names::subband_file_name(ts, sb)),
         timestamp: ts,
         subband_idx: sb,
         size_bytes: Some(10),

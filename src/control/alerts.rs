@@ -4,15 +4,13 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
-use super::models::iso_from_unix;
-use crate::config::StreamingConfig;
-use crate::queue::{GroupState, QueueStats};
+use crate::report::iso_from_unix;
+use contimg_core::config::StreamingConfig;
+use contimg_core::queue::{GroupState, QueueStats};
 
 /// How many cleared alerts `GET /alerts` remembers.
 const RECENT_LIMIT: usize = 100;
@@ -159,7 +157,7 @@ pub fn measure_disks(dirs: Vec<(String, PathBuf)>) -> Vec<(String, PathBuf, Opti
 
 /// The critical alerts `contimgctl health` sees in one snapshot, with the
 /// default thresholds (the daemon's `[alerts]` may differ). Blocking (statvfs).
-pub fn critical_for_snapshot(snapshot: &crate::control::report::Snapshot) -> Vec<String> {
+pub fn critical_for_snapshot(snapshot: &crate::report::Snapshot) -> Vec<String> {
     let status = &snapshot.status;
     let mut inputs = AlertInputs::from_state(
         snapshot.taken_at,
@@ -479,44 +477,6 @@ pub fn free_percent(path: &std::path::Path) -> Option<f64> {
         return None;
     }
     Some(stat.blocks_available() as f64 / total * 100.0)
-}
-
-/// Starts the webhook sender; returns the queue the engine's changes go into.
-/// Delivery: http only (reqwest is built without TLS), 5 s timeout, 3 attempts
-/// with back-off; a full queue drops the notification with a log line rather
-/// than delaying the daemon.
-pub fn spawn_webhook(url: Option<String>) -> Option<mpsc::Sender<AlertChange>> {
-    let url = url?;
-    let (tx, mut rx) = mpsc::channel::<AlertChange>(256);
-    tokio::spawn(async move {
-        let client = match reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-        {
-            Ok(client) => client,
-            Err(err) => {
-                tracing::error!(%err, "cannot build the webhook client; alerts are not forwarded");
-                return;
-            }
-        };
-        while let Some(change) = rx.recv().await {
-            let mut delay = Duration::from_millis(500);
-            for attempt in 1..=3 {
-                match client.post(&url).json(&change).send().await {
-                    Ok(resp) if resp.status().is_success() => break,
-                    Ok(resp) => {
-                        tracing::warn!(status = %resp.status(), attempt, "webhook refused the alert")
-                    }
-                    Err(err) => tracing::warn!(%err, attempt, "webhook delivery failed"),
-                }
-                if attempt < 3 {
-                    tokio::time::sleep(delay).await;
-                    delay *= 4;
-                }
-            }
-        }
-    });
-    Some(tx)
 }
 
 #[cfg(test)]

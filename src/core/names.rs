@@ -167,7 +167,9 @@ pub fn parse_timestamp(text: &str) -> Option<f64> {
 
 /// Formats Unix seconds the way the correlator names files.
 pub fn format_timestamp(timestamp: f64) -> String {
-    crate::queue::group_id_for(timestamp)
+    chrono::DateTime::from_timestamp(timestamp.floor() as i64, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string())
+        .unwrap_or_else(|| format!("{timestamp}"))
 }
 
 /// The final file name for a subband.

@@ -6,7 +6,7 @@
 //! Prometheus text fresh (driven by the backend's change signals and the queue
 //! DB's `data_version`); handlers serve from it, so a GET never costs a D-Bus call.
 
-pub mod alerts;
+pub mod alert_webhook;
 pub mod auth;
 pub mod connections;
 pub mod dashboard;
@@ -31,11 +31,11 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use tokio::sync::{Notify, broadcast};
 
-use crate::config::ConfigStore;
-use crate::control::{Backend, BackendChoice, ControlError, ControlOptions};
+use contimg_control::{Backend, BackendChoice, ControlError, ControlOptions};
+use contimg_core::config::ConfigStore;
 
-use alerts::{AlertEngine, AlertThresholds};
 use auth::AuthPolicy;
+use contimg_control::alerts::{self, AlertEngine, AlertThresholds};
 use events::{Event, Snapshot};
 use history::History;
 
@@ -78,7 +78,7 @@ pub struct ApiArgs {
     #[arg(long)]
     pub listen: Option<String>,
     /// State directory (streaming.toml, queue DB, history, token).
-    #[arg(long, env = crate::config::STATE_DIR_ENV)]
+    #[arg(long, env = contimg_core::config::STATE_DIR_ENV)]
     pub state_dir: Option<PathBuf>,
     /// File holding the bearer token for mutations (default `<state_dir>/api.token`).
     #[arg(long)]
@@ -275,7 +275,7 @@ impl AppState {
                 read_requires_token: settings.read_requires_token,
             },
             alerts: Mutex::new(AlertEngine::new(settings.alerts.clone())),
-            alert_sink: alerts::spawn_webhook(settings.webhook_url.clone()),
+            alert_sink: alert_webhook::spawn_webhook(settings.webhook_url.clone()),
             settings,
             backend,
             store,
@@ -380,7 +380,7 @@ fn activated_listener() -> Option<std::net::TcpListener> {
 
 /// Runs the daemon until SIGTERM/SIGINT.
 pub async fn run(settings: Settings) -> Result<(), DaemonError> {
-    let backend = crate::control::connect(&settings.control).await?;
+    let backend = contimg_control::connect(&settings.control).await?;
     tracing::info!(backend = %backend.kind(), target = backend.target(), "connected");
     let listener = listener(&settings).await?;
     serve(settings, backend, listener).await

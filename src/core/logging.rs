@@ -34,7 +34,7 @@ pub fn filter_for(level: &str) -> EnvFilter {
     };
     // Our crate at the chosen level; dependencies one notch quieter.
     EnvFilter::new(format!(
-        "warn,contimg={directive},contimg_stream={directive},contimgctl={directive},contimg_api={directive}"
+        "warn,contimg={directive},contimg_core={directive},contimg_uvh5={directive},contimg_control={directive},contimg_worker={directive},contimg_cli={directive},contimg_stream={directive},contimgctl={directive},contimg_api={directive}"
     ))
 }
 

@@ -1,7 +1,7 @@
 //! Finding subband files: name parsing, directory watching and scanning, and the
 //! admission check that decides which directory entries may be registered.
 
-pub mod names;
+pub use contimg_core::names;
 pub mod watch;
 
 use std::collections::HashMap;
