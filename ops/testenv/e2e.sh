@@ -21,13 +21,26 @@ command -v chromium >/dev/null || { echo "e2e: chromium is not installed (ops/in
 work=$(mktemp -d /tmp/contimg-e2e.XXXXXX)
 api_pid=""
 sim_pid=""
+tests_pid=""
 manager_dir=""
+# Stops a process group started with setsid (its leader's PID is the group ID):
+# the simulator's and Playwright's children (contimg-stream simulate, Chromium)
+# go with it even when the leader dies first.
+stop_group() {
+  local leader=$1
+  kill -TERM -- "-$leader" 2>/dev/null || return 0
+  for _ in $(seq 50); do kill -0 -- "-$leader" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL -- "-$leader" 2>/dev/null
+  wait "$leader" 2>/dev/null
+}
+# shellcheck disable=SC2317,SC2329  # called by the EXIT trap
 cleanup() {
   local rc=$?
   set +e
-  if [[ -n $sim_pid ]]; then kill "$sim_pid" 2>/dev/null; wait "$sim_pid" 2>/dev/null; fi
+  if [[ -n $tests_pid ]]; then stop_group "$tests_pid"; fi
+  if [[ -n $sim_pid ]]; then stop_group "$sim_pid"; fi
   if [[ -n $api_pid ]]; then kill "$api_pid" 2>/dev/null; wait "$api_pid" 2>/dev/null; fi
-  if [[ -n $manager_dir ]]; then
+  if [[ -d $manager_dir ]]; then
     mkdir -p "$root/frontend/test-results"
     cp "$work/state/logs/contimg-stream.log" "$root/frontend/test-results/worker.log" 2>/dev/null || true
     cp "$work/api.log" "$root/frontend/test-results/api.log" 2>/dev/null || true
@@ -36,10 +49,13 @@ cleanup() {
   rm -rf "$work"
   exit "$rc"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
-eval "$(ops/testenv/user-manager.sh start "$work/manager")"
-manager_dir=$SDTEST_DIR
+# Known before `start` returns, so a signal during the start still stops it.
+manager_dir=$work/manager
+eval "$(ops/testenv/user-manager.sh start "$manager_dir")"
 export DBUS_SESSION_BUS_ADDRESS XDG_RUNTIME_DIR
 
 state=$work/state
@@ -86,7 +102,7 @@ done
 systemctl --user stop contimg-stream.service
 
 # Demo data keeps arriving while the tests run.
-"$bin/contimgctl" simulate --input-dir "$work/incoming" --groups 100 --interval 4 --subbands 4 --profile small \
+setsid "$bin/contimgctl" simulate --input-dir "$work/incoming" --groups 100 --interval 4 --subbands 4 --profile small \
   >"$work/simulate.log" 2>&1 &
 sim_pid=$!
 
@@ -101,5 +117,10 @@ for _ in $(seq 1 50); do
 done
 curl -fsS "http://127.0.0.1:$port/api/streaming/status" >/dev/null || { cat "$work/api.log" >&2; exit 1; }
 
+# In its own process group, waited for in the background: a signal to this script
+# runs the cleanup at once, which stops npm, Playwright and Chromium together.
 cd frontend
-CONTIMG_API_URL="http://127.0.0.1:$port" CONTIMG_API_TOKEN=$(cat "$work/token") npm run e2e
+CONTIMG_API_URL="http://127.0.0.1:$port" CONTIMG_API_TOKEN=$(cat "$work/token") \
+  setsid npm run e2e </dev/null &
+tests_pid=$!
+wait "$tests_pid"
