@@ -11,7 +11,7 @@ pub mod validator;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
@@ -24,7 +24,7 @@ use contimg_core::config::{ConfigError, StreamingConfig};
 use contimg_core::logging::LogLevelHandle;
 use contimg_core::queue::{
     ClaimedGroup, FailOutcome, GroupState, NewFile, Queue, QueueError, Registration, RetryPolicy,
-    unix_now,
+    SharedQueue, open_shared, unix_now,
 };
 use convert::{ConvertError, ConvertJob, ConvertOutput, PARTIAL_SUFFIX, run_conversion};
 use options::StreamArgs;
@@ -64,23 +64,13 @@ impl WorkerError {
     }
 }
 
-type SharedQueue = Arc<Mutex<Queue>>;
-
-/// Runs a closure against the queue on the blocking pool (rusqlite is blocking).
+/// [`queue::with_queue`](contimg_core::queue::with_queue) with the worker's error type.
 async fn with_queue<T, F>(queue: &SharedQueue, work: F) -> Result<T, WorkerError>
 where
     T: Send + 'static,
     F: FnOnce(&mut Queue) -> Result<T, QueueError> + Send + 'static,
 {
-    let queue = Arc::clone(queue);
-    tokio::task::spawn_blocking(move || {
-        let mut guard = queue
-            .lock()
-            .map_err(|_| WorkerError::Setup("queue lock poisoned".into()))?;
-        work(&mut guard).map_err(WorkerError::from)
-    })
-    .await
-    .map_err(|err| WorkerError::Setup(format!("queue task failed: {err}")))?
+    Ok(contimg_core::queue::with_queue(queue, work).await?)
 }
 
 /// The outcome of one conversion task.
@@ -134,10 +124,7 @@ pub async fn run(args: StreamArgs, log: LogLevelHandle) -> Result<(), WorkerErro
     // killed previous run started may still be writing.
     convert::take_over_conversion_records(&state_dir, &config.queue_db);
     let queue_path = config.queue_db.clone();
-    let queue = tokio::task::spawn_blocking(move || Queue::open(&queue_path))
-        .await
-        .map_err(|err| WorkerError::Setup(err.to_string()))??;
-    let queue = Arc::new(Mutex::new(queue));
+    let queue = open_shared(queue_path).await?;
 
     let (file_tx, mut file_rx) = mpsc::unbounded_channel();
     let (cancel, _) = watch::channel(false);

@@ -4,6 +4,7 @@
 //! [`Queue`] is the worker's read-write handle (the worker is the only writer);
 //! [`QueueReader`] is the read-only handle the CLI and the API use.
 
+mod blocking;
 pub mod schema;
 pub mod writable;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
+pub use blocking::{SharedQueue, open_shared, with_queue, with_reader};
 pub use schema::SCHEMA_VERSION;
 
 /// How long a connection waits for another's lock before giving up.
@@ -42,6 +44,12 @@ pub enum QueueError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A queue call on the blocking pool panicked or was cancelled.
+    #[error("queue task failed: {source}")]
+    Task { source: tokio::task::JoinError },
+    /// An earlier call panicked while holding the writer.
+    #[error("queue lock poisoned by an earlier failed call")]
+    Poisoned,
 }
 
 impl QueueError {
