@@ -87,6 +87,8 @@ impl Drop for Handle {
     fn drop(&mut self) {
         let id = self.0;
         let kind = self.1;
+        // SAFETY: a Handle is only made from a valid id of its `kind` (see
+        // `check_hid`) and owns it, so the id is closed exactly once, here.
         hdf5::sync::sync(|| unsafe {
             // Close failures are not actionable here; the id is gone either way.
             let _ = match kind {
@@ -125,6 +127,7 @@ pub(crate) fn copy_object(src: &Location, name: &str, dst: &Location) -> RawResu
 
 /// The on-disk datatype of a dataset.
 pub(crate) fn dataset_type(ds: &Dataset) -> RawResult<Handle> {
+    // SAFETY: `ds` is an open dataset; the returned type id is owned by the Handle.
     hdf5::sync::sync(|| unsafe {
         check_hid(H5Dget_type(ds.id()), Kind::Type, "reading the datatype")
     })
@@ -133,6 +136,7 @@ pub(crate) fn dataset_type(ds: &Dataset) -> RawResult<Handle> {
 /// Size in bytes of one element of the dataset's on-disk type.
 pub(crate) fn element_size(ds: &Dataset) -> RawResult<usize> {
     let dtype = dataset_type(ds)?;
+    // SAFETY: `dtype` is an open datatype id owned by a live Handle.
     let size = hdf5::sync::sync(|| unsafe { H5Tget_size(dtype.id()) });
     if size == 0 {
         return Err(RawError {
@@ -147,6 +151,7 @@ pub(crate) fn element_size(ds: &Dataset) -> RawResult<usize> {
 pub(crate) fn same_type(a: &Dataset, b: &Dataset) -> RawResult<bool> {
     let ta = dataset_type(a)?;
     let tb = dataset_type(b)?;
+    // SAFETY: both are open datatype ids owned by live Handles.
     let eq = hdf5::sync::sync(|| unsafe { H5Tequal(ta.id(), tb.id()) });
     if eq < 0 {
         return Err(RawError {
@@ -159,6 +164,9 @@ pub(crate) fn same_type(a: &Dataset, b: &Dataset) -> RawResult<bool> {
 
 /// Chunk dimensions of a chunked dataset, `None` for contiguous/compact layouts.
 pub(crate) fn chunk_dims(ds: &Dataset) -> RawResult<Option<Vec<u64>>> {
+    // SAFETY: `ds` is open; the plist is owned by a Handle; H5Pget_chunk is
+    // told the length of `dims` and writes at most that many values (32 is
+    // H5S_MAX_RANK, so no chunked dataset has more).
     hdf5::sync::sync(|| unsafe {
         let dcpl = check_hid(
             H5Dget_create_plist(ds.id()),
@@ -196,6 +204,9 @@ pub(crate) fn create_dataset_like(
             source: hdf5::Error::from(format!("the input dataset {hazard}").as_str()),
         });
     }
+    // SAFETY: `src` and `group` are open; every id made here is owned by a
+    // Handle (or by the returned Dataset); H5Pset_chunk and H5Screate_simple
+    // are given the length of the slice they read; `cname` outlives the call.
     hdf5::sync::sync(|| unsafe {
         let dtype = check_hid(H5Dget_type(src.id()), Kind::Type, "reading the datatype")?;
         // H5Dget_create_plist returns a copy we are free to modify.
@@ -255,6 +266,11 @@ pub(crate) fn read_chunk(
     offset: &[u64],
     buf: &mut Vec<u8>,
 ) -> RawResult<Option<RawChunk>> {
+    check_chunk_offset(ds, offset)?;
+    // SAFETY: `offset` has one value per dimension (checked above), which is
+    // what both calls read; the out-pointers are locals; H5Dread_chunk writes
+    // the chunk's stored size, which was just read under the same lock and
+    // `buf` was grown to hold.
     hdf5::sync::sync(|| unsafe {
         let mut filter_mask: c_uint = 0;
         let mut addr: haddr_t = 0;
@@ -304,6 +320,9 @@ pub(crate) fn write_chunk(
     filter_mask: u32,
     bytes: &[u8],
 ) -> RawResult<()> {
+    check_chunk_offset(ds, offset)?;
+    // SAFETY: `offset` has one value per dimension (checked above) and HDF5
+    // reads `bytes.len()` bytes from `bytes`, the length it is given.
     hdf5::sync::sync(|| unsafe {
         check_herr(
             H5Dwrite_chunk(
@@ -319,51 +338,128 @@ pub(crate) fn write_chunk(
     })
 }
 
-/// Selects the block `start..start+count` of a dataset's file space.
-fn block_selection(ds: &Dataset, start: &[u64], count: &[u64]) -> RawResult<(Handle, Handle)> {
-    unsafe {
-        let file_space = check_hid(
-            hdf5_sys::h5d::H5Dget_space(ds.id()),
-            Kind::Space,
-            "reading the dataspace",
-        )?;
-        check_herr(
-            H5Sselect_hyperslab(
-                file_space.id(),
-                H5S_seloper_t::H5S_SELECT_SET,
-                start.as_ptr(),
-                std::ptr::null(),
-                count.as_ptr(),
-                std::ptr::null(),
+/// The chunk calls read one offset value per dimension of the dataset.
+fn check_chunk_offset(ds: &Dataset, offset: &[u64]) -> RawResult<()> {
+    let rank = ds.ndim();
+    if offset.len() == rank {
+        Ok(())
+    } else {
+        Err(RawError {
+            context: "locating a chunk".into(),
+            source: hdf5::Error::from(
+                format!("the dataset has {rank} dimension(s), the chunk offset {offset:?}")
+                    .as_str(),
             ),
-            "selecting a block of the dataspace",
-        )?;
-        let mem_space = check_hid(
-            H5Screate_simple(count.len() as i32, count.as_ptr(), std::ptr::null()),
-            Kind::Space,
-            "creating memory dataspace",
-        )?;
-        Ok((file_space, mem_space))
+        })
     }
 }
 
+/// What H5Dread/H5Dwrite need to move one block between a dataset and a buffer:
+/// the dataset's own datatype (no conversion) and the file and memory dataspaces.
+struct BlockTransfer {
+    dtype: Handle,
+    file_space: Handle,
+    mem_space: Handle,
+}
+
+/// Prepares moving the block `start..start+count` of `ds` through a buffer of
+/// `buf_len` bytes, after checking the two things HDF5 takes on trust:
+/// `start` and `count` hold one value per dimension (H5Sselect_hyperslab reads
+/// that many through each pointer), and the buffer is exactly the block in the
+/// on-disk type (H5Dread writes, H5Dwrite reads, that many bytes at its address).
+/// The dataspace and datatype checked are the very handles used for the transfer.
+fn prepare_block(
+    ds: &Dataset,
+    start: &[u64],
+    count: &[u64],
+    buf_len: usize,
+) -> RawResult<BlockTransfer> {
+    let refused = |what: String| RawError {
+        context: "checking a block transfer".into(),
+        source: hdf5::Error::from(what.as_str()),
+    };
+    hdf5::sync::sync(|| {
+        // SAFETY: `ds` is an open dataset; each id returned is owned by a
+        // `Handle` and closed on drop; H5Sget_simple_extent_ndims and
+        // H5Tget_size only read the ids they are given.
+        let (dtype, file_space, rank, element_size) = unsafe {
+            let dtype = check_hid(H5Dget_type(ds.id()), Kind::Type, "reading the datatype")?;
+            let file_space = check_hid(
+                hdf5_sys::h5d::H5Dget_space(ds.id()),
+                Kind::Space,
+                "reading the dataspace",
+            )?;
+            let rank = hdf5_sys::h5s::H5Sget_simple_extent_ndims(file_space.id());
+            let element_size = H5Tget_size(dtype.id());
+            (dtype, file_space, rank, element_size)
+        };
+        let rank = usize::try_from(rank).map_err(|_| fail("reading the dataspace rank"))?;
+        if element_size == 0 {
+            return Err(fail("reading the datatype size"));
+        }
+        if start.len() != rank || count.len() != rank {
+            return Err(refused(format!(
+                "the dataset has {rank} dimension(s) but the block has start {start:?} and count {count:?}"
+            )));
+        }
+        let block_bytes = count.iter().try_fold(element_size, |bytes, &n| {
+            usize::try_from(n).ok().and_then(|n| bytes.checked_mul(n))
+        });
+        if block_bytes != Some(buf_len) {
+            return Err(refused(format!(
+                "a block of {count:?} elements of {element_size} bytes needs {} bytes, the buffer has {buf_len}",
+                block_bytes.map_or_else(|| "more than usize::MAX".to_string(), |b| b.to_string())
+            )));
+        }
+        // SAFETY: `start` and `count` hold exactly `rank` values (checked
+        // above), which is what H5Sselect_hyperslab and H5Screate_simple read;
+        // the null stride/block mean "1". The memory space is owned by a Handle.
+        let mem_space = unsafe {
+            check_herr(
+                H5Sselect_hyperslab(
+                    file_space.id(),
+                    H5S_seloper_t::H5S_SELECT_SET,
+                    start.as_ptr(),
+                    std::ptr::null(),
+                    count.as_ptr(),
+                    std::ptr::null(),
+                ),
+                "selecting a block of the dataspace",
+            )?;
+            check_hid(
+                H5Screate_simple(rank as i32, count.as_ptr(), std::ptr::null()),
+                Kind::Space,
+                "creating memory dataspace",
+            )?
+        };
+        Ok(BlockTransfer {
+            dtype,
+            file_space,
+            mem_space,
+        })
+    })
+}
+
 /// Reads the block `start..start+count` as raw bytes in the on-disk type
-/// (no conversion). `buf` must hold exactly the block.
+/// (no conversion). `buf` must hold exactly the block; anything else is an
+/// error, before HDF5 is asked to write into it.
 pub(crate) fn read_block(
     ds: &Dataset,
     start: &[u64],
     count: &[u64],
     buf: &mut [u8],
 ) -> RawResult<()> {
+    let transfer = prepare_block(ds, start, count, buf.len())?;
+    // SAFETY: `prepare_block` checked that `buf` is exactly as long as the
+    // selection times the size of `transfer.dtype`, so H5Dread writes within
+    // it; all ids are open for the call and `buf` is exclusively borrowed.
     hdf5::sync::sync(|| unsafe {
-        let dtype = check_hid(H5Dget_type(ds.id()), Kind::Type, "reading the datatype")?;
-        let (file_space, mem_space) = block_selection(ds, start, count)?;
         check_herr(
             H5Dread(
                 ds.id(),
-                dtype.id(),
-                mem_space.id(),
-                file_space.id(),
+                transfer.dtype.id(),
+                transfer.mem_space.id(),
+                transfer.file_space.id(),
                 H5P_DEFAULT,
                 buf.as_mut_ptr().cast(),
             ),
@@ -372,17 +468,20 @@ pub(crate) fn read_block(
     })
 }
 
-/// Writes raw bytes (in the dataset's own on-disk type) to the block `start..start+count`.
+/// Writes raw bytes (in the dataset's own on-disk type) to the block
+/// `start..start+count`. `buf` must hold exactly the block.
 pub(crate) fn write_block(ds: &Dataset, start: &[u64], count: &[u64], buf: &[u8]) -> RawResult<()> {
+    let transfer = prepare_block(ds, start, count, buf.len())?;
+    // SAFETY: `prepare_block` checked that `buf` is exactly as long as the
+    // selection times the size of `transfer.dtype`, so H5Dwrite reads within
+    // it; all ids are open for the call.
     hdf5::sync::sync(|| unsafe {
-        let dtype = check_hid(H5Dget_type(ds.id()), Kind::Type, "reading the datatype")?;
-        let (file_space, mem_space) = block_selection(ds, start, count)?;
         check_herr(
             H5Dwrite(
                 ds.id(),
-                dtype.id(),
-                mem_space.id(),
-                file_space.id(),
+                transfer.dtype.id(),
+                transfer.mem_space.id(),
+                transfer.file_space.id(),
                 H5P_DEFAULT,
                 buf.as_ptr().cast(),
             ),
@@ -399,6 +498,9 @@ pub(crate) fn write_fixed_string(group: &Group, name: &str, bytes: &[u8]) -> Raw
     let size = bytes.len().max(1);
     let mut padded = bytes.to_vec();
     padded.resize(size, 0);
+    // SAFETY: the string type is `size` bytes and the dataspace scalar, so
+    // H5Dwrite reads exactly `padded.len()` == `size` bytes; every id is owned
+    // by a Handle or the Dataset; `cname` outlives the call.
     hdf5::sync::sync(|| unsafe {
         let dtype = check_hid(H5Tcopy(*H5T_C_S1), Kind::Type, "creating a string type")?;
         check_herr(H5Tset_size(dtype.id(), size), "sizing a string type")?;
@@ -454,6 +556,8 @@ pub(crate) fn read_fixed_string(ds: &Dataset) -> RawResult<Vec<u8>> {
     let shape: Vec<u64> = ds.shape().iter().map(|d| *d as u64).collect();
     let start = vec![0_u64; shape.len()];
     if shape.is_empty() {
+        // SAFETY: a scalar dataspace (checked: one element) of a type of
+        // `size` bytes, read into `bytes`, which is `size` bytes long.
         hdf5::sync::sync(|| unsafe {
             let dtype = check_hid(H5Dget_type(ds.id()), Kind::Type, "reading the datatype")?;
             check_herr(
@@ -554,6 +658,10 @@ struct LinkWalk {
 }
 
 /// H5Lvisit callback: records the link's path and type; never opens the target.
+///
+/// # Safety
+/// Only for H5Lvisit1 as called by [`walk_links`]: `name` NUL-terminated,
+/// `info` valid for the call, `op_data` the exclusively borrowed `LinkWalk`.
 unsafe extern "C" fn record_link(
     _group: hid_t,
     name: *const std::os::raw::c_char,
@@ -732,7 +840,8 @@ fn refuse_hazards_below(src: &Location, name: &str) -> RawResult<()> {
     };
     let mut info = hdf5_sys::h5l::H5L_info1_t::default();
     // SAFETY: `src` is open, `cname` is NUL-terminated, `info` is a local the
-    // call fills; the link type is then read as the C int it is.
+    // call fills; the link type is then read as the C int it is, never as the
+    // Rust enum (a file may carry a class number the enum has no variant for).
     #[allow(deprecated)]
     let link_type = hdf5::sync::sync(|| unsafe {
         let ret = hdf5_sys::h5l::H5Lget_info1(src.id(), cname.as_ptr(), &mut info, H5P_DEFAULT);
@@ -795,8 +904,9 @@ fn object_hazards(object: &ObjectHandle) -> RawResult<Vec<Hazard>> {
     }
 }
 
+// SAFETY: these are the prototypes of H5PLpublic.h (HDF5 >= 1.10.1, which
+// hdf5-sys requires); hdf5-sys declares them with pointer arguments instead.
 unsafe extern "C" {
-    // The C prototypes (hdf5-sys declares the arguments as pointers).
     fn H5PLset_loading_state(plugin_control_mask: c_uint) -> herr_t;
     fn H5PLget_loading_state(plugin_control_mask: *mut c_uint) -> herr_t;
 }
@@ -824,4 +934,111 @@ pub(crate) fn harden() -> Result<(), String> {
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 4×3 i32 dataset holding 0..12: the whole block is 48 bytes.
+    fn small_dataset(dir: &std::path::Path) -> (hdf5::File, Dataset) {
+        let file = hdf5::File::create(dir.join("block.h5")).unwrap();
+        let values = ndarray::Array2::from_shape_vec((4, 3), (0..12_i32).collect()).unwrap();
+        let ds = file
+            .new_dataset_builder()
+            .with_data(&values)
+            .create("d")
+            .unwrap();
+        (file, ds)
+    }
+
+    const BLOCK_BYTES: usize = 4 * 3 * 4;
+    const CANARY: u8 = 0xAA;
+
+    #[test]
+    fn read_block_refuses_a_buffer_shorter_than_the_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_file, ds) = small_dataset(dir.path());
+        // The slice handed over is 8 bytes short; the 8 bytes after it, in the
+        // same allocation, are a canary that shows whether C wrote past its end.
+        let mut backing = [CANARY; BLOCK_BYTES];
+        let result = read_block(&ds, &[0, 0], &[4, 3], &mut backing[..BLOCK_BYTES - 8]);
+        assert_eq!(
+            &backing[BLOCK_BYTES - 8..],
+            &[CANARY; 8],
+            "H5Dread wrote past the end of the buffer"
+        );
+        let err = result.expect_err("a 40-byte buffer for a 48-byte block must be refused");
+        let text = format!("{}: {}", err.context, err.source);
+        assert!(text.contains("48"), "{text}");
+    }
+
+    #[test]
+    fn write_block_refuses_a_buffer_shorter_than_the_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_file, ds) = small_dataset(dir.path());
+        let mut backing = [CANARY; BLOCK_BYTES];
+        backing[..BLOCK_BYTES - 8].fill(0);
+        let result = write_block(&ds, &[0, 0], &[4, 3], &backing[..BLOCK_BYTES - 8]);
+        let stored: Vec<i32> = ds.read_raw().unwrap();
+        assert!(
+            !stored.contains(&i32::from_ne_bytes([CANARY; 4])),
+            "H5Dwrite read past the end of the buffer: {stored:?}"
+        );
+        assert!(
+            result.is_err(),
+            "a 40-byte buffer for a 48-byte block must be refused"
+        );
+    }
+
+    #[test]
+    fn block_io_refuses_a_longer_buffer_and_a_wrong_rank() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_file, ds) = small_dataset(dir.path());
+        let mut long = vec![0_u8; BLOCK_BYTES + 4];
+        assert!(read_block(&ds, &[0, 0], &[4, 3], &mut long).is_err());
+        assert!(write_block(&ds, &[0, 0], &[4, 3], &long).is_err());
+        // HDF5 reads as many start/count values as the dataset has dimensions.
+        let mut one_row = vec![0_u8; 12];
+        assert!(read_block(&ds, &[0], &[3], &mut one_row).is_err());
+        assert!(write_block(&ds, &[0, 0, 0], &[1, 3, 1], &one_row).is_err());
+    }
+
+    #[test]
+    fn chunk_io_refuses_an_offset_of_the_wrong_rank() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = hdf5::File::create(dir.path().join("chunked.h5")).unwrap();
+        let values = ndarray::Array2::from_shape_vec((4, 3), (0..12_i32).collect()).unwrap();
+        let ds = file
+            .new_dataset_builder()
+            .with_data(&values)
+            .chunk((2, 3))
+            .create("d")
+            .unwrap();
+        let mut buf = Vec::new();
+        assert!(read_chunk(&ds, &[2], &mut buf).is_err());
+        assert!(write_chunk(&ds, &[2, 0, 0], 0, &[0; 24]).is_err());
+        let stored = read_chunk(&ds, &[2, 0], &mut buf).unwrap().unwrap();
+        assert_eq!(stored.size, 24);
+    }
+
+    #[test]
+    fn block_io_round_trips_an_exact_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_file, ds) = small_dataset(dir.path());
+        let mut row = vec![0_u8; 3 * 4];
+        read_block(&ds, &[2, 0], &[1, 3], &mut row).unwrap();
+        let values: Vec<i32> = row
+            .chunks_exact(4)
+            .map(|b| i32::from_ne_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(values, [6, 7, 8]);
+        let replacement: Vec<u8> = [60_i32, 70, 80]
+            .iter()
+            .flat_map(|v| v.to_ne_bytes())
+            .collect();
+        write_block(&ds, &[2, 0], &[1, 3], &replacement).unwrap();
+        let stored: Vec<i32> = ds.read_raw().unwrap();
+        assert_eq!(stored[6..9], [60, 70, 80]);
+    }
 }
