@@ -383,7 +383,7 @@ impl StreamingConfig {
     /// A stable fingerprint of the configuration, used as the API's ETag.
     pub fn etag(&self) -> String {
         let canonical = serde_json::to_string(self).unwrap_or_default();
-        format!("\"{:016x}\"", fnv1a64(canonical.as_bytes()))
+        format!("\"{:016x}\"", crate::hash::fnv1a64(canonical.as_bytes()))
     }
 
     /// The fields whose values differ, as `(field, old, new)` JSON renderings.
@@ -981,15 +981,6 @@ fn uncreatable_reason(dir: &Path) -> Option<String> {
         }
     }
     None
-}
-
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in bytes {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use nix::unistd::{SysconfVar, sysconf};
+
 /// Fields of `/proc/PID/stat` we use.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProcStat {
@@ -90,16 +92,23 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
     })
 }
 
+/// Clock ticks per second (`getconf CLK_TCK`), the unit of `/proc/PID/stat` times;
+/// 100, the Linux value, if sysconf cannot say.
 pub fn clock_ticks_per_second() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 { ticks as u64 } else { 100 }
+    positive_sysconf(SysconfVar::CLK_TCK).unwrap_or(100)
 }
 
+/// Bytes per page (`getconf PAGESIZE`), the unit of `rss_pages`; 4096 if sysconf
+/// cannot say.
 pub fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if size > 0 { size as u64 } else { 4096 }
+    positive_sysconf(SysconfVar::PAGE_SIZE).unwrap_or(4096)
+}
+
+fn positive_sysconf(var: SysconfVar) -> Option<u64> {
+    match sysconf(var) {
+        Ok(Some(value)) if value > 0 => u64::try_from(value).ok(),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -125,5 +134,24 @@ mod tests {
         let stat = procfs.stat(std::process::id()).unwrap();
         assert_eq!(stat.pid, std::process::id());
         assert!(procfs.boot_time().unwrap() > 0);
+    }
+
+    fn getconf(name: &str) -> u64 {
+        let out = std::process::Command::new("getconf")
+            .arg(name)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "getconf {name}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn clock_ticks_and_page_size_match_getconf() {
+        assert_eq!(clock_ticks_per_second(), getconf("CLK_TCK"));
+        assert_eq!(page_size(), getconf("PAGESIZE"));
     }
 }
