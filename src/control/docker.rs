@@ -153,8 +153,7 @@ impl DockerBackend {
         let image = self.image.clone().ok_or_else(|| {
             ControlError::Invalid("the docker backend needs an image (--docker-image)".into())
         })?;
-        // SAFETY: geteuid/getegid cannot fail.
-        let user = unsafe { format!("{}:{}", libc::geteuid(), libc::getegid()) };
+        let user = format!("{}:{}", nix::unistd::geteuid(), nix::unistd::getegid());
         let body = ContainerCreateBody {
             image: Some(image),
             cmd: Some(self.command.clone()),
