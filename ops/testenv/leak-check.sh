@@ -5,6 +5,9 @@
 #   ops/testenv/leak-check.sh snapshot FILE        # before the run: what exists now
 #   ops/testenv/leak-check.sh check FILE [--reap]  # after it: list leftovers, exit 1 if any
 #   ops/testenv/leak-check.sh self-test            # shows that `check` catches leaks
+#   ops/testenv/leak-check.sh stop-marked VAR      # a harness's cleanup: stop every
+#       process whose environment has VAR with the caller's value of $VAR (SIGTERM,
+#       SIGKILL after 3 s), except the caller's ancestry
 #
 # A process belongs to the run when its environment carries CONTIMG_TEST_RUN with
 # this run's value (ops/test.sh exports a fresh one). The marker survives
@@ -22,7 +25,7 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 snapshot FILE | check FILE [--reap] | self-test" >&2
+    echo "usage: $0 snapshot FILE | check FILE [--reap] | self-test | stop-marked VAR" >&2
     exit 2
 }
 
@@ -133,6 +136,54 @@ def cgroup_paths(pid):
     return paths
 
 
+def marked(wanted, exempt):
+    """Live processes (PID -> start time) whose environment holds `wanted`."""
+    found = {}
+    for pid, proc in processes().items():
+        if pid in exempt:
+            continue
+        environ = read(f"/proc/{pid}/environ", "rb") or b""
+        if wanted in environ.split(b"\0"):
+            found[pid] = proc["start"]
+    return found
+
+
+def stop_marked(var):
+    value = os.environ.get(var, "")
+    if not value:
+        print(f"leak-check: stop-marked: ${var} is not set", file=sys.stderr)
+        return 2
+    wanted = f"{var}={value}".encode()
+    exempt = ancestry()
+    targets = marked(wanted, exempt)
+    for pid, start in targets.items():
+        kill_if_same(pid, start, signal.SIGTERM)
+    deadline = time.monotonic() + 3
+    while targets and time.monotonic() < deadline:
+        time.sleep(0.1)
+        targets = {pid: start for pid, start in targets.items() if alive_same(pid, start)}
+    for pid, start in targets.items():
+        kill_if_same(pid, start, signal.SIGKILL)
+    return 0
+
+
+def alive_same(pid, start):
+    fields = stat_fields(pid)
+    if fields is None or fields[1] != start:
+        return False
+    state = read(f"/proc/{pid}/stat") or ""
+    return state[state.rfind(")") + 2:][:1] != "Z"
+
+
+def kill_if_same(pid, start, sig):
+    """Signals PID only if it is still the process that started at `start`."""
+    if alive_same(pid, start):
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+
+
 def snapshot(path):
     state = {
         "processes": [[pid, p["start"]] for pid, p in processes().items()],
@@ -196,12 +247,7 @@ def check(path, reap):
 
     if reap:
         for pid, proc, _, _ in leaked:
-            fields = stat_fields(pid)
-            if fields is not None and fields[1] == proc["start"]:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+            kill_if_same(pid, proc["start"], signal.SIGKILL)
         time.sleep(0.3)
         for cgroup in new_cgroups:
             for dirpath, _, _ in sorted(os.walk(cgroup), key=lambda w: -w[0].count("/")):
@@ -225,6 +271,8 @@ command = sys.argv[1]
 if command == "snapshot":
     snapshot(sys.argv[2])
     sys.exit(0)
+if command == "stop-marked":
+    sys.exit(stop_marked(sys.argv[2]))
 sys.exit(check(sys.argv[2], "--reap" in sys.argv[3:]))
 PY
 }
@@ -303,12 +351,26 @@ self_test() {
         return 1
     fi
     sleeper="" stripped=""
-    echo "leak-check self-test: ok (found a detached marked process, an unmarked process in a new harness cgroup, the cgroup, a mount and a temp dir; --reap cleaned up)"
+
+    # stop-marked: a harness's cleanup stops its detached processes by marker.
+    export CONTIMG_SELFTEST_HARNESS
+    CONTIMG_SELFTEST_HARNESS=$(cat /proc/sys/kernel/random/uuid)
+    # shellcheck disable=SC2016  # $! belongs to the inner shell
+    sleeper=$(setsid sh -c 'sleep 300 </dev/null >/dev/null 2>&1 & echo $!')
+    scan stop-marked CONTIMG_SELFTEST_HARNESS
+    sleep 0.2
+    if kill -0 "$sleeper" 2>/dev/null && [ "$(cut -d' ' -f3 "/proc/$sleeper/stat" 2>/dev/null)" != Z ]; then
+        echo "leak-check self-test: FAILED, stop-marked left $sleeper running" >&2
+        return 1
+    fi
+    sleeper=""
+    echo "leak-check self-test: ok (found a detached marked process, an unmarked process in a new harness cgroup, the cgroup, a mount and a temp dir; --reap cleaned up; stop-marked stopped a detached process)"
 }
 
 case "${1:-}" in
     snapshot) [ $# = 2 ] || usage; scan snapshot "$2" ;;
     check) [ $# -ge 2 ] || usage; scan check "$2" "${3:-}" ;;
     self-test) self_test ;;
+    stop-marked) [ $# = 2 ] || usage; scan stop-marked "$2" ;;
     *) usage ;;
 esac

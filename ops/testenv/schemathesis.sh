@@ -24,11 +24,15 @@ if ! command -v schemathesis >/dev/null; then
 fi
 echo "schemathesis: $(schemathesis --version)"
 
-cargo build -q --bin contimg-api --bin contimg-stream
-
-work=$(mktemp -d /tmp/contimg-fuzz.XXXXXX)
+# Every process this script starts carries this marker, so the cleanup can stop
+# them all (the cargo build, schemathesis, the daemon and its worker), also when a
+# signal arrives mid-run.
+CONTIMG_FUZZ_RUN=$(cat /proc/sys/kernel/random/uuid)
+export CONTIMG_FUZZ_RUN
+leak_check=$(pwd)/ops/testenv/leak-check.sh
+work=""
 api_pid=""
-# shellcheck disable=SC2317  # called by the EXIT trap
+# shellcheck disable=SC2317,SC2329  # called by the EXIT trap
 cleanup() {
   local pid
   if [[ -n $api_pid ]]; then
@@ -37,6 +41,8 @@ cleanup() {
     kill -KILL "$api_pid" 2>/dev/null || true
     wait "$api_pid" 2>/dev/null || true
   fi
+  "$leak_check" stop-marked CONTIMG_FUZZ_RUN || true
+  [[ -n $work ]] || return 0
   # The process backend's worker outlives the daemon by design: kill, by PID,
   # every process whose command line names this run's directory.
   for pid in $(pgrep -f -- "$work/" || true); do
@@ -45,6 +51,15 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Long steps run in the background and are waited for: a trapped signal ends the
+# wait at once (a foreground child would delay the trap until it exits).
+cargo build -q --bin contimg-api --bin contimg-stream &
+wait $!
+
+work=$(mktemp -d /tmp/contimg-fuzz.XXXXXX)
 
 mkdir -p "$work"/{bin,state,in,out,scratch,report}
 # A copy of the binaries: a concurrent cargo build cannot swap them mid-run, and
@@ -115,7 +130,8 @@ PYTHONPATH="$work" SCHEMATHESIS_HOOKS=fuzz_hooks timeout 900 schemathesis --conf
   --suppress-health-check all \
   -H "Authorization: Bearer $token" \
   --report junit --report-junit-path "$work/report/junit.xml" \
-  --output-truncate false
+  --output-truncate false &
+wait $!
 rc=$?
 set -e
 
