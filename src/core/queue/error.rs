@@ -1,0 +1,54 @@
+//! What can go wrong with the queue DB.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue DB {0} does not exist (has the worker ever run?)")]
+    Missing(PathBuf),
+    #[error(
+        "queue DB has schema version {found}, newer than this build supports ({supported}); upgrade contimg"
+    )]
+    NewerSchema { found: i64, supported: i64 },
+    #[error("group {0} not found")]
+    UnknownGroup(String),
+    #[error("group {group_id} is {state}, expected {expected}")]
+    WrongState {
+        group_id: String,
+        state: String,
+        expected: String,
+    },
+    #[error("queue DB error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A queue call on the blocking pool panicked or was cancelled.
+    #[error("queue task failed: {source}")]
+    Task { source: tokio::task::JoinError },
+    /// An earlier call panicked while holding the writer.
+    #[error("queue lock poisoned by an earlier failed call")]
+    Poisoned,
+}
+
+impl QueueError {
+    /// The filesystem holding the queue DB is full: SQLite's "database or disk
+    /// is full" (`SQLITE_FULL`), a shared-memory file it could not grow, or
+    /// ENOSPC/EDQUOT on a file next to the DB. The worker pauses on these
+    /// instead of exiting, since they heal when space returns.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            QueueError::Sqlite(rusqlite::Error::SqliteFailure(err, _)) => {
+                err.code == rusqlite::ErrorCode::DiskFull
+                    || err.extended_code == rusqlite::ffi::SQLITE_IOERR_SHMSIZE
+            }
+            QueueError::Io { source, .. } => matches!(
+                source.raw_os_error(),
+                Some(nix::libc::ENOSPC | nix::libc::EDQUOT)
+            ),
+            _ => false,
+        }
+    }
+}
