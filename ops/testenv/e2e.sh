@@ -12,12 +12,12 @@ cd "$(dirname "$0")/../.."
 root=$(pwd)
 bin=$root/target/debug
 
-[[ -x $bin/contimg-stream && -x $bin/contimg-api && -x $bin/contimgctl ]] ||
-  cargo build --bins
-[[ -f frontend/dist/index.html ]] || (cd frontend && npm ci --no-audit --no-fund && npm run build)
-[[ -d frontend/node_modules ]] || (cd frontend && npm ci --no-audit --no-fund)
 command -v chromium >/dev/null || { echo "e2e: chromium is not installed (ops/install-deps.sh)" >&2; exit 1; }
 
+# Every process this script starts carries this marker: the cleanup's last step
+# stops whatever of them is left (units of the user manager are stopped with it).
+CONTIMG_E2E_RUN=$(cat /proc/sys/kernel/random/uuid)
+export CONTIMG_E2E_RUN
 work=$(mktemp -d /tmp/contimg-e2e.XXXXXX)
 api_pid=""
 sim_pid=""
@@ -46,12 +46,28 @@ cleanup() {
     cp "$work/api.log" "$root/frontend/test-results/api.log" 2>/dev/null || true
     "$root/ops/testenv/user-manager.sh" stop "$manager_dir" >/dev/null 2>&1 || true
   fi
+  "$root/ops/testenv/leak-check.sh" stop-marked CONTIMG_E2E_RUN
   rm -rf "$work"
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# Long steps run in the background and are waited for: a trapped signal ends the
+# wait at once (a foreground child would delay the trap until it exits).
+if [[ ! -x $bin/contimg-stream || ! -x $bin/contimg-api || ! -x $bin/contimgctl ]]; then
+  cargo build --bins &
+  wait $!
+fi
+if [[ ! -f frontend/dist/index.html ]]; then
+  (cd frontend && npm ci --no-audit --no-fund && npm run build) &
+  wait $!
+fi
+if [[ ! -d frontend/node_modules ]]; then
+  (cd frontend && npm ci --no-audit --no-fund) &
+  wait $!
+fi
 
 # Known before `start` returns, so a signal during the start still stops it.
 manager_dir=$work/manager
