@@ -21,7 +21,7 @@ use futures_util::stream::BoxStream;
 
 use super::{
     Backend, BackendKind, ControlError, ControlOptions, ControlOutcome, JobResult, LogEntry,
-    LogQuery, ResourceLimits, ResourceUsage, ServiceStatus, logs,
+    LogQuery, Operation, ResourceLimits, ResourceUsage, ServiceStatus, logs,
 };
 use contimg_core::metrics::CpuSampler;
 
@@ -177,7 +177,12 @@ impl DockerBackend {
         Ok(())
     }
 
-    async fn outcome(&self, verb: &str, success: bool, message: String) -> ControlOutcome {
+    async fn outcome(
+        &self,
+        operation: Operation,
+        success: bool,
+        message: String,
+    ) -> ControlOutcome {
         let status = self.status().await.ok();
         let recent_logs = if success {
             Vec::new()
@@ -189,7 +194,7 @@ impl DockerBackend {
             .await
             .unwrap_or_default()
         };
-        tracing::debug!(verb, success, "docker job finished");
+        tracing::debug!(%operation, success, "docker job finished");
         ControlOutcome {
             success,
             result: if success {
@@ -223,7 +228,7 @@ impl Backend for DockerBackend {
             Some(true) => {
                 return Ok(self
                     .outcome(
-                        "start",
+                        Operation::Start,
                         true,
                         format!("{} is already running", self.container),
                     )
@@ -254,13 +259,17 @@ impl Backend for DockerBackend {
         } else {
             format!("container {} exited right after starting", self.container)
         };
-        Ok(self.outcome("start", running, message).await)
+        Ok(self.outcome(Operation::Start, running, message).await)
     }
 
     async fn stop(&self, timeout: Duration) -> Result<ControlOutcome, ControlError> {
         if self.exists().await?.is_none() {
             return Ok(self
-                .outcome("stop", true, format!("{} does not exist", self.container))
+                .outcome(
+                    Operation::Stop,
+                    true,
+                    format!("{} does not exist", self.container),
+                )
                 .await);
         }
         let options = StopContainerOptionsBuilder::new()
@@ -280,7 +289,7 @@ impl Backend for DockerBackend {
         }
         Ok(self
             .outcome(
-                "stop",
+                Operation::Stop,
                 true,
                 format!("stopped container {}", self.container),
             )
@@ -302,7 +311,7 @@ impl Backend for DockerBackend {
         let running = self.exists().await?.unwrap_or(false);
         Ok(self
             .outcome(
-                "restart",
+                Operation::Restart,
                 running,
                 format!("restarted container {}", self.container),
             )

@@ -21,6 +21,7 @@ pub mod logs;
 pub mod process;
 pub mod report;
 pub mod systemd;
+pub mod testing;
 
 pub use detect::connect;
 
@@ -85,6 +86,55 @@ pub struct ServiceStatus {
     pub resources: ResourceUsage,
     /// Why the last run failed, when the backend knows (e.g. systemd `Result=`).
     pub error: Option<String>,
+}
+
+/// What an operator asks of the worker: the one vocabulary of `contimgctl
+/// start|stop|restart`, `POST /api/streaming/{start,stop,restart}` and the
+/// backends. Matches on it have no `_ =>` arm, so a new variant fails the build
+/// wherever it is not handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 3] = [Operation::Start, Operation::Stop, Operation::Restart];
+
+    /// The verb: `start`, `stop`, `restart` (as in the CLI and the API paths).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Start => "start",
+            Operation::Stop => "stop",
+            Operation::Restart => "restart",
+        }
+    }
+
+    /// `started`, `stopped`, `restarted`, for outcome messages.
+    pub fn past_tense(self) -> &'static str {
+        match self {
+            Operation::Start => "started",
+            Operation::Stop => "stopped",
+            Operation::Restart => "restarted",
+        }
+    }
+
+    /// Whether the worker is meant to run once the operation succeeded (what
+    /// the API's `should_run` and the supervisor's restart budget follow).
+    pub fn leaves_running(self) -> bool {
+        match self {
+            Operation::Start | Operation::Restart => true,
+            Operation::Stop => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// How a start/stop/restart ended.
@@ -187,8 +237,10 @@ impl ControlError {
     }
 }
 
-/// Which backend to use; `Auto` detects one (see [`detect::connect`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// Which backend to use; `Auto` detects one (see [`detect::connect`]). The one
+/// spelling of `--backend` for `contimgctl` and `contimg-api` (clap) and of
+/// `backend =` in the daemon's config file (serde).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
     #[default]
@@ -198,18 +250,31 @@ pub enum BackendChoice {
     Process,
 }
 
+impl BackendChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendChoice::Auto => "auto",
+            BackendChoice::Systemd => "systemd",
+            BackendChoice::Docker => "docker",
+            BackendChoice::Process => "process",
+        }
+    }
+}
+
+impl std::fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl std::str::FromStr for BackendChoice {
     type Err = ControlError;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "auto" => Ok(Self::Auto),
-            "systemd" => Ok(Self::Systemd),
-            "docker" => Ok(Self::Docker),
-            "process" => Ok(Self::Process),
-            other => Err(ControlError::Invalid(format!(
-                "unknown backend {other:?} (auto, systemd, docker, process)"
-            ))),
-        }
+        <Self as clap::ValueEnum>::from_str(text, false).map_err(|_| {
+            ControlError::Invalid(format!(
+                "unknown backend {text:?} (auto, systemd, docker, process)"
+            ))
+        })
     }
 }
 
@@ -322,6 +387,18 @@ pub trait Backend: Send + Sync {
     async fn start(&self, timeout: Duration) -> Result<ControlOutcome, ControlError>;
     async fn stop(&self, timeout: Duration) -> Result<ControlOutcome, ControlError>;
     async fn restart(&self, timeout: Duration) -> Result<ControlOutcome, ControlError>;
+    /// Runs `operation`: the one dispatch from [`Operation`] to the methods above.
+    async fn operate(
+        &self,
+        operation: Operation,
+        timeout: Duration,
+    ) -> Result<ControlOutcome, ControlError> {
+        match operation {
+            Operation::Start => self.start(timeout).await,
+            Operation::Stop => self.stop(timeout).await,
+            Operation::Restart => self.restart(timeout).await,
+        }
+    }
     async fn status(&self) -> Result<ServiceStatus, ControlError>;
     async fn limits(&self) -> Result<ResourceLimits, ControlError>;
     /// `persistent = false` applies until the next boot/daemon-reload (systemd runtime).

@@ -340,6 +340,39 @@ pub fn follow_file(
         .boxed())
 }
 
+/// Why a `since` (`contimgctl logs --since`, `GET /api/streaming/logs?since=`)
+/// was refused; both report it as a usage error (exit 2, HTTP 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SinceError {
+    #[error("{text:?}: expected an RFC 3339 time or a duration such as 10m ({reason})")]
+    Unparsable { text: String, reason: String },
+    #[error("{text:?} is too far back")]
+    TooFarBack { text: String },
+}
+
+/// `since` as an absolute time: an RFC 3339 time, or a duration (`10m`, `2h 30m`)
+/// counted back from now.
+pub fn parse_since(text: &str) -> Result<DateTime<Utc>, SinceError> {
+    parse_since_at(text, Utc::now())
+}
+
+/// [`parse_since`] with the clock passed in.
+pub fn parse_since_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, SinceError> {
+    let text = text.trim();
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    let ago = humantime::parse_duration(text).map_err(|err| SinceError::Unparsable {
+        text: text.to_string(),
+        reason: err.to_string(),
+    })?;
+    let too_far = || SinceError::TooFarBack {
+        text: text.to_string(),
+    };
+    let ago = chrono::Duration::from_std(ago).map_err(|_| too_far())?;
+    now.checked_sub_signed(ago).ok_or_else(too_far)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,5 +417,26 @@ mod tests {
         let kept = select(entries, &query);
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].message, "d");
+    }
+
+    #[test]
+    fn since_takes_rfc3339_times_and_durations_back_from_now() {
+        let now = DateTime::parse_from_rfc3339("2026-11-29T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let at = parse_since_at("2026-11-29T11:00:00+01:00", now).unwrap();
+        assert_eq!(at.to_rfc3339(), "2026-11-29T10:00:00+00:00");
+        let ago = parse_since_at(" 10m ", now).unwrap();
+        assert_eq!(now - ago, chrono::Duration::minutes(10));
+        assert!(matches!(
+            parse_since_at("yesterday-ish", now),
+            Err(SinceError::Unparsable { text, .. }) if text == "yesterday-ish"
+        ));
+        assert_eq!(
+            parse_since_at("500000000y", now),
+            Err(SinceError::TooFarBack {
+                text: "500000000y".into()
+            })
+        );
     }
 }

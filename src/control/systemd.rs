@@ -23,7 +23,7 @@ use zbus_systemd::systemd1::ManagerProxy;
 
 use super::{
     Backend, BackendKind, ControlError, ControlOptions, ControlOutcome, JobResult, LogEntry,
-    LogQuery, ResourceLimits, ResourceUsage, ServiceStatus, logs,
+    LogQuery, Operation, ResourceLimits, ResourceUsage, ServiceStatus, logs,
 };
 use contimg_core::metrics::CpuSampler;
 use contimg_core::metrics::cgroup::CgroupRoot;
@@ -317,7 +317,11 @@ impl SystemdBackend {
     }
 
     /// Queues a job and waits for its `JobRemoved`.
-    async fn run_job(&self, verb: &str, timeout: Duration) -> Result<ControlOutcome, ControlError> {
+    async fn run_job(
+        &self,
+        operation: Operation,
+        timeout: Duration,
+    ) -> Result<ControlOutcome, ControlError> {
         self.ensure_subscribed().await?;
         // The stream must exist before the job is queued, or a fast job's signal is lost.
         let mut removed = self
@@ -327,13 +331,13 @@ impl SystemdBackend {
             .map_err(|err| self.map_err(err))?;
         let unit = self.unit.clone();
         let mode = "replace".to_string();
-        let job = match verb {
-            "start" => self.manager.start_unit(unit, mode).await,
-            "stop" => self.manager.stop_unit(unit, mode).await,
-            _ => self.manager.restart_unit(unit, mode).await,
+        let job = match operation {
+            Operation::Start => self.manager.start_unit(unit, mode).await,
+            Operation::Stop => self.manager.stop_unit(unit, mode).await,
+            Operation::Restart => self.manager.restart_unit(unit, mode).await,
         }
         .map_err(|err| self.map_err(err))?;
-        tracing::debug!(job = %job.as_str(), verb, unit = %self.unit, "queued systemd job");
+        tracing::debug!(job = %job.as_str(), %operation, unit = %self.unit, "queued systemd job");
 
         let wait = async {
             while let Some(signal) = removed.next().await {
@@ -362,16 +366,11 @@ impl SystemdBackend {
         let status = self.status().await.ok();
         let pid = status.as_ref().and_then(|s| s.pid);
         let success = result == JobResult::Done;
-        let past = match verb {
-            "start" => "started",
-            "stop" => "stopped",
-            _ => "restarted",
-        };
         let message = if success {
-            format!("{past} {}", self.unit)
+            format!("{} {}", operation.past_tense(), self.unit)
         } else if result_text == "timeout-waiting" {
             format!(
-                "{verb} of {} did not finish within {timeout:?} (the job keeps running)",
+                "{operation} of {} did not finish within {timeout:?} (the job keeps running)",
                 self.unit
             )
         } else {
@@ -380,7 +379,10 @@ impl SystemdBackend {
                 .and_then(|s| s.error.clone())
                 .map(|e| format!(": {e}"))
                 .unwrap_or_default();
-            format!("{verb} of {} ended with '{result_text}'{detail}", self.unit)
+            format!(
+                "{operation} of {} ended with '{result_text}'{detail}",
+                self.unit
+            )
         };
         let recent_logs = if success {
             Vec::new()
@@ -413,15 +415,15 @@ impl Backend for SystemdBackend {
     }
 
     async fn start(&self, timeout: Duration) -> Result<ControlOutcome, ControlError> {
-        self.run_job("start", timeout).await
+        self.run_job(Operation::Start, timeout).await
     }
 
     async fn stop(&self, timeout: Duration) -> Result<ControlOutcome, ControlError> {
-        self.run_job("stop", timeout).await
+        self.run_job(Operation::Stop, timeout).await
     }
 
     async fn restart(&self, timeout: Duration) -> Result<ControlOutcome, ControlError> {
-        self.run_job("restart", timeout).await
+        self.run_job(Operation::Restart, timeout).await
     }
 
     async fn status(&self) -> Result<ServiceStatus, ControlError> {
