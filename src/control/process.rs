@@ -209,7 +209,7 @@ impl ProcessBackend {
         };
         let json = serde_json::to_vec_pretty(&record)
             .map_err(|err| ControlError::Failed(err.to_string()))?;
-        contimg_core::config::atomic_write(&self.pid_file(), &json).map_err(|err| {
+        contimg_core::fsutil::atomic_write(&self.pid_file(), &json).map_err(|err| {
             ControlError::Failed(format!(
                 "cannot write the PID file {}: {err}",
                 self.pid_file().display()

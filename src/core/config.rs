@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -685,56 +684,10 @@ impl ConfigStore {
             errors,
         })?;
         let text = config.to_toml()?;
-        atomic_write(&self.path(), text.as_bytes())
+        let path = self.path();
+        crate::fsutil::atomic_write(&path, text.as_bytes())
+            .map_err(|source| ConfigError::Write { path, source })
     }
-}
-
-/// Creates `path` as a new, empty regular file of ours. Whatever is at that name is
-/// unlinked first (a crashed run's leftover; unlinking a planted symlink removes the
-/// link, never its target), and the create refuses to follow or reuse anything that
-/// appears there again, so a symlink planted at a temp name cannot redirect a write.
-pub fn create_fresh(path: &Path) -> std::io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let _ = fs::remove_file(path);
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-}
-
-/// Writes `bytes` to `path` so that readers and crashes see the old or the new
-/// content, never a mix.
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| Path::new("."));
-    let wrap = |source| ConfigError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    fs::create_dir_all(dir).map_err(wrap)?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut file = create_fresh(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        // Keep the existing file's permissions (e.g. 0640 set by packaging).
-        if let Ok(meta) = fs::metadata(path) {
-            fs::set_permissions(&tmp, meta.permissions())?;
-        }
-        fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(wrap)
 }
 
 fn parse_operator_value(raw: &str) -> Value {

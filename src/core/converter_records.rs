@@ -183,7 +183,7 @@ impl RunningConversion {
         let written = serde_json::to_vec(&record)
             .map_err(|err| err.to_string())
             .and_then(|json| {
-                crate::config::atomic_write(&path, &json).map_err(|err| err.to_string())
+                crate::fsutil::atomic_write(&path, &json).map_err(|err| err.to_string())
             });
         if let Err(err) = written {
             tracing::warn!(group_id = %group_id, "cannot record the converter's process group: {err}");

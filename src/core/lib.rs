@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod converter_records;
+pub mod fsutil;
 pub mod hash;
 pub mod logging;
 pub mod metrics;

@@ -15,8 +15,8 @@
 //!   the frequency chunk size is shrunk, if needed, so output chunks never
 //!   straddle subbands). Memory is about two blocks (≤ 2 × 32 MiB).
 
+use contimg_core::fsutil::{AtomicFile, Durability};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use hdf5::{Dataset, File, Group};
@@ -679,152 +679,57 @@ fn raw_to_uvh5(path: &Path, e: RawError) -> Uvh5Error {
     }
 }
 
-/// The output under construction: a hidden file next to the final name,
-/// removed on drop unless committed.
-///
-/// A symlink planted at the temporary or the final name never redirects the
-/// write: the temporary is created with `O_CREAT|O_EXCL|O_NOFOLLOW` (a name
-/// that exists, symlink or not, is an error), HDF5 then opens that very inode
-/// through `/proc/self/fd/N` (whatever the name points to by then), and the
-/// name is checked to still be that inode before it is renamed over the final
-/// name (rename replaces a symlink, it does not follow it).
-pub(crate) struct TempFile {
-    path: PathBuf,
-    file: std::fs::File,
-    committed: bool,
-}
+/// The output under construction (see `contimg_core::fsutil` for why a planted
+/// symlink never redirects the write), with errors naming the path.
+pub(crate) struct TempFile(AtomicFile);
 
 impl TempFile {
-    /// A fresh temporary for `output`: `.<name>.<pid>-<n>.partial` beside it.
+    /// A fresh temporary beside `output`.
     fn new(output: &Path) -> Result<Self, Uvh5Error> {
-        let file_name = output.file_name().ok_or_else(|| {
-            Uvh5Error::InvalidArgument(format!("output {} has no file name", output.display()))
-        })?;
-        let dir = match output.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        // pid + counter: concurrent merges (threads or processes) never share a temp file.
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let path = dir.join(format!(
-            ".{}.{}-{}.partial",
-            file_name.to_string_lossy(),
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        Self::at(path)
+        AtomicFile::beside(output)
+            .map(TempFile)
+            .map_err(|source| Uvh5Error::Output {
+                path: output.to_path_buf(),
+                source,
+            })
     }
 
-    /// A fresh temporary at exactly `path`. Whatever is at that name is
-    /// unlinked first (a leftover of a crashed run is garbage; unlinking a
-    /// planted symlink removes the link, never its target); if something
-    /// appears there again before the exclusive create, that is an error.
+    /// A fresh temporary at exactly `path`.
     pub(crate) fn at(path: PathBuf) -> Result<Self, Uvh5Error> {
-        use std::os::unix::fs::OpenOptionsExt;
-
-        let _ = std::fs::remove_file(&path);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|source| Uvh5Error::Output {
-                path: path.clone(),
-                source,
-            })?;
-        Ok(TempFile {
-            path,
-            file,
-            committed: false,
-        })
+        AtomicFile::at(path.clone())
+            .map(TempFile)
+            .map_err(|source| Uvh5Error::Output { path, source })
     }
 
     fn path(&self) -> &Path {
-        &self.path
+        self.0.temp_path()
     }
 
-    /// The name HDF5 opens: our descriptor's inode, not whatever the
-    /// temporary name points to by then. Checked to be that inode, so a
-    /// missing or fake /proc is an error rather than a write elsewhere.
+    /// The name HDF5 opens: our descriptor's inode, whatever the temporary name
+    /// points to by then.
     pub(crate) fn hdf5_path(&self) -> Result<PathBuf, Uvh5Error> {
-        use std::os::fd::AsRawFd;
-        let proc_path = PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()));
-        let same = std::fs::metadata(&proc_path)
-            .and_then(|via_proc| Ok(same_inode(&via_proc, &self.file.metadata()?)));
-        match same {
-            Ok(true) => Ok(proc_path),
-            Ok(false) => Err(self.output_error(std::io::Error::other(
-                "/proc/self/fd does not lead to the temporary file (is /proc mounted?)",
-            ))),
-            Err(e) => Err(self.output_error(e)),
-        }
-    }
-
-    fn output_error(&self, source: std::io::Error) -> Uvh5Error {
-        Uvh5Error::Output {
-            path: self.path.clone(),
+        self.0.proc_fd_path().map_err(|source| Uvh5Error::Output {
+            path: self.path().to_path_buf(),
             source,
-        }
+        })
     }
 
-    /// True when the temporary name still names our file (not a symlink or
-    /// another file put in its place).
-    fn name_is_ours(&self) -> std::io::Result<bool> {
-        let at_name = std::fs::symlink_metadata(&self.path)?;
-        Ok(at_name.file_type().is_file() && same_inode(&at_name, &self.file.metadata()?))
-    }
-
-    /// fsync the file, rename it over `output`, fsync the directory; returns
-    /// the size of the file.
+    /// fsync, rename over `output`, fsync the directory; returns the size.
     fn commit(self, output: &Path) -> Result<u64, Uvh5Error> {
-        self.rename_over(output, true)
+        self.rename_over(output, Durability::Durable)
     }
 
-    /// Renames the file over `output` once its name is checked to still be
-    /// ours (with `durable`, fsync of the file before and of the directory
-    /// after); returns the size of the file.
-    pub(crate) fn rename_over(mut self, output: &Path, durable: bool) -> Result<u64, Uvh5Error> {
-        let out_err = |source| Uvh5Error::Output {
-            path: output.to_path_buf(),
-            source,
-        };
-        if durable {
-            self.file.sync_all().map_err(out_err)?;
-        }
-        let size = self.file.metadata().map_err(out_err)?.len();
-        if !self.name_is_ours().map_err(|e| self.output_error(e))? {
-            return Err(self.output_error(std::io::Error::other(
-                "the temporary file was replaced while the merge wrote it",
-            )));
-        }
-        std::fs::rename(&self.path, output).map_err(out_err)?;
-        self.committed = true;
-        if !durable {
-            return Ok(size);
-        }
-        if let Some(dir) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
-            // Makes the rename durable; failure only risks losing the name on power loss.
-            if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
-                tracing::warn!(dir = %dir.display(), error = %e, "fsync of output directory failed");
-            }
-        }
-        Ok(size)
-    }
-}
-
-fn same_inode(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    a.dev() == b.dev() && a.ino() == b.ino()
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        // Only our own file: whatever else was put at the name is left alone.
-        if !self.committed && self.name_is_ours().unwrap_or(false) {
-            let _ = std::fs::remove_file(&self.path);
-        }
+    pub(crate) fn rename_over(
+        self,
+        output: &Path,
+        durability: Durability,
+    ) -> Result<u64, Uvh5Error> {
+        self.0
+            .commit(output, durability)
+            .map_err(|source| Uvh5Error::Output {
+                path: output.to_path_buf(),
+                source,
+            })
     }
 }
 

@@ -16,6 +16,7 @@ use hdf5::{File, Group, H5Type};
 
 use super::merge::TempFile;
 use super::{Uvh5Error, hdf5_error};
+use contimg_core::fsutil::Durability;
 
 /// DSA-110 sits at OVRO.
 const LATITUDE_DEG: f64 = 37.233_386;
@@ -263,7 +264,7 @@ pub fn run(args: &SimulateArgs) -> Result<SimulateReport, Uvh5Error> {
                 Some(kind) => write_corrupt(&target, &spec, kind, &mut rng),
             }
             .map_err(|e| e.about(&temp_path))?;
-            report.bytes_written += temp.rename_over(&final_path, false)?;
+            report.bytes_written += temp.rename_over(&final_path, Durability::RenameOnly)?;
             report.files_written += 1;
             if let Some(kind) = corruption {
                 tracing::info!(path = %final_path.display(), ?kind, "wrote deliberately corrupt subband");

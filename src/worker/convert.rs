@@ -22,8 +22,7 @@ use contimg_core::queue::Timings;
 
 /// How many trailing lines of a failed command's output go into the group's error.
 const ERROR_TAIL_LINES: usize = 8;
-/// Suffix of files being written; anything with it is half-written by definition.
-pub const PARTIAL_SUFFIX: &str = ".partial";
+pub use contimg_core::fsutil::PARTIAL_SUFFIX;
 
 /// Everything a converter needs to know about one group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -166,30 +165,10 @@ pub fn write_manifest(job: &ConvertJob) -> Result<ConvertOutput, String> {
     })
 }
 
-/// Writes `bytes` to `<path>.partial` (created fresh, so a symlink planted there is
-/// replaced, never written through), fsyncs and renames it into place.
+/// Writes a converter's output file atomically (see `contimg_core::fsutil`).
 pub fn write_output_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    let partial = partial_path(path);
-    let result = (|| -> std::io::Result<()> {
-        let mut file = contimg_core::config::create_fresh(&partial)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&partial, path)
-    })();
-    result.map_err(|err| {
-        let _ = std::fs::remove_file(&partial);
-        format!("cannot write {}: {err}", path.display())
-    })
-}
-
-/// `<dir>/.<name>.partial`: hidden, and recognisable as half-written.
-pub fn partial_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}{PARTIAL_SUFFIX}"))
+    contimg_core::fsutil::atomic_write(path, bytes)
+        .map_err(|err| format!("cannot write {}: {err}", path.display()))
 }
 
 /// Expands the placeholders of a command template. `{files}` standing alone becomes
@@ -433,29 +412,20 @@ async fn kill_group(pid: Option<u32>, child: &mut tokio::process::Child) {
 mod tests {
     use super::*;
 
-    /// A symlink planted at the temp name (or a crashed run's leftover) must be
-    /// replaced, not written through: output_dir is writable by others' tools.
+    /// output_dir is writable by others' tools: a symlink planted at the output
+    /// name is replaced, never written through (the temporaries are covered by
+    /// `contimg_core::fsutil`'s tests).
     #[test]
-    fn atomic_writes_never_follow_a_planted_temp_symlink() {
+    fn outputs_replace_a_planted_symlink_instead_of_following_it() {
         let dir = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
         let victim = outside.path().join("victim");
         std::fs::write(&victim, b"precious").unwrap();
-
         let output = dir.path().join("2025-10-13T13:28:03.json");
-        std::os::unix::fs::symlink(&victim, partial_path(&output)).unwrap();
+        std::os::unix::fs::symlink(&victim, &output).unwrap();
         write_output_atomically(&output, b"manifest").unwrap();
         assert_eq!(std::fs::read(&output).unwrap(), b"manifest");
         assert!(std::fs::symlink_metadata(&output).unwrap().is_file());
-
-        let record = dir.path().join("record.json");
-        let temp = dir
-            .path()
-            .join(format!(".record.json.tmp.{}", std::process::id()));
-        std::os::unix::fs::symlink(&victim, &temp).unwrap();
-        contimg_core::config::atomic_write(&record, b"record").unwrap();
-        assert_eq!(std::fs::read(&record).unwrap(), b"record");
-
         assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
     }
 
