@@ -14,13 +14,16 @@
 #              (packaging/build-deb.sh; units, polkit, sysusers, /etc/contimg), then
 #              applies the env file as drop-ins (50-deploy.conf) and the live config
 #   user       `systemctl --user` reaches a user manager: binaries and dashboard in
-#              CONTIMG_PREFIX, user units in the manager's config unit dir
+#              CONTIMG_PREFIX; the units under systemd/ copied unchanged into the
+#              manager's unit dir, the per-deploy values in drop-ins (50-deploy.conf)
 #   process    neither: contimg-api runs in the background (PID file in the state
 #              dir) and supervises the worker itself (the process backend)
-# Steps: validate the env file (every problem listed at once, exit 2) → build (cargo
-# build --release; npm ci && npm run build unless --mode streaming) → create the
-# directories (owned by the service user) → install → write the live config
-# (<state>/streaming.toml: env values over what is there) → start/stop per mode →
+# Steps: check the env file's syntax (every problem listed at once, exit 2) → build
+# (cargo build --release; npm ci && npm run build unless --mode streaming) → ask the
+# binary whether the values make a valid config (`contimg-stream check-config`, exit
+# 2 if not; deploy.sh judges no config value itself) → create the directories (owned
+# by the service user) → install → write the live config with `contimgctl config set`
+# (<state>/streaming.toml: the env file's values; other keys kept) → start/stop per mode →
 # --demo: simulated subband groups into the input dir (dashboard data within a
 # minute) → health checks with retries → summary. Running it again converges
 # (changed config → worker restarted; mode switch → worker started/stopped; backend
@@ -33,8 +36,8 @@
 # ${XDG_STATE_HOME:-~/.local/state}/contimg/{,incoming,ms}. Pass the same --env-file
 # to --uninstall.
 #
-# Exit codes: 0 deployed and healthy; 1 a step or health check failed; 2 usage or
-# invalid env file.
+# Exit codes: 0 deployed and healthy; 1 a step or health check failed; 2 usage, an
+# invalid env file, or values the binary rejects (its check-config verdict).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -63,7 +66,7 @@ while (($#)); do
         --no-build) build=false; shift ;;
         --uninstall) uninstall=true; shift ;;
         --purge) purge=true; shift ;;
-        -h|--help) sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '/^set -euo/q; 2,$p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "deploy.sh: unknown argument: $1" >&2; usage ;;
     esac
 done
@@ -140,7 +143,9 @@ if [[ -n $env_file ]]; then
     done
 fi
 
-# Defaults.
+# Defaults. Only the paths get one here (deploy.sh creates those directories and
+# opens them in the units); a config value the env file does not set is not written,
+# so whatever the live config has (e.g. from `contimgctl config set`) stays.
 if [[ $backend == system ]]; then
     default_state=/var/lib/contimg
 else
@@ -154,74 +159,48 @@ queue_db=${env[CONTIMG_QUEUE_DB]:-$state_dir/ingest.sqlite3}
 registry_db=${env[CONTIMG_REGISTRY_DB]:-$state_dir/cal_registry.sqlite3}
 api_host=${env[CONTIMG_API_HOST]:-127.0.0.1}
 api_port=${env[CONTIMG_API_PORT]:-8010}
-expected_subbands=${env[CONTIMG_EXPECTED_SUBBANDS]:-16}
-chunk=${env[CONTIMG_CHUNK_MINUTES]:-${env[CONTIMG_CHUNK_DURATION]:-5.0}}
-max_workers=${env[CONTIMG_MAX_WORKERS]:-4}
-log_level=${env[CONTIMG_LOG_LEVEL]:-INFO}
-monitor_interval=${env[CONTIMG_MONITOR_INTERVAL]:-60}
-poll_interval=${env[CONTIMG_POLL_INTERVAL]:-5}
 prefix=${env[CONTIMG_PREFIX]:-${XDG_DATA_HOME:-$HOME/.local/share}/contimg}
 
+# The config keys this deploy writes: env variable → streaming.toml key. Their values
+# are judged by the binary alone (contimg-stream check-config, config.rs).
+declare -A config_key=(
+    [CONTIMG_INPUT_DIR]=input_dir [CONTIMG_OUTPUT_DIR]=output_dir
+    [CONTIMG_SCRATCH_DIR]=scratch_dir [CONTIMG_QUEUE_DB]=queue_db
+    [CONTIMG_REGISTRY_DB]=registry_db [CONTIMG_EXPECTED_SUBBANDS]=expected_subbands
+    [CONTIMG_CHUNK_MINUTES]=chunk_duration [CONTIMG_CHUNK_DURATION]=chunk_duration
+    [CONTIMG_MAX_WORKERS]=max_workers [CONTIMG_LOG_LEVEL]=log_level
+    [CONTIMG_MONITOR_INTERVAL]=monitor_interval [CONTIMG_POLL_INTERVAL]=poll_interval)
+config_settings=(  # KEY=VALUE, for `contimgctl config set` and check-config's flags
+    "input_dir=$input_dir" "output_dir=$output_dir" "scratch_dir=$scratch_dir"
+    "queue_db=$queue_db" "registry_db=$registry_db")
+for key in CONTIMG_EXPECTED_SUBBANDS CONTIMG_CHUNK_MINUTES CONTIMG_CHUNK_DURATION \
+    CONTIMG_MAX_WORKERS CONTIMG_LOG_LEVEL CONTIMG_MONITOR_INTERVAL CONTIMG_POLL_INTERVAL; do
+    [[ -n ${env_line[$key]:-} ]] && config_settings+=("${config_key[$key]}=${env[$key]}")
+done
+
+# What remains for deploy.sh to check is the file's form and the settings no binary
+# reads from the config: paths it creates and writes into unit files (absolute), the
+# API address (a socket unit / --listen) and the prefix.
 at() { [[ -n ${env_line[$1]:-} ]] && printf 'line %s: ' "${env_line[$1]}"; return 0; }
-check_path() {  # KEY VALUE KIND(dir|file)
-    local key=$1 value=$2 kind=$3 probe
+for pair in "CONTIMG_STATE_DIR:$state_dir" "CONTIMG_INPUT_DIR:$input_dir" \
+    "CONTIMG_OUTPUT_DIR:$output_dir" "CONTIMG_SCRATCH_DIR:$scratch_dir" \
+    "CONTIMG_QUEUE_DB:$queue_db" "CONTIMG_REGISTRY_DB:$registry_db" "CONTIMG_PREFIX:$prefix"; do
+    key=${pair%%:*} value=${pair#*:}
+    # Defaults derive from the state dir (checked itself); a missing required key is
+    # reported once, above.
+    [[ -n ${env_line[$key]:-} || $key == CONTIMG_STATE_DIR || $key == CONTIMG_PREFIX ]] || continue
     if [[ $value != /* ]]; then
-        problem "$(at "$key")$key: must be an absolute path (got '$value')"; return
+        problem "$(at "$key")$key: must be an absolute path (got '$value')"
+    elif [[ $value =~ [[:space:]%] ]]; then
+        problem "$(at "$key")$key: a path in a unit file may not contain blanks or '%' (got '$value')"
     fi
-    if [[ $kind == dir && -e $value && ! -d $value ]]; then
-        problem "$(at "$key")$key: $value exists and is not a directory"; return
-    fi
-    if [[ $kind == file && -d $value ]]; then
-        problem "$(at "$key")$key: $value is a directory"; return
-    fi
-    probe=$value
-    [[ $kind == file ]] && probe=$(dirname "$value")
-    while [[ ! -e $probe ]]; do probe=$(dirname "$probe"); done
-    if [[ ! -d $probe ]]; then
-        problem "$(at "$key")$key: $probe is not a directory"
-    elif [[ $probe != "$value" && $probe != "$(dirname "$value")" && ! -w $probe ]]; then
-        problem "$(at "$key")$key: cannot create $value ($probe is not writable)"
-    fi
-}
-is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
-is_number() { [[ $1 =~ ^[0-9]+([.][0-9]+)?$ ]]; }
-n_errors=${#errors[@]}
-check_path CONTIMG_STATE_DIR "$state_dir" dir
-state_ok=true; ((${#errors[@]} == n_errors)) || state_ok=false
-# Paths derived from a broken (or missing) setting would only repeat its problem.
-check_derived() {  # KEY VALUE KIND
-    if [[ -n ${env_line[$1]:-} ]]; then check_path "$@"
-    elif $state_ok && [[ -z $env_file || ($1 != CONTIMG_INPUT_DIR && $1 != CONTIMG_OUTPUT_DIR) ]]; then check_path "$@"
-    fi
-}
-check_derived CONTIMG_INPUT_DIR "$input_dir" dir
-check_derived CONTIMG_OUTPUT_DIR "$output_dir" dir
-check_derived CONTIMG_SCRATCH_DIR "$scratch_dir" dir
-check_derived CONTIMG_QUEUE_DB "$queue_db" file
-check_derived CONTIMG_REGISTRY_DB "$registry_db" file
-check_path CONTIMG_PREFIX "$prefix" dir
-if ! is_uint "$api_port" || ((10#$api_port < 1 || 10#$api_port > 65535)); then
+done
+if ! [[ $api_port =~ ^[0-9]+$ ]] || ((10#$api_port < 1 || 10#$api_port > 65535)); then
     problem "$(at CONTIMG_API_PORT)CONTIMG_API_PORT: must be a port number 1-65535 (got '$api_port')"
 fi
 if ! [[ $api_host =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ || $api_host =~ ^[0-9A-Fa-f:]+$ ]]; then
     problem "$(at CONTIMG_API_HOST)CONTIMG_API_HOST: must be an IP address (got '$api_host')"
 fi
-if ! is_uint "$expected_subbands" || ((10#$expected_subbands < 1 || 10#$expected_subbands > 64)); then
-    problem "$(at CONTIMG_EXPECTED_SUBBANDS)CONTIMG_EXPECTED_SUBBANDS: must be an integer 1-64 (got '$expected_subbands')"
-fi
-if ! is_uint "$max_workers" || ((10#$max_workers < 1)); then
-    problem "$(at CONTIMG_MAX_WORKERS)CONTIMG_MAX_WORKERS: must be an integer >= 1 (got '$max_workers')"
-fi
-for pair in "CONTIMG_CHUNK_MINUTES:$chunk" "CONTIMG_MONITOR_INTERVAL:$monitor_interval" "CONTIMG_POLL_INTERVAL:$poll_interval"; do
-    key=${pair%%:*} value=${pair#*:}
-    if ! is_number "$value" || [[ $value =~ ^0+([.]0*)?$ ]]; then
-        [[ $key == CONTIMG_CHUNK_MINUTES && -n ${env[CONTIMG_CHUNK_DURATION]:-} ]] && key=CONTIMG_CHUNK_DURATION
-        problem "$(at "$key")$key: must be a number > 0 (got '$value')"
-    fi
-done
-case $log_level in DEBUG|INFO|WARNING|ERROR|CRITICAL) ;;
-    *) problem "$(at CONTIMG_LOG_LEVEL)CONTIMG_LOG_LEVEL: must be DEBUG, INFO, WARNING, ERROR or CRITICAL (got '$log_level')" ;;
-esac
 if [[ -n ${env[CONTIMG_CHUNK_MINUTES]:-} && -n ${env[CONTIMG_CHUNK_DURATION]:-} ]]; then
     problem "CONTIMG_CHUNK_MINUTES and CONTIMG_CHUNK_DURATION: set only one"
 fi
@@ -239,7 +218,8 @@ fi
 
 # ---------------------------------------------------------------- shared helpers
 api_url="http://$api_host:$api_port"
-[[ $api_host == *:* ]] && api_url="http://[$api_host]:$api_port"
+listen_stream=$api_host:$api_port     # ListenStream= of contimg-api.socket
+if [[ $api_host == *:* ]]; then api_url="http://[$api_host]:$api_port" listen_stream="[$api_host]:$api_port"; fi
 record=$state_dir/deploy.env          # what this script installed (for --uninstall)
 token_file=$state_dir/api.token
 run_dir=$state_dir/run
@@ -269,57 +249,74 @@ ensure_token() {  # ensure_token OWNER_GROUP
     chmod 0640 "$token_file"
 }
 
-# Writes <state>/streaming.toml: the env values over the existing file (other keys
-# and tables kept), then validates it with the worker. Prints "changed" if it changed.
-write_config() {
-    local file=$state_dir/streaming.toml tmp
-    tmp=$(mktemp "$state_dir/.streaming.toml.deploy.XXXXXX")
-    python3 - "$file" "$tmp" <<PY
-import re, sys, os
-src, dst = sys.argv[1], sys.argv[2]
-values = {
-    "input_dir": '"$input_dir"', "output_dir": '"$output_dir"', "scratch_dir": '"$scratch_dir"',
-    "queue_db": '"$queue_db"', "registry_db": '"$registry_db"',
-    "expected_subbands": "$expected_subbands", "chunk_duration": "$chunk",
-    "max_workers": "$max_workers", "log_level": '"$log_level"',
-    "monitor_interval": "$monitor_interval", "poll_interval": "$poll_interval",
+# The binary's verdict on the env file's values over the live config (as it is, or
+# the defaults): `contimg-stream check-config` with them as flags. Nothing is written.
+# Exit 2 (invalid) is passed through as deploy.sh's own exit 2.
+check_config() {
+    local bin=$repo/target/release/contimg-stream flags=() setting name out rc=0
+    [[ -x $bin ]] || die "target/release/contimg-stream missing (run without --no-build)"
+    for setting in "${config_settings[@]}"; do
+        name=${setting%%=*}
+        flags+=("--${name//_/-}=${setting#*=}")
+    done
+    out=$("$bin" --state-dir "$state_dir" "${flags[@]}" check-config 2>&1 >/dev/null) || rc=$?
+    ((rc == 0)) && return 0
+    reject_config "contimg-stream check-config" "$rc" "$out"
 }
-lines = open(src).read().splitlines() if os.path.exists(src) else [
-    "# contimg streaming service configuration (written by ops/deploy.sh from its env file;",
-    "# other keys may be edited with \`contimgctl config set\` and are kept on redeploy).", ""]
-out, seen, in_table = [], set(), False
-for line in lines:
-    if re.match(r"\s*\[", line):
-        if not in_table:
-            out += [f"{k} = {v}" for k, v in values.items() if k not in seen]
-            seen.update(values)
-        in_table = True
-    m = re.match(r"\s*([A-Za-z_]+)\s*=", line)
-    if not in_table and m and m.group(1) in values:
-        out.append(f"{m.group(1)} = {values[m.group(1)]}")
-        seen.add(m.group(1))
-        continue
-    out.append(line)
-if not in_table:
-    out += [f"{k} = {v}" for k, v in values.items() if k not in seen]
-open(dst, "w").write("\n".join(out) + "\n")
-PY
-    local check=("$bin_dir/contimg-stream" --config "$tmp" --state-dir "$state_dir" check-config)
-    if [[ -n ${service_user:-} ]]; then
-        chown "$service_user:$service_user" "$tmp"
-        check=(runuser -u "$service_user" -- "${check[@]}")
-    fi
-    if ! "${check[@]}" >/dev/null 2>"$tmp.err"; then
-        cat "$tmp.err" >&2; rm -f "$tmp" "$tmp.err"
-        die "the resulting configuration is invalid (see above)"
-    fi
-    rm -f "$tmp.err"
-    if [[ -f $file ]] && cmp -s "$tmp" "$file"; then
-        rm -f "$tmp"; return 0
-    fi
-    chmod 0640 "$tmp"
-    mv -f "$tmp" "$file"
-    echo changed
+
+# Reports the binary's rejection (exit 2 → deploy.sh exits 2; anything else is a failed
+# step, exit 1), naming the env lines behind the config keys it mentions.
+reject_config() {  # reject_config WHO RC OUTPUT
+    local key lines=()
+    for key in "${!config_key[@]}"; do
+        [[ -n ${env_line[$key]:-} ]] && lines+=("${env_line[$key]} ${config_key[$key]} ← $key (line ${env_line[$key]})")
+    done
+    {
+        printf '%s\n' "$3"
+        if (($2 == 2)); then
+            echo "deploy.sh: $1 rejects the configuration${env_file:+ made from $env_file} (exit 2)."
+            if ((${#lines[@]})); then
+                echo "  config keys from the env file:"
+                printf '%s\n' "${lines[@]}" | sort -n | cut -d' ' -f2- | sed 's/^/    /'
+            fi
+        fi
+    } >&2
+    (($2 == 2)) && exit 2
+    die "$1 failed (exit $2)"
+}
+
+# Writes the env file's values into <state>/streaming.toml with `contimgctl config set`
+# (it validates, keeps every other key and table, and creates the file if missing).
+# Sets config_changed=true if the file's bytes changed.
+apply_config() {  # apply_config CONTIMGCTL_BACKEND_ARGS…
+    local file=$state_dir/streaming.toml before="" after="" out rc=0
+    local ctl=("$bin_dir/contimgctl" "$@" --state-dir "$state_dir" config set "${config_settings[@]}" --no-restart)
+    [[ -n ${service_user:-} ]] && ctl=(runuser -u "$service_user" -- "${ctl[@]}")
+    [[ -f $file ]] && before=$(sha256sum "$file")
+    out=$("${ctl[@]}" 2>&1) || rc=$?
+    ((rc == 0)) || reject_config "contimgctl config set" "$rc" "$out"
+    [[ -f $file ]] && after=$(sha256sum "$file")
+    config_changed=false
+    if [[ $before != "$after" ]]; then config_changed=true; fi
+}
+
+# One value of the live config (what the worker runs with).
+config_value() {  # config_value KEY
+    "$bin_dir/contimgctl" --state-dir "$state_dir" --json config show |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
+}
+
+# Installs FILE (content on stdin) unless it already has that content. True if it changed.
+put_file() {  # put_file FILE MODE < CONTENT
+    local dir new
+    dir=$(dirname "$1")
+    mkdir -p "$dir"
+    # A dot name with a random suffix: neither a unit nor a *.conf drop-in meanwhile.
+    new=$(mktemp "$dir/.$(basename "$1").XXXXXX")
+    cat > "$new"
+    if [[ -f $1 ]] && cmp -s "$new" "$1"; then rm -f "$new"; return 1; fi
+    chmod "$2" "$new"
+    mv -f "$new" "$1"
 }
 
 make_dirs() {  # make_dirs OWNER — state/input/output/scratch, logs, run
@@ -433,7 +430,7 @@ deploy_process() {
     install_files
     make_dirs ""
     ensure_token ""
-    local changed; changed=$(write_config)
+    apply_config --backend process
     local dash_args=()
     $want_dashboard && dash_args=(--dashboard-dir "$prefix/dashboard")
     # The API is (re)started so that it runs the binaries just installed.
@@ -449,7 +446,7 @@ deploy_process() {
     retry 50 0.2 api_healthy || { tail -n 20 "$log_dir/contimg-api.log" >&2; die "contimg-api did not answer on $api_url"; }
     if $want_worker; then
         if api_running; then
-            if [[ -n $changed ]]; then log "config changed: restarting the worker"; api_post /api/streaming/restart >/dev/null; fi
+            if $config_changed; then log "config changed: restarting the worker"; api_post /api/streaming/restart >/dev/null; fi
         else
             log "starting the worker through the API (it supervises it)"
             api_post /api/streaming/start >/dev/null
@@ -461,55 +458,78 @@ deploy_process() {
 }
 
 # ---------------------------------------------------------------- user backend
-user_units() {  # writes contimg-stream.service and contimg-api.service into $unit_dir
+# The units under systemd/ are installed unchanged; what differs per deploy is in
+# drop-ins (<unit>.d/50-deploy.conf). A user manager runs every service as its own
+# user, so the system units' service user, supplementary groups and state directory
+# are reset (empty assignments reset these in a drop-in). Two lines of the shipped
+# units cannot be reset that way and are harmless here: OnFailure= (a dependency; the
+# manager logs "Failed to enqueue OnFailure= job, ignoring: … not found": the alert
+# handler is a system unit; the API raises service_down itself) and After= on
+# system targets (ordering only). The system sandbox drop-in of the worker
+# (systemd/contimg-stream.service.d/10-sandbox.conf, with its /usr/libexec seeding
+# step) is not installed; the API's inline sandbox stays, minus what would hide or
+# freeze the user's own dirs (state, prefix, data in $HOME or /tmp).
+user_units() {  # sets stream_unit_changed, socket_unit_changed
     local dash="" stream_log=$log_dir/contimg-stream.log api_log=$log_dir/contimg-api.log
     $want_dashboard && dash=" --dashboard-dir $prefix/dashboard"
-    # The shipped unit, adapted: no User=/StateDirectory=/OnFailure= (a user manager
-    # runs everything as its user), our paths, output appended to log files (a user
-    # manager may have no journald; `contimgctl logs` reads the file).
-    sed -e '/^User=/d' -e '/^Group=/d' -e '/^StateDirectory/d' -e '/^OnFailure=/d' \
-        -e '/^After=/d' -e '/^Documentation=/d' \
-        -e "s|^ExecStart=.*|ExecStart=$bin_dir/contimg-stream --state-dir $state_dir|" \
-        -e "s|^Environment=CONTIMG_STATE_DIR=.*|Environment=CONTIMG_STATE_DIR=$state_dir\\nStandardOutput=append:$stream_log\\nStandardError=append:$stream_log|" \
-        -e 's|^WantedBy=.*|WantedBy=default.target|' \
-        "$repo/systemd/contimg-stream.service" > "$unit_dir/contimg-stream.service.new"
-    cat > "$unit_dir/contimg-api.service.new" <<EOF
-# contimg-api in a user manager (written by ops/deploy.sh).
-[Unit]
-Description=contimg API daemon and dashboard
-
+    stream_unit_changed=false socket_unit_changed=false
+    put_file "$unit_dir/contimg-stream.service" 0644 < "$repo/systemd/contimg-stream.service" &&
+        stream_unit_changed=true
+    put_file "$unit_dir/contimg-stream.service.d/50-deploy.conf" 0644 <<EOF && stream_unit_changed=true
+# written by ops/deploy.sh (user backend): this deploy's values over contimg-stream.service
 [Service]
-Type=notify
-NotifyAccess=main
+ExecStart=
+ExecStart=$bin_dir/contimg-stream --state-dir $state_dir
+Environment=CONTIMG_STATE_DIR=$state_dir
+User=
+Group=
+StateDirectory=
+# A user manager may have no journald: \`contimgctl logs\` reads this file.
+StandardOutput=append:$stream_log
+StandardError=append:$stream_log
+EOF
+    # (The API is restarted by every deploy: whether its unit changed does not matter.)
+    put_file "$unit_dir/contimg-api.service" 0644 < "$repo/systemd/contimg-api.service" || true
+    put_file "$unit_dir/contimg-api.service.d/50-deploy.conf" 0644 <<EOF || true
+# written by ops/deploy.sh (user backend, mode $mode): this deploy's values over contimg-api.service
+[Service]
+ExecStart=
+ExecStart=$bin_dir/contimg-api --state-dir $state_dir --backend systemd --user --token-file $token_file$dash
 WorkingDirectory=$state_dir
-ExecStart=$bin_dir/contimg-api --state-dir $state_dir --listen $api_host:$api_port --backend systemd --user --token-file $token_file$dash
 Environment=CONTIMG_LOG_FILE=$stream_log
+User=
+Group=
+SupplementaryGroups=
+StateDirectory=
+ProtectSystem=no
+ProtectHome=no
+PrivateTmp=no
+# A user manager failed to build their mount namespace ("/proc/kallsyms: No such
+# file or directory", 226/NAMESPACE; ops/testenv/user-manager.sh on this kernel).
+ProtectKernelTunables=no
+ProtectKernelLogs=no
 StandardOutput=append:$api_log
 StandardError=append:$api_log
-Restart=on-failure
-RestartSec=2s
-
-[Install]
-WantedBy=default.target
 EOF
-    local u changed=""
-    for u in contimg-stream.service contimg-api.service; do
-        if [[ -f $unit_dir/$u ]] && cmp -s "$unit_dir/$u.new" "$unit_dir/$u"; then
-            rm -f "$unit_dir/$u.new"
-        else
-            mv -f "$unit_dir/$u.new" "$unit_dir/$u"; changed=yes
-        fi
-    done
-    echo "$changed"
+    put_file "$unit_dir/contimg-api.socket" 0644 < "$repo/systemd/contimg-api.socket" &&
+        socket_unit_changed=true
+    put_file "$unit_dir/contimg-api.socket.d/50-deploy.conf" 0644 <<EOF && socket_unit_changed=true
+# written by ops/deploy.sh (user backend): the env file's API address
+[Socket]
+ListenStream=
+ListenStream=$listen_stream
+EOF
+    return 0
 }
 
 # Enablement = the [Install] symlink, made here: `systemctl --user enable` resolves
-# unit files with the *caller's* XDG dirs, which need not be the manager's.
-user_enable() {
-    mkdir -p "$unit_dir/default.target.wants"
-    ln -sfn "../$1" "$unit_dir/default.target.wants/$1"
+# unit files with the *caller's* XDG dirs, which need not be the manager's. (The
+# shipped units say WantedBy=multi-user.target, a system target.)
+user_enable() {  # user_enable UNIT TARGET
+    mkdir -p "$unit_dir/$2.wants"
+    ln -sfn "../$1" "$unit_dir/$2.wants/$1"
 }
-user_disable() { rm -f "$unit_dir/default.target.wants/$1"; }
+user_disable() { rm -f "$unit_dir/$2.wants/$1"; }
 
 deploy_user() {
     bin_dir=$prefix/bin
@@ -518,22 +538,30 @@ deploy_user() {
     install_files
     make_dirs ""
     ensure_token ""
-    local changed units_changed
-    changed=$(write_config)
-    units_changed=$(user_units)
+    user_units
     systemctl --user daemon-reload
     log "user manager: units in $unit_dir"
-    user_enable contimg-api.service
+    apply_config --backend systemd --user
+    user_enable contimg-api.socket sockets.target
+    user_enable contimg-api.service default.target
+    if $socket_unit_changed; then
+        # Another address: the API lets go of the old socket before it is re-bound.
+        systemctl --user stop contimg-api.service
+        systemctl --user restart contimg-api.socket
+    else
+        systemctl --user start contimg-api.socket
+    fi
+    # Restarted in any case, so that it runs the binaries just installed.
     systemctl --user restart contimg-api.service
     if $want_worker; then
-        user_enable contimg-stream.service
-        if [[ -n $changed || -n $units_changed ]]; then
+        user_enable contimg-stream.service default.target
+        if $config_changed || $stream_unit_changed; then
             systemctl --user restart contimg-stream.service
         else
             systemctl --user start contimg-stream.service
         fi
     else
-        user_disable contimg-stream.service
+        user_disable contimg-stream.service default.target
         systemctl --user stop contimg-stream.service
     fi
 }
@@ -563,48 +591,44 @@ deploy_system() {
     bin_dir=/usr/bin
     make_dirs contimg
     ensure_token contimg
-    # Drop-ins carrying the env file: listen address, extra writable dirs, mode.
-    local rw="" d
+    # The package installs the units under systemd/ unchanged; this deploy's values go
+    # into drop-ins: extra writable dirs, listen address, mode.
+    local rw="" d dropins=/etc/systemd/system api_extra=""
     for d in "$input_dir" "$output_dir" "$scratch_dir" "$(dirname "$queue_db")" "$(dirname "$registry_db")"; do
         [[ $d == /var/lib/contimg* ]] || rw="$rw $d"
     done
-    write_dropin() {  # UNIT CONTENT — prints "changed" when the file changed
-        local dir=/etc/systemd/system/$1.d new
-        mkdir -p "$dir"
-        new=$(mktemp "$dir/.50-deploy.XXXXXX")
-        printf '%s\n' "$2" > "$new"
-        if [[ -f $dir/50-deploy.conf ]] && cmp -s "$new" "$dir/50-deploy.conf"; then
-            rm -f "$new"
-        else
-            chmod 0644 "$new"; mv -f "$new" "$dir/50-deploy.conf"; echo changed
-        fi
-    }
-    local stream_changed socket_changed api_changed api_extra=""
+    local stream_changed=false socket_changed=false api_changed=false
     # (An empty ReadWritePaths= would reset the sandbox's list: only with paths.)
-    stream_changed=$(write_dropin contimg-stream.service "# written by ops/deploy.sh
+    put_file "$dropins/contimg-stream.service.d/50-deploy.conf" 0644 <<EOF && stream_changed=true
+# written by ops/deploy.sh (system backend): this deploy's values over contimg-stream.service
 [Service]
-${rw:+ReadWritePaths=${rw# }}")
-    socket_changed=$(write_dropin contimg-api.socket "# written by ops/deploy.sh
+${rw:+ReadWritePaths=${rw# }}
+EOF
+    put_file "$dropins/contimg-api.socket.d/50-deploy.conf" 0644 <<EOF && socket_changed=true
+# written by ops/deploy.sh (system backend): the env file's API address
 [Socket]
 ListenStream=
-ListenStream=$api_host:$api_port")
+ListenStream=$listen_stream
+EOF
     # Mode streaming: no dashboard (the package ships it; the API must not see it).
     $want_dashboard || api_extra="InaccessiblePaths=/usr/share/contimg/dashboard"
-    api_changed=$(write_dropin contimg-api.service "# written by ops/deploy.sh (mode $mode)
+    put_file "$dropins/contimg-api.service.d/50-deploy.conf" 0644 <<EOF && api_changed=true
+# written by ops/deploy.sh (system backend, mode $mode)
 [Service]
-$api_extra")
+$api_extra
+EOF
     systemctl daemon-reload
-    local changed; changed=$(write_config)
+    apply_config --backend systemd
     systemctl enable contimg-api.socket contimg-api.service >/dev/null 2>&1
-    if [[ -n $socket_changed ]]; then
+    if $socket_changed; then
         systemctl stop contimg-api.service
         systemctl restart contimg-api.socket
     fi
-    if [[ -n $socket_changed || -n $api_changed ]]; then systemctl restart contimg-api.service
+    if $socket_changed || $api_changed; then systemctl restart contimg-api.service
     else systemctl start contimg-api.service; fi
     if $want_worker; then
         systemctl enable contimg-stream.service >/dev/null 2>&1
-        if [[ -n $changed || -n $stream_changed ]]; then systemctl restart contimg-stream.service
+        if $config_changed || $stream_changed; then systemctl restart contimg-stream.service
         else systemctl start contimg-stream.service; fi
     else
         systemctl disable contimg-stream.service >/dev/null 2>&1 || true
@@ -632,15 +656,18 @@ uninstall_backend() {  # uninstall_backend BACKEND PREFIX UNIT_DIR
             remove_files "$pfx"
             ;;
         user)
-            systemctl --user stop contimg-stream.service contimg-api.service >/dev/null 2>&1 || true
+            local u units=(contimg-stream.service contimg-api.service contimg-api.socket)
+            systemctl --user stop "${units[@]}" >/dev/null 2>&1 || true
             if [[ -n $udir ]]; then
-                rm -f "$udir/contimg-stream.service" "$udir/contimg-api.service" \
-                    "$udir/default.target.wants/contimg-stream.service" \
-                    "$udir/default.target.wants/contimg-api.service"
-                rmdir "$udir/default.target.wants" 2>/dev/null || true
+                for u in "${units[@]}"; do
+                    rm -f "$udir/$u" "$udir/$u.d/50-deploy.conf" \
+                        "$udir/default.target.wants/$u" "$udir/sockets.target.wants/$u"
+                    rmdir "$udir/$u.d" 2>/dev/null || true
+                done
+                rmdir "$udir/default.target.wants" "$udir/sockets.target.wants" 2>/dev/null || true
             fi
             systemctl --user daemon-reload 2>/dev/null || true
-            systemctl --user reset-failed contimg-stream.service contimg-api.service >/dev/null 2>&1 || true
+            systemctl --user reset-failed "${units[@]}" >/dev/null 2>&1 || true
             remove_files "$pfx"
             ;;
         system)
@@ -677,6 +704,7 @@ fi
 # ---------------------------------------------------------------- deploy
 log "deploying: mode $mode, backend $backend, state $state_dir, API $api_url"
 build_all
+check_config
 mkdir -p "$state_dir"
 read_record
 if [[ -n $prev_backend && $prev_backend != "$backend" ]]; then
@@ -698,7 +726,7 @@ if $demo; then
         warn "demo: manual mode does not run the worker; the groups wait in $input_dir until it starts"
     fi
     sim=("$bin_dir/contimgctl" simulate --input-dir "$input_dir" --profile small --groups 6
-         --interval 10 --subbands "$expected_subbands")
+         --interval 10 --subbands "$(config_value expected_subbands)")
     [[ ${service_user:-} ]] && sim=(runuser -u "$service_user" -- "${sim[@]}")
     setsid "${sim[@]}" </dev/null >>"$log_dir/demo.log" 2>&1 &
     echo $! > "$run_dir/demo.pid"

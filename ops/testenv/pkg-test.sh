@@ -12,7 +12,8 @@
 #                `dpkg --purge` leaves no process, unit or state behind
 #   deploy-system  ops/deploy.sh --backend system inside a second container (the .deb
 #                from the deb section), a converging second run, --uninstall --purge
-#   badenv       ops/deploy.sh with a bad env file: exit 2, every problem listed
+#   badenv       ops/deploy.sh with a bad env file: exit 2, every problem of its form
+#                listed; its values judged by the binary (deploy.sh's exit = check-config's)
 #   process      ops/deploy.sh in process mode on this machine (--demo: a group is
 #                converted), converging rerun, manual mode stops the worker, uninstall
 #   user         ops/deploy.sh in a real systemd user manager (ops/testenv/user-manager.sh)
@@ -82,34 +83,106 @@ deploy_build_flag=(); [[ -n $no_build ]] && deploy_build_flag=(--no-build)
 
 # ------------------------------------------------------------------ badenv
 test_badenv() {
-    section "deploy.sh rejects a bad env file, listing every problem"
-    cat > "$tmp/bad.env" <<'EOF'
+    section "deploy.sh rejects a bad env file: its form itself, its values by the binary's verdict"
+    local d=$tmp/badenv
+    mkdir -p "$d"
+    # The form: deploy.sh lists every problem at once.
+    cat > "$d/form.env" <<EOF
 CONTIMG_INPUT_DIR=relative/incoming
-CONTIMG_STATE_DIR=/etc/passwd
+CONTIMG_STATE_DIR=$d/state
 CONTIMG_API_PORT=70000
-CONTIMG_MAX_WORKERS=none
-CONTIMG_LOG_LEVEL=LOUD
-CONTIMG_CHUNK_MINUTES=0
+CONTIMG_MAX_WORKERS=2
 CONTIMG_QUEUE_DB=queue.sqlite3
 CONTIMG_TYPO=1
 not a line
+CONTIMG_MAX_WORKERS=3
+CONTIMG_PREFIX=$d/prefix
 EOF
-    local out rc=0
-    out=$("$repo/ops/deploy.sh" --backend process --env-file "$tmp/bad.env" --no-build 2>&1) || rc=$?
+    local out rc=0 expect
+    out=$("$repo/ops/deploy.sh" --backend process --env-file "$d/form.env" --no-build 2>&1) || rc=$?
     check "bad env file: exit code 2 (got $rc)" test "$rc" = 2
-    local expect
     for expect in "CONTIMG_INPUT_DIR: must be an absolute path" "CONTIMG_OUTPUT_DIR: missing" \
-        "CONTIMG_STATE_DIR: /etc/passwd exists and is not a directory" "CONTIMG_API_PORT: must be a port" \
-        "CONTIMG_MAX_WORKERS: must be an integer" "CONTIMG_LOG_LEVEL: must be" \
-        "CONTIMG_CHUNK_MINUTES: must be a number" "CONTIMG_QUEUE_DB: must be an absolute path" \
-        "CONTIMG_TYPO: unknown variable" "line 9: not KEY=VALUE"; do
+        "CONTIMG_API_PORT: must be a port" "CONTIMG_QUEUE_DB: must be an absolute path" \
+        "CONTIMG_TYPO: unknown variable" "line 7: not KEY=VALUE" \
+        "line 8: CONTIMG_MAX_WORKERS: set twice (also line 4)"; do
         check "bad env file: reports '$expect'" grep -qF "$expect" <<<"$out"
     done
-    check "bad env file: reports them all at once (10 problems)" grep -qF "(10 problems)" <<<"$out"
-    check "bad env file: nothing was installed" test ! -e "$tmp/state"
+    check "bad env file: reports them all at once (7 problems)" grep -qF "(7 problems)" <<<"$out"
+    check "bad env file: nothing was installed" test ! -e "$d/state" -a ! -e "$d/prefix"
+    # Values: the binary's verdict (every range problem at once), with the env lines named.
+    local base="CONTIMG_INPUT_DIR=$d/in
+CONTIMG_OUTPUT_DIR=$d/out
+CONTIMG_PREFIX=$d/prefix"
+    printf '%s\n' "$base" "CONTIMG_STATE_DIR=$d/state" CONTIMG_LOG_LEVEL=LOUD CONTIMG_CHUNK_MINUTES=0 \
+        CONTIMG_EXPECTED_SUBBANDS=0 > "$d/values.env"
+    rc=0; out=$("$repo/ops/deploy.sh" --backend process --env-file "$d/values.env" --no-build 2>&1) || rc=$?
+    check "bad values: exit code 2 (got $rc)" test "$rc" = 2
+    for expect in "log_level: must be one of" "chunk_duration: must be between" \
+        "expected_subbands: must be between" "chunk_duration ← CONTIMG_CHUNK_MINUTES (line 6)"; do
+        check "bad values: reports '$expect'" grep -qF "$expect" <<<"$out"
+    done
+    rc=0; out=$(printf '%s\n' "$base" "CONTIMG_STATE_DIR=$d/state" CONTIMG_MAX_WORKERS=none > "$d/type.env"
+        "$repo/ops/deploy.sh" --backend process --env-file "$d/type.env" --no-build 2>&1) || rc=$?
+    check "a value of the wrong type: exit code 2 (got $rc)" test "$rc" = 2
+    check "a value of the wrong type: named" grep -qF "max_workers ← CONTIMG_MAX_WORKERS (line 5)" <<<"$out"
+    rc=0; out=$(printf '%s\n' "$base" "CONTIMG_STATE_DIR=/etc/passwd" > "$d/state.env"
+        "$repo/ops/deploy.sh" --backend process --env-file "$d/state.env" --no-build 2>&1) || rc=$?
+    check "a state dir that is a file: exit code 2 (got $rc)" test "$rc" = 2
+    check "a state dir that is a file: reported" grep -qF "/etc/passwd/streaming.toml" <<<"$out"
+    check "bad values: nothing was installed" test ! -e "$d/state" -a ! -e "$d/prefix" -a ! -e "$d/in"
+    test_verdicts
+}
+
+# deploy.sh's verdict on a value is the binary's: it does not judge values itself.
+binary_verdict() {  # binary_verdict DIR TOML_LINE — prints contimg-stream check-config's exit code
+    local dir=$1/verdict rc=0
+    mkdir -p "$dir"
+    printf '%s\n' "input_dir = \"$1/data/incoming\"" "output_dir = \"$1/data/ms\"" \
+        "scratch_dir = \"$1/state/scratch\"" "queue_db = \"$1/state/ingest.sqlite3\"" \
+        "registry_db = \"$1/state/cal_registry.sqlite3\"" "$2" > "$dir/streaming.toml"
+    "$repo/target/release/contimg-stream" --config "$dir/streaming.toml" --state-dir "$dir" \
+        check-config >/dev/null 2>&1 || rc=$?
+    rm -rf "$dir"
+    echo "$rc"
+}
+test_verdicts() {
+    local case env_line toml_line key d env verdict rc i=0
+    # Values where the old deploy.sh disagreed with config.rs: 80 subbands (deploy.sh
+    # allowed 1-64, config.rs 1-99), lower-case log levels (config.rs accepts any case),
+    # 100 workers (deploy.sh had no upper bound; config.rs 1-64), and one both reject.
+    for case in "CONTIMG_EXPECTED_SUBBANDS=80|expected_subbands = 80" \
+        "CONTIMG_LOG_LEVEL=debug|log_level = \"debug\"" \
+        "CONTIMG_MAX_WORKERS=100|max_workers = 100" \
+        "CONTIMG_EXPECTED_SUBBANDS=100|expected_subbands = 100"; do
+        env_line=${case%%|*} toml_line=${case#*|} key=${env_line%%=*}
+        i=$((i + 1)); d=$tmp/verdict$i; mkdir -p "$d"; env=$d/contimg.env
+        write_env "$env" "$(free_port)"
+        sed -i "/^$key=/d" "$env"; echo "$env_line" >> "$env"
+        verdict=$(binary_verdict "$d" "$toml_line")
+        deploy_envs+=("$env")
+        rc=0
+        "$repo/ops/deploy.sh" --backend process --mode streaming --env-file "$env" --no-build \
+            >"$d/deploy.log" 2>&1 || rc=$?
+        if test "$rc" = "$verdict"; then ok "$env_line: deploy.sh exits $rc, as check-config ($verdict)"; else
+            not_ok "$env_line: deploy.sh exits $rc, check-config $verdict"; tail -n 8 "$d/deploy.log" | sed 's/^/#   /'
+        fi
+        if [[ $verdict == 2 ]]; then
+            check "$env_line: rejected before anything was installed" test ! -e "$d/state" -a ! -e "$d/prefix"
+        else
+            check "$env_line: the value is in the live config" grep -qixF "$toml_line" "$d/state/streaming.toml"
+        fi
+        "$repo/ops/deploy.sh" --env-file "$env" --uninstall --purge >/dev/null 2>&1 || true
+    done
 }
 
 # ------------------------------------------------------------------ process
+config_has() {  # config_has TOML_FILE PYTHON_EXPR_OVER_c — true if the expression holds
+    python3 -c 'import sys, tomllib
+c = tomllib.load(open(sys.argv[1], "rb"))
+ok = eval(sys.argv[2])
+print(c if not ok else "")
+sys.exit(0 if ok else 1)' "$1" "$2"
+}
 api_get() { curl -sf --max-time 5 "$1"; }
 status_pid() {  # the worker's PID per the API (0 if none)
     curl -sf --max-time 5 "$1/api/streaming/status" |
@@ -123,20 +196,27 @@ test_process() {
     url=http://127.0.0.1:$port
     check "process: deploy --mode both --demo" "$repo/ops/deploy.sh" --backend process --env-file "$env" --demo "${deploy_build_flag[@]}"
     check "process: API health 200" api_get "$url/api/streaming/health"
-    check "process: dashboard served" bash -c "curl -sfL '$url/streaming/' | grep -qi '<div id=\"root\"'"
-    check "process: worker running (status)" bash -c "curl -sf '$url/api/streaming/status' | grep -q '\"running\":true'"
+    check "process: dashboard served" bash -c "curl -sfL --max-time 10 '$url/streaming/' | grep -qi '<div id=\"root\"'"
+    check "process: worker running (status)" bash -c "curl -sf --max-time 10 '$url/api/streaming/status' | grep -q '\"running\":true'"
     local api_pid; api_pid=$(cat "$state/run/contimg-api.pid" 2>/dev/null || echo none)
     check "process: contimg-api runs from its PID file" test -d "/proc/$api_pid"
-    check "process: demo group converted within 60 s" bash -c "for i in \$(seq 60); do curl -sf '$url/api/streaming/metrics' | grep -q '\"completed\":[1-9]' && exit 0; sleep 1; done; exit 1"
+    check "process: demo group converted within 60 s" bash -c "for i in \$(seq 60); do curl -sf --max-time 10 '$url/api/streaming/metrics' | grep -q '\"completed\":[1-9]' && exit 0; sleep 1; done; exit 1"
     local worker_pid; worker_pid=$(status_pid "$url")
+    # Keys the env file does not set, changed by an operator, survive a redeploy
+    # (poll_interval is one deploy.sh used to reset to its own default).
+    check "process: contimgctl config set (keys the env file does not set, a table)" \
+        "$d/prefix/bin/contimgctl" --backend process --state-dir "$state" config set \
+        poll_interval=2 max_retries=7 converter.kind=manifest --no-restart
     check "process: second run converges (exit 0)" "$repo/ops/deploy.sh" --backend process --env-file "$env" --no-build
     check "process: second run kept the worker (PID $worker_pid)" test -d "/proc/$worker_pid"
+    check "process: redeploy kept the keys set with contimgctl config set" config_has "$state/streaming.toml" \
+        'c["poll_interval"] == 2 and c["max_retries"] == 7 and c["converter"]["kind"] == "manifest" and c["max_workers"] == 2'
     check "process: mode manual" "$repo/ops/deploy.sh" --backend process --env-file "$env" --no-build --mode manual
-    check "process: manual mode stopped the worker" bash -c "curl -sf '$url/api/streaming/status' | grep -q '\"running\":false'"
-    check "process: manual mode serves the dashboard" bash -c "curl -sfL '$url/streaming/' | grep -qi '<div id=\"root\"'"
+    check "process: manual mode stopped the worker" bash -c "curl -sf --max-time 10 '$url/api/streaming/status' | grep -q '\"running\":false'"
+    check "process: manual mode serves the dashboard" bash -c "curl -sfL --max-time 10 '$url/streaming/' | grep -qi '<div id=\"root\"'"
     check "process: mode streaming" "$repo/ops/deploy.sh" --backend process --env-file "$env" --no-build --mode streaming
-    check "process: streaming mode runs the worker" bash -c "curl -sf '$url/api/streaming/status' | grep -q '\"running\":true'"
-    check "process: streaming mode serves no dashboard" bash -c "! curl -sfL '$url/streaming/' | grep -qi '<div id=\"root\"'"
+    check "process: streaming mode runs the worker" bash -c "curl -sf --max-time 10 '$url/api/streaming/status' | grep -q '\"running\":true'"
+    check "process: streaming mode serves no dashboard" bash -c "! curl -sfL --max-time 10 '$url/streaming/' | grep -qi '<div id=\"root\"'"
     api_pid=$(cat "$state/run/contimg-api.pid")
     worker_pid=$(status_pid "$url")
     check "process: worker PID known ($worker_pid)" test "$worker_pid" -gt 0
@@ -165,15 +245,30 @@ test_user() {
     {
         check "user: deploy (auto-detects the user manager) --demo" "$repo/ops/deploy.sh" --env-file "$env" --demo "${deploy_build_flag[@]}"
         check "user: backend recorded as user" grep -q '^DEPLOY_BACKEND=user$' "$d/state/deploy.env"
+        local u
+        for u in contimg-stream.service contimg-api.service contimg-api.socket; do
+            check "user: installed $u is byte-identical to systemd/$u" cmp "$repo/systemd/$u" "$SDTEST_UNIT_DIR/$u"
+        done
+        check "user: the stream drop-in carries the binary and state dir" grep -qxF \
+            "ExecStart=$d/prefix/bin/contimg-stream --state-dir $d/state" "$SDTEST_UNIT_DIR/contimg-stream.service.d/50-deploy.conf"
+        check "user: the API drop-in carries the binary and state dir" grep -qF \
+            "ExecStart=$d/prefix/bin/contimg-api --state-dir $d/state " "$SDTEST_UNIT_DIR/contimg-api.service.d/50-deploy.conf"
+        check "user: the socket drop-in carries the env file's port" grep -qxF \
+            "ListenStream=127.0.0.1:$port" "$SDTEST_UNIT_DIR/contimg-api.socket.d/50-deploy.conf"
+        check "user: the manager runs the drop-in's ExecStart" bash -c \
+            "systemctl --user show -p ExecStart --value contimg-stream.service | grep -qF 'argv[]=$d/prefix/bin/contimg-stream --state-dir $d/state '"
         check "user: contimg-stream.service active" systemctl --user is-active contimg-stream.service
         check "user: contimg-api.service active" systemctl --user is-active contimg-api.service
         check "user: API health 200" api_get "$url/api/streaming/health"
-        check "user: API sees the systemd user backend" bash -c "curl -sf '$url/api/streaming/status' | grep -q '\"backend\":\"systemd\"'"
-        check "user: dashboard served" bash -c "curl -sfL '$url/streaming/' | grep -qi '<div id=\"root\"'"
+        check "user: API sees the systemd user backend" bash -c "curl -sf --max-time 10 '$url/api/streaming/status' | grep -q '\"backend\":\"systemd\"'"
+        check "user: dashboard served" bash -c "curl -sfL --max-time 10 '$url/streaming/' | grep -qi '<div id=\"root\"'"
         check "user: contimgctl --user status" "$d/prefix/bin/contimgctl" --user --backend systemd --state-dir "$d/state" status
-        check "user: demo group converted within 60 s" bash -c "for i in \$(seq 60); do curl -sf '$url/api/streaming/metrics' | grep -q '\"completed\":[1-9]' && exit 0; sleep 1; done; exit 1"
+        check "user: demo group converted within 60 s" bash -c "for i in \$(seq 60); do curl -sf --max-time 10 '$url/api/streaming/metrics' | grep -q '\"completed\":[1-9]' && exit 0; sleep 1; done; exit 1"
         local main_pid; main_pid=$(systemctl --user show -p MainPID --value contimg-stream.service)
+        check "user: contimgctl config set poll_interval=2" "$d/prefix/bin/contimgctl" --user --backend systemd \
+            --state-dir "$d/state" config set poll_interval=2 --no-restart
         check "user: second run converges" "$repo/ops/deploy.sh" --env-file "$env" --no-build
+        check "user: redeploy kept poll_interval = 2" config_has "$d/state/streaming.toml" 'c["poll_interval"] == 2'
         check "user: worker not restarted by an unchanged rerun" test "$(systemctl --user show -p MainPID --value contimg-stream.service)" = "$main_pid"
         sed -i 's/^CONTIMG_MAX_WORKERS=2$/CONTIMG_MAX_WORKERS=3/' "$env"
         check "user: changed env file applied" "$repo/ops/deploy.sh" --env-file "$env" --no-build
@@ -320,9 +415,17 @@ EOF
     check "system: API on the env file's port 8011" in_c curl -sf http://127.0.0.1:8011/api/streaming/health
     check "system: /data dirs owned by contimg" bash -c "test \"\$('$NSPAWN' run $C stat -c '%U' /data/incoming /data/ms | sort -u)\" = contimg"
     check "system: demo group converted into /data/ms within 60 s" in_c bash -c "for i in \$(seq 60); do curl -sf http://127.0.0.1:8011/api/streaming/metrics | grep -q '\"completed\":[1-9]' && exit 0; sleep 1; done; exit 1"
+    # shellcheck disable=SC2016  # expanded inside the container
+    check "system: installed units are the files under systemd/" in_c bash -c 'for u in contimg-stream.service contimg-api.service contimg-api.socket; do
+        cmp "$(systemctl show -p FragmentPath --value "$u")" "$1/systemd/$u" || exit 1; done' _ "$repo"
+    check "system: the socket drop-in carries the env file's port" in_c grep -qxF ListenStream=127.0.0.1:8011 \
+        /etc/systemd/system/contimg-api.socket.d/50-deploy.conf
     local pid; pid=$(in_c systemctl show -p MainPID --value contimg-stream.service)
+    check "system: contimgctl config set poll_interval=2 (as contimg)" in_c runuser -u contimg -- contimgctl \
+        --backend systemd --state-dir /var/lib/contimg config set poll_interval=2 --no-restart
     check "system: second run converges" in_c "$repo/ops/deploy.sh" --env-file /root/contimg.env --no-build
     check "system: worker kept running (PID $pid)" test "$(in_c systemctl show -p MainPID --value contimg-stream.service)" = "$pid"
+    check "system: redeploy kept poll_interval = 2" in_c grep -qx 'poll_interval = 2.0' /var/lib/contimg/streaming.toml
     check "system: --uninstall --purge" in_c "$repo/ops/deploy.sh" --env-file /root/contimg.env --uninstall --purge
     check "system: package gone, nothing running" bash -c "! '$NSPAWN' run $C dpkg -s contimg >/dev/null 2>&1 && ! '$NSPAWN' run $C pgrep -f /usr/bin/contimg"
     "$NSPAWN" cleanup "$C"
