@@ -1,7 +1,7 @@
 //! The builtin converter: merge the group's UVH5 subbands into one UVH5 file with
 //! [`contimg_uvh5::merge`], which checks the subbands agree before writing.
 
-use super::convert::{ConvertJob, ConvertOutput};
+use crate::job::{ConvertJob, ConvertOutput};
 use contimg_core::queue::Timings;
 use contimg_uvh5 as uvh5;
 

@@ -3,11 +3,10 @@
 //! original pipeline's orchestrator call.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::watch;
@@ -24,29 +23,7 @@ use contimg_core::queue::Timings;
 const ERROR_TAIL_LINES: usize = 8;
 pub use contimg_core::fsutil::PARTIAL_SUFFIX;
 
-/// Everything a converter needs to know about one group.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ConvertJob {
-    pub group_id: String,
-    /// Unix seconds of the group's first file.
-    pub group_ts: f64,
-    pub chunk_minutes: f64,
-    /// (subband index, path) by subband index; staged copies when staging is on.
-    pub files: Vec<(u32, PathBuf)>,
-    pub input_dir: PathBuf,
-    pub output_dir: PathBuf,
-    pub scratch_dir: PathBuf,
-    pub tmpfs_path: PathBuf,
-    pub max_workers: u32,
-    pub stage_to_tmpfs: bool,
-}
-
-/// A successful conversion.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ConvertOutput {
-    pub timings: Timings,
-    pub output_path: Option<PathBuf>,
-}
+pub use crate::job::{ConvertJob, ConvertOutput};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConvertError {
@@ -250,12 +227,12 @@ async fn run_command(
         .kill_on_drop(true);
     // If the worker is killed outright (kill -9), its converters must not live on
     // as orphans writing outputs nobody will record.
-    // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+    // SAFETY: the closure runs in the forked child before exec, where only
+    // async-signal-safe calls are allowed: prctl is a plain system call (nix's
+    // wrapper allocates nothing) that changes only the child's own state.
     unsafe {
         command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
             Ok(())
         });
     }
@@ -411,6 +388,7 @@ async fn kill_group(pid: Option<u32>, child: &mut tokio::process::Child) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     /// output_dir is writable by others' tools: a symlink planted at the output
     /// name is replaced, never written through (the temporaries are covered by

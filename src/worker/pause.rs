@@ -18,20 +18,13 @@ use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
 
-use super::{Worker, WorkerError, remove_outputs_of, with_queue};
+use crate::recovery::remove_outputs_of;
+use crate::{Worker, WorkerError, with_queue};
 use contimg_core::queue::writable::probe_queue_db_writable;
 use contimg_core::queue::{ClaimedGroup, QueueError, unix_now};
 
 /// While paused, the reason is logged again this often.
 const REMIND_EVERY: Duration = Duration::from_secs(60);
-
-impl WorkerError {
-    /// Whether this is the queue DB's filesystem being full (see
-    /// [`QueueError::is_disk_full`]).
-    pub fn is_disk_full(&self) -> bool {
-        matches!(self, WorkerError::Queue(err) if err.is_disk_full())
-    }
-}
 
 struct Paused {
     since: Instant,
@@ -130,7 +123,10 @@ impl Worker {
         let queue_db = self.config.queue_db.clone();
         let room = tokio::task::spawn_blocking(move || probe_queue_db_writable(&queue_db))
             .await
-            .map_err(|err| WorkerError::Setup(err.to_string()))?;
+            .map_err(|source| WorkerError::Task {
+                task: "free-space probe",
+                source,
+            })?;
         // A heartbeat may still fit (SQLite reuses WAL frames): keep it fresh.
         let beat = self.refresh_status().await;
         if room.is_err() || !pause.absorb(beat)? {

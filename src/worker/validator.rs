@@ -18,6 +18,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use nix::sys::prctl;
+use nix::sys::resource::{Resource, UsageWho, getrlimit, getrusage, setrlimit};
+use nix::sys::signal::Signal;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
@@ -395,23 +398,26 @@ fn spawn(spec: &ValidatorSpec) -> std::io::Result<Validator> {
         .kill_on_drop(true);
     let address_space = spec.address_space_bytes;
     let parent = std::process::id();
-    // SAFETY: only async-signal-safe calls (prctl, setrlimit, getppid) on the
-    // child's own state between fork and exec.
+    // SAFETY: the closure runs in the forked child before exec, where only
+    // async-signal-safe calls are allowed: prctl, getppid, getrlimit and
+    // setrlimit are plain system calls (nix's wrappers allocate nothing), and
+    // they change only the child's own state. It captures two integers.
     unsafe {
         command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
-                || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
+            prctl::set_pdeathsig(Signal::SIGKILL)?;
+            prctl::set_no_new_privs()?;
             // The worker may have died before PDEATHSIG was armed.
-            if libc::getppid() as u32 != parent {
+            if nix::unistd::getppid().as_raw() as u32 != parent {
                 return Err(std::io::Error::other("the worker exited"));
             }
-            set_limit(libc::RLIMIT_AS, address_space, address_space)?;
-            set_limit(libc::RLIMIT_CORE, 0, 0)?;
-            let hard_cpu = current_hard_limit(libc::RLIMIT_CPU)?;
-            set_limit(libc::RLIMIT_CPU, VALIDATOR_CPU_SECONDS_PER_FILE, hard_cpu)?;
+            setrlimit(Resource::RLIMIT_AS, address_space, address_space)?;
+            setrlimit(Resource::RLIMIT_CORE, 0, 0)?;
+            let (_, hard_cpu) = getrlimit(Resource::RLIMIT_CPU)?;
+            setrlimit(
+                Resource::RLIMIT_CPU,
+                VALIDATOR_CPU_SECONDS_PER_FILE,
+                hard_cpu,
+            )?;
             Ok(())
         });
     }
@@ -430,30 +436,6 @@ fn spawn(spec: &ValidatorSpec) -> std::io::Result<Validator> {
         stdin,
         stdout: BufReader::new(stdout),
     })
-}
-
-fn set_limit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> std::io::Result<()> {
-    let limit = libc::rlimit {
-        rlim_cur: soft,
-        rlim_max: hard,
-    };
-    // SAFETY: setrlimit reads a valid rlimit struct.
-    if unsafe { libc::setrlimit(resource, &limit) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn current_hard_limit(resource: libc::__rlimit_resource_t) -> std::io::Result<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into a valid rlimit struct.
-    if unsafe { libc::getrlimit(resource, &mut limit) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(limit.rlim_max)
 }
 
 /// Sends one request and reads its answer.
@@ -533,9 +515,21 @@ fn decode_path(text: &str) -> Option<PathBuf> {
     Some(PathBuf::from(std::ffi::OsString::from_vec(bytes?)))
 }
 
+/// Why a validator process stops before its stdin closes.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("reading a request: {0}")]
+    ReadRequest(#[source] std::io::Error),
+    #[error("encoding an answer: {0}")]
+    EncodeAnswer(#[source] serde_json::Error),
+    /// The worker closed its end (or died): the answer has nowhere to go.
+    #[error("writing an answer: {0}")]
+    WriteAnswer(#[source] std::io::Error),
+}
+
 /// `contimg-stream validate-server`: answer one line per requested path until
 /// stdin closes. The child side of [`ValidatorPool`].
-pub fn serve() -> Result<(), String> {
+pub fn serve() -> Result<(), ServeError> {
     let stdin = std::io::stdin();
     let mut stdout = std::io::stdout().lock();
     let mut line = String::new();
@@ -544,7 +538,7 @@ pub fn serve() -> Result<(), String> {
         let read = stdin
             .lock()
             .read_line(&mut line)
-            .map_err(|err| format!("reading a request: {err}"))?;
+            .map_err(ServeError::ReadRequest)?;
         if read == 0 {
             return Ok(());
         }
@@ -555,10 +549,10 @@ pub fn serve() -> Result<(), String> {
             }
             None => Answer::Rejected("malformed validation request".into()),
         };
-        let json = serde_json::to_string(&answer).map_err(|err| err.to_string())?;
+        let json = serde_json::to_string(&answer).map_err(ServeError::EncodeAnswer)?;
         writeln!(stdout, "{ANSWER_PREFIX}{json}")
             .and_then(|()| stdout.flush())
-            .map_err(|err| format!("writing an answer: {err}"))?;
+            .map_err(ServeError::WriteAnswer)?;
     }
 }
 
@@ -574,19 +568,15 @@ fn inspect_guarded(path: &Path) -> Answer {
 /// The CPU limit counts the process's whole life: move it on before each file so
 /// every file gets the same budget.
 fn renew_cpu_budget() {
-    // SAFETY: getrusage writes into a valid rusage struct.
-    let used = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
-            return;
-        }
-        (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec).max(0) as u64 + 1
+    let Ok(usage) = getrusage(UsageWho::RUSAGE_SELF) else {
+        return;
     };
-    if let Ok(hard) = current_hard_limit(libc::RLIMIT_CPU) {
+    let used = (usage.user_time().tv_sec() + usage.system_time().tv_sec()).max(0) as u64 + 1;
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_CPU) {
         let soft = used
             .saturating_add(VALIDATOR_CPU_SECONDS_PER_FILE)
             .min(hard);
-        let _ = set_limit(libc::RLIMIT_CPU, soft, hard);
+        let _ = setrlimit(Resource::RLIMIT_CPU, soft, hard);
     }
 }
 
