@@ -78,6 +78,21 @@ test('Stop asks for confirmation', async ({ page, request }, info) => {
   await expect(serviceState(page)).toHaveAttribute('data-state', 'active');
 });
 
+test('the Health card shows the API\'s verdict (the one contimgctl health computes), stopped and running', async ({ page, request }, info) => {
+  const a = api(request);
+  const chip = page.getByLabel(/^Overall health: /);
+  const verdict = async () => (await a.get<{ healthy: boolean }>('/api/streaming/health')).healthy;
+  await signIn(page);
+  await openDashboard(page);
+  for (const running of [false, true]) {
+    await a.ensure(running);
+    // The worker needs a heartbeat or two before the verdict settles.
+    await expect.poll(verdict, { timeout: 30_000 }).toBe(running);
+    await expect(chip).toHaveAttribute('aria-label', `Overall health: ${running ? 'healthy' : 'unhealthy'}`, { timeout: 15_000 });
+    await shot(page, info, running ? 'health-running' : 'health-stopped');
+  }
+});
+
 test('an invalid config shows the field error and changes nothing', async ({ page, request }, info) => {
   const a = api(request);
   const before = await a.config();
