@@ -11,12 +11,17 @@
 #                service_down), systemd-analyze security (API <= 4.0), reinstall,
 #                `dpkg --purge` leaves no process, unit or state behind
 #   deploy-system  ops/deploy.sh --backend system inside a second container (the .deb
-#                from the deb section), a converging second run, --uninstall --purge
+#                from the deb section): the installed units are the files under
+#                systemd/, the port in the socket drop-in, a converging second run that
+#                keeps a `contimgctl config set` value, --uninstall --purge
 #   badenv       ops/deploy.sh with a bad env file: exit 2, every problem of its form
 #                listed; its values judged by the binary (deploy.sh's exit = check-config's)
 #   process      ops/deploy.sh in process mode on this machine (--demo: a group is
-#                converted), converging rerun, manual mode stops the worker, uninstall
-#   user         ops/deploy.sh in a real systemd user manager (ops/testenv/user-manager.sh)
+#                converted), converging rerun that keeps keys and tables set with
+#                `contimgctl config set`, manual mode stops the worker, uninstall
+#   user         ops/deploy.sh in a real systemd user manager (ops/testenv/user-manager.sh):
+#                the units under systemd/ installed byte-identical, the paths and port in
+#                50-deploy.conf drop-ins, config set values kept, modes, uninstall
 #
 #   ops/testenv/pkg-test.sh [SECTION…]     # default: all, in the order above
 #   PKG_TEST_NO_BUILD=1 …                  # reuse target/release and the newest .deb
