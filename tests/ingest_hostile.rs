@@ -223,7 +223,8 @@ fn a_subband_number_beyond_expected_subbands_never_completes_a_group() {
     let_two_scans_pass();
     let detail = env.reader().group(&group_id).unwrap().unwrap();
     assert_eq!(
-        detail.summary.state, "collecting",
+        detail.summary.state,
+        GroupState::Collecting,
         "sb42 must not stand in for sb15: {detail:?}"
     );
     // The real sb15 completes the group with exactly sb00..sb15.
@@ -272,7 +273,7 @@ fn a_subband_arriving_after_its_group_completed_is_not_attached() {
     );
     let_two_scans_pass();
     let detail = env.reader().group(&group_id).unwrap().unwrap();
-    assert_eq!(detail.summary.state, "completed");
+    assert_eq!(detail.summary.state, GroupState::Completed);
     assert_eq!(detail.files.len(), 2, "late file attached: {detail:?}");
     let stats = env.stats().unwrap();
     assert_eq!((stats.late_files, stats.unrecognised_files), (1, 0));
@@ -281,7 +282,7 @@ fn a_subband_arriving_after_its_group_completed_is_not_attached() {
     assert_eq!(recorded[0].path, late.to_string_lossy());
     assert_eq!(recorded[0].group_id, group_id);
     assert_eq!(recorded[0].subband_idx, 2);
-    assert_eq!(recorded[0].group_state, "completed");
+    assert_eq!(recorded[0].group_state, GroupState::Completed);
     let log = worker.log();
     let warning = log
         .lines()

@@ -79,7 +79,7 @@ fn twenty_jittered_groups_duplicates_incomplete_and_retries_end_in_the_expected_
     assert_eq!(stats.count(GroupState::Collecting), 0);
 
     let flaky_detail = reader.group(flaky).unwrap().unwrap();
-    assert_eq!(flaky_detail.summary.state, "completed");
+    assert_eq!(flaky_detail.summary.state, GroupState::Completed);
     assert_eq!(flaky_detail.summary.retry_count, 2);
     assert_eq!(flaky_detail.attempts.len(), 3);
     assert!(
@@ -91,7 +91,7 @@ fn twenty_jittered_groups_duplicates_incomplete_and_retries_end_in_the_expected_
     );
 
     let broken_detail = reader.group(broken).unwrap().unwrap();
-    assert_eq!(broken_detail.summary.state, "failed");
+    assert_eq!(broken_detail.summary.state, GroupState::Failed);
     assert_eq!(broken_detail.summary.retry_count, 3);
     assert!(
         broken_detail
@@ -104,7 +104,7 @@ fn twenty_jittered_groups_duplicates_incomplete_and_retries_end_in_the_expected_
     assert!(!env.output_dir.join(format!("{broken}.done")).exists());
 
     let incomplete = reader.group(&group_ids[20]).unwrap().unwrap();
-    assert_eq!(incomplete.summary.state, "failed");
+    assert_eq!(incomplete.summary.state, GroupState::Failed);
     let error = incomplete.summary.error.unwrap_or_default();
     assert!(error.contains("missing sb00, sb05, sb10, sb15"), "{error}");
 
@@ -195,7 +195,7 @@ fn kill_9_during_conversions_loses_and_duplicates_nothing() {
         let group_id = name.strip_suffix(".done").expect("only .done outputs");
         assert_eq!(
             reader.group(group_id).unwrap().unwrap().summary.state,
-            "completed"
+            GroupState::Completed
         );
     }
     // Recovery counted the interrupted attempts.

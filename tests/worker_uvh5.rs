@@ -120,7 +120,7 @@ fn good_groups_merge_while_corrupt_files_are_rejected() {
         .group(
             &some
                 .iter()
-                .find(|g| g.state == "completed")
+                .find(|g| g.state == GroupState::Completed)
                 .unwrap()
                 .group_id,
         )

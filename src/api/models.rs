@@ -87,14 +87,14 @@ impl From<&GroupSummary> for GroupView {
     fn from(g: &GroupSummary) -> Self {
         Self {
             group_id: g.group_id.clone(),
-            state: g.state.clone(),
+            state: g.state.to_string(),
             received_at: iso_from_unix(g.received_at),
             last_update: iso_from_unix(g.last_update),
             expected_subbands: g.expected_subbands,
             subbands: g.subbands,
             retry_count: g.retry_count,
             error: g.error.clone(),
-            processing_stage: g.processing_stage.clone(),
+            processing_stage: g.processing_stage.map(|stage| stage.to_string()),
             next_attempt_at: g.next_attempt_at.and_then(iso_from_unix),
             started_at: g.started_at.and_then(iso_from_unix),
             completed_at: g.completed_at.and_then(iso_from_unix),
@@ -189,7 +189,7 @@ impl From<&GroupDetail> for GroupDetailView {
                     attempt: a.attempt,
                     started_at: iso_from_unix(a.started_at),
                     finished_at: a.finished_at.and_then(iso_from_unix),
-                    outcome: a.outcome.clone(),
+                    outcome: a.outcome.map(|outcome| outcome.to_string()),
                     error: a.error.clone(),
                 })
                 .collect(),

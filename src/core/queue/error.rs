@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+use super::GroupState;
+use super::state::UnknownStored;
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("queue DB {0} does not exist (has the worker ever run?)")]
@@ -15,11 +18,15 @@ pub enum QueueError {
     #[error("group {group_id} is {state}, expected {expected}")]
     WrongState {
         group_id: String,
-        state: String,
-        expected: String,
+        state: GroupState,
+        expected: GroupState,
     },
+    /// A stored state, stage or outcome this build does not know: a DB written
+    /// by something else, or by a newer contimg with the same schema version.
+    #[error("queue DB column {column} holds {value:?}, which this build does not know")]
+    UnknownValue { column: String, value: String },
     #[error("queue DB error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(#[source] rusqlite::Error),
     #[error("I/O error on {path}: {source}")]
     Io {
         path: PathBuf,
@@ -33,7 +40,33 @@ pub enum QueueError {
     Poisoned,
 }
 
+impl From<rusqlite::Error> for QueueError {
+    fn from(err: rusqlite::Error) -> Self {
+        if let rusqlite::Error::FromSqlConversionFailure(_, _, inner) = &err
+            && let Some(unknown) = inner.downcast_ref::<UnknownStored>()
+        {
+            return QueueError::UnknownValue {
+                column: unknown.column.to_string(),
+                value: unknown.value.clone(),
+            };
+        }
+        QueueError::Sqlite(err)
+    }
+}
+
 impl QueueError {
+    /// Names `column` in an unknown-value error, for a value read from a column
+    /// other than its type's usual one (`late_files.group_state`).
+    pub(super) fn in_column(self, column: &str) -> Self {
+        match self {
+            QueueError::UnknownValue { value, .. } => QueueError::UnknownValue {
+                column: column.to_string(),
+                value,
+            },
+            other => other,
+        }
+    }
+
     /// The filesystem holding the queue DB is full: SQLite's "database or disk
     /// is full" (`SQLITE_FULL`), a shared-memory file it could not grow, or
     /// ENOSPC/EDQUOT on a file next to the DB. The worker pauses on these

@@ -36,7 +36,7 @@ pub use model::*;
 pub use reader::QueueReader;
 pub use retry::{request_retry, retry_request_dir};
 pub use schema::SCHEMA_VERSION;
-pub use state::GroupState;
+pub use state::{AttemptOutcome, GroupState, ProcessingStage};
 pub use stats::QueueStats;
 pub use writer::Queue;
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::GroupState;
+use super::{AttemptOutcome, GroupState, ProcessingStage};
 
 /// A subband file to register.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,14 +92,14 @@ pub enum FailOutcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupSummary {
     pub group_id: String,
-    pub state: String,
+    pub state: GroupState,
     pub received_at: f64,
     pub last_update: f64,
     pub expected_subbands: Option<u32>,
     pub subbands: u32,
     pub retry_count: u32,
     pub error: Option<String>,
-    pub processing_stage: Option<String>,
+    pub processing_stage: Option<ProcessingStage>,
     pub next_attempt_at: Option<f64>,
     pub started_at: Option<f64>,
     pub completed_at: Option<f64>,
@@ -120,7 +120,8 @@ pub struct Attempt {
     pub attempt: u32,
     pub started_at: f64,
     pub finished_at: Option<f64>,
-    pub outcome: Option<String>,
+    /// None while the attempt runs.
+    pub outcome: Option<AttemptOutcome>,
     pub error: Option<String>,
 }
 
@@ -159,7 +160,7 @@ pub struct LateFile {
     pub group_id: String,
     pub subband_idx: u32,
     /// The group's state when the file arrived.
-    pub group_state: String,
+    pub group_state: GroupState,
     pub seen_at: f64,
 }
 

@@ -87,7 +87,8 @@ impl QueueReader {
                 seen_at: row.get(4)?,
             })
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        rows.collect::<Result<_, _>>()
+            .map_err(|err| QueueError::from(err).in_column("group_state"))
     }
 
     pub fn rejected_files(&self, limit: u32) -> Result<Vec<RejectedFile>, QueueError> {

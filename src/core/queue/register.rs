@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{GroupState, NewFile, QueueError, Registration, group_id_for};
+use super::{GroupState, NewFile, ProcessingStage, QueueError, Registration, group_id_for};
 
 pub(super) fn register_in_tx(
     tx: &rusqlite::Transaction<'_>,
@@ -22,7 +22,7 @@ pub(super) fn register_in_tx(
         "DELETE FROM unrecognised_files WHERE path = ?1",
         [&file.path],
     )?;
-    let nearest: Option<(String, f64, String)> = tx
+    let nearest: Option<(String, f64, GroupState)> = tx
         .query_row(
             "SELECT group_id, group_ts, state FROM ingest_queue
              WHERE group_ts BETWEEN ?1 AND ?2
@@ -40,7 +40,7 @@ pub(super) fn register_in_tx(
         Some((group_id, group_ts, state)) => {
             // The id is the earliest timestamp: an earlier file renames a group
             // that is still collecting.
-            if file.timestamp.floor() < group_ts.floor() && state == "collecting" {
+            if file.timestamp.floor() < group_ts.floor() && state == GroupState::Collecting {
                 let new_id = group_id_for(file.timestamp);
                 if new_id != group_id {
                     tx.execute(
@@ -66,10 +66,17 @@ pub(super) fn register_in_tx(
             tx.execute(
                 "INSERT INTO ingest_queue(group_id, state, received_at, last_update, expected_subbands,
                      retry_count, processing_stage, chunk_minutes, group_ts)
-                 VALUES (?1, 'collecting', ?2, ?2, ?3, 0, 'collecting', NULL, ?4)",
-                params![group_id, now, expected_subbands, file.timestamp.floor()],
+                 VALUES (?1, ?2, ?3, ?3, ?4, 0, ?5, NULL, ?6)",
+                params![
+                    group_id,
+                    GroupState::Collecting,
+                    now,
+                    expected_subbands,
+                    ProcessingStage::Collecting,
+                    file.timestamp.floor()
+                ],
             )?;
-            (group_id, GroupState::Collecting.as_str().to_string())
+            (group_id, GroupState::Collecting)
         }
     };
 
@@ -93,8 +100,8 @@ pub(super) fn register_in_tx(
     }
     // A closed group never takes another file: it was (or is being) converted
     // without it. Only a group that timed out incomplete waits for stragglers.
-    let open = group_state == "collecting"
-        || (group_state == "failed" && is_incomplete_failure(tx, &group_id)?);
+    let open = group_state == GroupState::Collecting
+        || (group_state == GroupState::Failed && is_incomplete_failure(tx, &group_id)?);
     if !open {
         tx.execute(
             "INSERT OR IGNORE INTO late_files(path, group_id, subband_idx, group_state, seen_at)
@@ -103,7 +110,7 @@ pub(super) fn register_in_tx(
         )?;
         return Ok(Registration::Late {
             group_id,
-            group_state: GroupState::parse(&group_state).unwrap_or(GroupState::Completed),
+            group_state,
         });
     }
 
@@ -117,7 +124,7 @@ pub(super) fn register_in_tx(
             params![file.path, file.size_bytes.map(|s| s as i64), file.mtime, file.meta_json],
         )?;
     }
-    let (state, expected): (String, Option<u32>) = tx.query_row(
+    let (state, expected): (GroupState, Option<u32>) = tx.query_row(
         "SELECT state, expected_subbands FROM ingest_queue WHERE group_id = ?1",
         [&group_id],
         |row| Ok((row.get(0)?, row.get(1)?)),
@@ -130,18 +137,26 @@ pub(super) fn register_in_tx(
     let expected = expected.unwrap_or(expected_subbands);
     let complete = subbands >= expected;
     // A group that timed out incomplete comes back when its last file finally arrives.
-    let reopen = state == "failed" && complete && is_incomplete_failure(tx, &group_id)?;
-    let new_state = if (state == "collecting" || reopen) && complete {
+    let reopen = state == GroupState::Failed && complete && is_incomplete_failure(tx, &group_id)?;
+    let new_state = if (state == GroupState::Collecting || reopen) && complete {
         GroupState::Pending
     } else {
-        GroupState::parse(&state).unwrap_or(GroupState::Collecting)
+        state
     };
+    let queued = new_state == GroupState::Pending && state != GroupState::Pending;
     tx.execute(
         "UPDATE ingest_queue SET state = ?1, last_update = ?2,
-             processing_stage = CASE WHEN ?1 = 'pending' AND state != 'pending' THEN 'queued' ELSE processing_stage END,
-             error = CASE WHEN ?1 = 'pending' AND state = 'failed' THEN NULL ELSE error END
-         WHERE group_id = ?3",
-        params![new_state.as_str(), now, group_id],
+             processing_stage = CASE WHEN ?3 THEN ?4 ELSE processing_stage END,
+             error = CASE WHEN ?5 THEN NULL ELSE error END
+         WHERE group_id = ?6",
+        params![
+            new_state,
+            now,
+            queued,
+            ProcessingStage::Queued,
+            reopen,
+            group_id
+        ],
     )?;
     Ok(Registration::Added {
         group_id,
@@ -151,12 +166,12 @@ pub(super) fn register_in_tx(
 }
 
 fn is_incomplete_failure(conn: &Connection, group_id: &str) -> Result<bool, QueueError> {
-    let stage: Option<String> = conn.query_row(
+    let stage: Option<ProcessingStage> = conn.query_row(
         "SELECT processing_stage FROM ingest_queue WHERE group_id = ?1",
         [group_id],
         |row| row.get(0),
     )?;
-    Ok(stage.as_deref() == Some("incomplete"))
+    Ok(stage == Some(ProcessingStage::Incomplete))
 }
 
 pub(super) fn is_known_path(conn: &Connection, path: &str) -> Result<bool, QueueError> {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
 use super::{GroupState, QueueError, table_exists};
@@ -50,45 +50,39 @@ pub(super) fn stats(conn: &Connection, now: f64) -> Result<QueueStats, QueueErro
         .map(|state| (state.as_str().to_string(), 0))
         .collect();
     // Counts come from the trigger-maintained table: O(states), not O(groups).
-    if table_exists(conn, "queue_state_counts")? {
-        let mut stmt = conn.prepare_cached("SELECT state, n FROM queue_state_counts")?;
-        let rows = stmt.query_map([], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-        })?;
-        for row in rows {
-            let (state, n) = row?;
-            counts.insert(state, n.max(0) as u64);
-        }
+    // A count left at 0 names no group, so it cannot hold an unknown state.
+    let count_sql = if table_exists(conn, "queue_state_counts")? {
+        "SELECT state, n FROM queue_state_counts WHERE n > 0"
     } else {
-        let mut stmt =
-            conn.prepare_cached("SELECT state, COUNT(*) FROM ingest_queue GROUP BY state")?;
-        let rows = stmt.query_map([], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-        })?;
-        for row in rows {
-            let (state, n) = row?;
-            counts.insert(state, n.max(0) as u64);
-        }
+        "SELECT state, COUNT(*) FROM ingest_queue GROUP BY state"
+    };
+    let mut stmt = conn.prepare_cached(count_sql)?;
+    let rows = stmt.query_map([], |row| {
+        Ok((row.get::<_, GroupState>(0)?, row.get::<_, i64>(1)?))
+    })?;
+    for row in rows {
+        let (state, n) = row?;
+        counts.insert(state.as_str().to_string(), n.max(0) as u64);
     }
     let completed_last_hour: u64 = conn
-        .prepare_cached(
-            "SELECT COUNT(*) FROM ingest_queue WHERE state = 'completed' AND last_update >= ?1",
-        )?
-        .query_row([now - 3600.0], |row| row.get::<_, i64>(0))?
+        .prepare_cached("SELECT COUNT(*) FROM ingest_queue WHERE state = ?1 AND last_update >= ?2")?
+        .query_row(params![GroupState::Completed, now - 3600.0], |row| {
+            row.get::<_, i64>(0)
+        })?
         .max(0) as u64;
     let oldest_pending_ts: Option<f64> = conn
-        .prepare_cached("SELECT MIN(group_ts) FROM ingest_queue WHERE state = 'pending'")
-        .and_then(|mut stmt| stmt.query_row([], |row| row.get(0)))
+        .prepare_cached("SELECT MIN(group_ts) FROM ingest_queue WHERE state = ?1")
+        .and_then(|mut stmt| stmt.query_row([GroupState::Pending], |row| row.get(0)))
         .or_else(|_| {
             conn.query_row(
-                "SELECT MIN(received_at) FROM ingest_queue WHERE state = 'pending'",
-                [],
+                "SELECT MIN(received_at) FROM ingest_queue WHERE state = ?1",
+                [GroupState::Pending],
                 |row| row.get(0),
             )
         })?;
     let last_completed_at: Option<f64> = conn
-        .prepare_cached("SELECT MAX(last_update) FROM ingest_queue WHERE state = 'completed'")?
-        .query_row([], |row| row.get(0))?;
+        .prepare_cached("SELECT MAX(last_update) FROM ingest_queue WHERE state = ?1")?
+        .query_row([GroupState::Completed], |row| row.get(0))?;
     let rejected_files = if table_exists(conn, "rejected_files")? {
         conn.query_row("SELECT COUNT(*) FROM rejected_files", [], |row| {
             row.get::<_, i64>(0)

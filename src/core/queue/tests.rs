@@ -165,7 +165,7 @@ fn claim_fail_retry_complete_cycle() {
     )
     .unwrap();
     let detail = q.group(&g.group_id).unwrap().unwrap();
-    assert_eq!(detail.summary.state, "completed");
+    assert_eq!(detail.summary.state, GroupState::Completed);
     assert_eq!(detail.summary.retry_count, 2);
     assert_eq!(detail.attempts.len(), 3);
     assert_eq!(detail.timings.unwrap().total_time, Some(1.5));
@@ -399,4 +399,106 @@ fn unrecognised_files_are_new_once_and_listed_newest_first() {
     );
     assert_eq!(listed[0].size_bytes, Some(2));
     assert_eq!(listed[1].path, "/in/b");
+}
+
+/// A queue DB file with one group, and a raw connection to plant rows with.
+fn planted() -> (tempfile::TempDir, Queue, rusqlite::Connection) {
+    let (dir, mut q) = open();
+    q.register_file(&file(T0, 0), 2, TOL, T0).unwrap();
+    let raw = rusqlite::Connection::open(dir.path().join("q.sqlite3")).unwrap();
+    (dir, q, raw)
+}
+
+fn assert_unknown<T: std::fmt::Debug>(result: Result<T, QueueError>, column: &str, value: &str) {
+    match result {
+        Err(QueueError::UnknownValue {
+            column: found_column,
+            value: found_value,
+        }) => assert_eq!(
+            (found_column.as_str(), found_value.as_str()),
+            (column, value)
+        ),
+        other => panic!("expected unknown {column} {value:?}, got {other:?}"),
+    }
+}
+
+const PLANTED_ID: &str = "2025-10-13T10:00:00";
+
+#[test]
+fn an_unknown_state_in_the_db_is_an_error_naming_it_not_a_silent_state() {
+    let (dir, mut q, raw) = planted();
+    raw.execute(
+        "INSERT INTO ingest_queue(group_id, state, received_at, last_update, expected_subbands, group_ts)
+         VALUES (?1, 'bogus', ?2, ?2, 2, ?3)",
+        rusqlite::params![PLANTED_ID, T0, group_timestamp_from_id(PLANTED_ID).unwrap()],
+    )
+    .unwrap();
+    let reader = QueueReader::open(&dir.path().join("q.sqlite3")).unwrap();
+    assert_unknown(reader.stats(T0), "state", "bogus");
+    assert_unknown(reader.groups(&GroupFilter::default()), "state", "bogus");
+    assert_unknown(reader.group(PLANTED_ID), "state", "bogus");
+    assert_unknown(q.stats(T0), "state", "bogus");
+    // A file for that group neither joins it nor is recorded late under a guess.
+    let ts = group_timestamp_from_id(PLANTED_ID).unwrap();
+    assert_unknown(q.register_file(&file(ts, 1), 2, TOL, T0), "state", "bogus");
+    assert_unknown(q.retry_failed(PLANTED_ID, T0), "state", "bogus");
+}
+
+#[test]
+fn a_stale_count_row_of_an_unknown_state_with_no_groups_is_ignored() {
+    let (dir, _q, raw) = planted();
+    raw.execute(
+        "INSERT INTO ingest_queue(group_id, state, received_at, last_update) VALUES (?1, 'bogus', ?2, ?2)",
+        rusqlite::params![PLANTED_ID, T0],
+    )
+    .unwrap();
+    raw.execute("DELETE FROM ingest_queue WHERE group_id = ?1", [PLANTED_ID])
+        .unwrap();
+    let reader = QueueReader::open(&dir.path().join("q.sqlite3")).unwrap();
+    assert_eq!(reader.stats(T0).unwrap().count(GroupState::Collecting), 1);
+}
+
+#[test]
+fn an_unknown_stage_or_attempt_outcome_in_the_db_is_an_error_naming_it() {
+    let (dir, mut q, raw) = planted();
+    let group_id = group_id_for(T0);
+    raw.execute(
+        "UPDATE ingest_queue SET processing_stage = 'teleporting' WHERE group_id = ?1",
+        [&group_id],
+    )
+    .unwrap();
+    let reader = QueueReader::open(&dir.path().join("q.sqlite3")).unwrap();
+    assert_unknown(reader.group(&group_id), "processing_stage", "teleporting");
+    assert_unknown(
+        reader.groups(&GroupFilter::default()),
+        "processing_stage",
+        "teleporting",
+    );
+
+    raw.execute(
+        "UPDATE ingest_queue SET processing_stage = 'collecting' WHERE group_id = ?1",
+        [&group_id],
+    )
+    .unwrap();
+    q.register_file(&file(T0 + 1.0, 1), 2, TOL, T0).unwrap();
+    q.claim_next(T0).unwrap().unwrap();
+    raw.execute(
+        "UPDATE group_attempts SET outcome = 'vanished' WHERE group_id = ?1",
+        [&group_id],
+    )
+    .unwrap();
+    assert_unknown(reader.group(&group_id), "outcome", "vanished");
+}
+
+#[test]
+fn an_unknown_late_file_group_state_is_an_error_naming_it() {
+    let (dir, _q, raw) = planted();
+    raw.execute(
+        "INSERT INTO late_files(path, group_id, subband_idx, group_state, seen_at)
+         VALUES ('/in/x_sb03.hdf5', ?1, 3, 'bogus', ?2)",
+        rusqlite::params![group_id_for(T0), T0],
+    )
+    .unwrap();
+    let reader = QueueReader::open(&dir.path().join("q.sqlite3")).unwrap();
+    assert_unknown(reader.late_files(10), "group_state", "bogus");
 }

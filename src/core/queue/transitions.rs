@@ -7,8 +7,12 @@ use std::path::PathBuf;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    ClaimedGroup, FailOutcome, Queue, QueueError, RetryPolicy, Timings, group_timestamp_from_id,
+    AttemptOutcome, ClaimedGroup, FailOutcome, GroupState, ProcessingStage, Queue, QueueError,
+    RetryPolicy, Timings, group_timestamp_from_id,
 };
+
+/// Why a crashed worker's attempts ended, and the group error if it had none.
+const CRASH_REASON: &str = "the worker stopped during conversion";
 
 impl Queue {
     /// Fails groups still collecting `timeout_s` after their first file arrived,
@@ -24,10 +28,12 @@ impl Queue {
         let stale: Vec<(String, Option<u32>)> = {
             let mut stmt = tx.prepare(
                 "SELECT group_id, expected_subbands FROM ingest_queue
-                 WHERE state = 'collecting' AND received_at <= ?1",
+                 WHERE state = ?1 AND received_at <= ?2",
             )?;
-            stmt.query_map([now - timeout_s], |row| Ok((row.get(0)?, row.get(1)?)))?
-                .collect::<Result<_, _>>()?
+            stmt.query_map(params![GroupState::Collecting, now - timeout_s], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .collect::<Result<_, _>>()?
         };
         let mut failed = Vec::new();
         for (group_id, expected) in stale {
@@ -43,10 +49,16 @@ impl Queue {
                 missing.join(", ")
             );
             tx.execute(
-                "UPDATE ingest_queue SET state = 'failed', error = ?1, last_update = ?2,
-                     processing_stage = 'incomplete'
-                 WHERE group_id = ?3",
-                params![error, now, group_id],
+                "UPDATE ingest_queue SET state = ?1, error = ?2, last_update = ?3,
+                     processing_stage = ?4
+                 WHERE group_id = ?5",
+                params![
+                    GroupState::Failed,
+                    error,
+                    now,
+                    ProcessingStage::Incomplete,
+                    group_id
+                ],
             )?;
             failed.push((group_id, error));
         }
@@ -62,9 +74,9 @@ impl Queue {
         let candidate: Option<(String, Option<f64>, u32)> = tx
             .query_row(
                 "SELECT group_id, group_ts, retry_count FROM ingest_queue
-                 WHERE state = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?1)
+                 WHERE state = ?1 AND (next_attempt_at IS NULL OR next_attempt_at <= ?2)
                  ORDER BY group_ts, group_id LIMIT 1",
-                [now],
+                params![GroupState::Pending, now],
                 |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
             .optional()?;
@@ -72,10 +84,15 @@ impl Queue {
             return Ok(None);
         };
         tx.execute(
-            "UPDATE ingest_queue SET state = 'in_progress', started_at = ?1, last_update = ?1,
-                 processing_stage = 'converting'
-             WHERE group_id = ?2",
-            params![now, group_id],
+            "UPDATE ingest_queue SET state = ?1, started_at = ?2, last_update = ?2,
+                 processing_stage = ?3
+             WHERE group_id = ?4",
+            params![
+                GroupState::InProgress,
+                now,
+                ProcessingStage::Converting,
+                group_id
+            ],
         )?;
         let attempt: u32 = tx.query_row(
             "SELECT COALESCE(MAX(attempt), 0) + 1 FROM group_attempts WHERE group_id = ?1",
@@ -112,13 +129,20 @@ impl Queue {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let changed = tx.execute(
-            "UPDATE ingest_queue SET state = 'completed', last_update = ?1, completed_at = ?1,
-                 error = NULL, processing_stage = 'completed', next_attempt_at = NULL, output_path = ?2
-             WHERE group_id = ?3 AND state = 'in_progress'",
-            params![now, output_path, group_id],
+            "UPDATE ingest_queue SET state = ?1, last_update = ?2, completed_at = ?2,
+                 error = NULL, processing_stage = ?3, next_attempt_at = NULL, output_path = ?4
+             WHERE group_id = ?5 AND state = ?6",
+            params![
+                GroupState::Completed,
+                now,
+                ProcessingStage::Completed,
+                output_path,
+                group_id,
+                GroupState::InProgress
+            ],
         )?;
         if changed == 0 {
-            return Err(wrong_state(&tx, group_id, "in_progress")?);
+            return Err(wrong_state(&tx, group_id, GroupState::InProgress)?);
         }
         tx.execute(
             "INSERT INTO performance_metrics(group_id, load_time, phase_time, write_time, total_time, writer_type, recorded_at)
@@ -136,7 +160,7 @@ impl Queue {
                 now
             ],
         )?;
-        finish_attempt(&tx, group_id, attempt, "completed", None, now)?;
+        finish_attempt(&tx, group_id, attempt, AttemptOutcome::Completed, None, now)?;
         tx.commit()?;
         Ok(())
     }
@@ -156,22 +180,30 @@ impl Queue {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let retry_count: Option<u32> = tx
             .query_row(
-                "SELECT retry_count FROM ingest_queue WHERE group_id = ?1 AND state = 'in_progress'",
-                [group_id],
+                "SELECT retry_count FROM ingest_queue WHERE group_id = ?1 AND state = ?2",
+                params![group_id, GroupState::InProgress],
                 |row| row.get(0),
             )
             .optional()?;
         let Some(retry_count) = retry_count else {
-            return Err(wrong_state(&tx, group_id, "in_progress")?);
+            return Err(wrong_state(&tx, group_id, GroupState::InProgress)?);
         };
         let outcome = if retry_count < policy.max_retries {
             let retry_count = retry_count + 1;
             let next_attempt_at = now + policy.delay_for(retry_count);
             tx.execute(
-                "UPDATE ingest_queue SET state = 'pending', retry_count = ?1, error = ?2, last_update = ?3,
-                     next_attempt_at = ?4, processing_stage = 'retry_wait'
-                 WHERE group_id = ?5",
-                params![retry_count, error, now, next_attempt_at, group_id],
+                "UPDATE ingest_queue SET state = ?1, retry_count = ?2, error = ?3, last_update = ?4,
+                     next_attempt_at = ?5, processing_stage = ?6
+                 WHERE group_id = ?7",
+                params![
+                    GroupState::Pending,
+                    retry_count,
+                    error,
+                    now,
+                    next_attempt_at,
+                    ProcessingStage::RetryWait,
+                    group_id
+                ],
             )?;
             FailOutcome::Retrying {
                 retry_count,
@@ -179,14 +211,27 @@ impl Queue {
             }
         } else {
             tx.execute(
-                "UPDATE ingest_queue SET state = 'failed', error = ?1, last_update = ?2,
-                     next_attempt_at = NULL, processing_stage = 'failed'
-                 WHERE group_id = ?3",
-                params![error, now, group_id],
+                "UPDATE ingest_queue SET state = ?1, error = ?2, last_update = ?3,
+                     next_attempt_at = NULL, processing_stage = ?4
+                 WHERE group_id = ?5",
+                params![
+                    GroupState::Failed,
+                    error,
+                    now,
+                    ProcessingStage::Failed,
+                    group_id
+                ],
             )?;
             FailOutcome::Failed { retry_count }
         };
-        finish_attempt(&tx, group_id, attempt, "failed", Some(error), now)?;
+        finish_attempt(
+            &tx,
+            group_id,
+            attempt,
+            AttemptOutcome::Failed,
+            Some(error),
+            now,
+        )?;
         tx.commit()?;
         Ok(outcome)
     }
@@ -204,12 +249,25 @@ impl Queue {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
-            "UPDATE ingest_queue SET state = 'pending', last_update = ?1, next_attempt_at = NULL,
-                 processing_stage = 'requeued'
-             WHERE group_id = ?2 AND state = 'in_progress'",
-            params![now, group_id],
+            "UPDATE ingest_queue SET state = ?1, last_update = ?2, next_attempt_at = NULL,
+                 processing_stage = ?3
+             WHERE group_id = ?4 AND state = ?5",
+            params![
+                GroupState::Pending,
+                now,
+                ProcessingStage::Requeued,
+                group_id,
+                GroupState::InProgress
+            ],
         )?;
-        finish_attempt(&tx, group_id, attempt, "interrupted", Some(reason), now)?;
+        finish_attempt(
+            &tx,
+            group_id,
+            attempt,
+            AttemptOutcome::Interrupted,
+            Some(reason),
+            now,
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -222,23 +280,26 @@ impl Queue {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let stuck: Vec<String> = {
-            let mut stmt =
-                tx.prepare("SELECT group_id FROM ingest_queue WHERE state = 'in_progress'")?;
-            stmt.query_map([], |row| row.get(0))?
+            let mut stmt = tx.prepare("SELECT group_id FROM ingest_queue WHERE state = ?1")?;
+            stmt.query_map([GroupState::InProgress], |row| row.get(0))?
                 .collect::<Result<_, _>>()?
         };
         tx.execute(
-            "UPDATE ingest_queue SET state = 'pending', retry_count = retry_count + 1, last_update = ?1,
-                 next_attempt_at = NULL, processing_stage = 'recovered',
-                 error = COALESCE(error, 'interrupted: the worker stopped during conversion')
-             WHERE state = 'in_progress'",
-            [now],
+            "UPDATE ingest_queue SET state = ?1, retry_count = retry_count + 1, last_update = ?2,
+                 next_attempt_at = NULL, processing_stage = ?3, error = COALESCE(error, ?4)
+             WHERE state = ?5",
+            params![
+                GroupState::Pending,
+                now,
+                ProcessingStage::Recovered,
+                format!("interrupted: {CRASH_REASON}"),
+                GroupState::InProgress
+            ],
         )?;
         tx.execute(
-            "UPDATE group_attempts SET finished_at = ?1, outcome = 'interrupted',
-                 error = 'the worker stopped during conversion'
+            "UPDATE group_attempts SET finished_at = ?1, outcome = ?2, error = ?3
              WHERE finished_at IS NULL",
-            [now],
+            params![now, AttemptOutcome::Interrupted, CRASH_REASON],
         )?;
         tx.commit()?;
         Ok(stuck)
@@ -257,27 +318,27 @@ impl Queue {
         )?;
         let expected: Option<Option<u32>> = tx
             .query_row(
-                "SELECT expected_subbands FROM ingest_queue WHERE group_id = ?1 AND state = 'failed'",
-                [group_id],
+                "SELECT expected_subbands FROM ingest_queue WHERE group_id = ?1 AND state = ?2",
+                params![group_id, GroupState::Failed],
                 |row| row.get(0),
             )
             .optional()?;
         let Some(expected) = expected else {
-            return Err(wrong_state(&tx, group_id, "failed")?);
+            return Err(wrong_state(&tx, group_id, GroupState::Failed)?);
         };
         // An incomplete group can only go back to collecting (its clock restarts).
         let complete = expected.is_none_or(|n| subbands >= n);
         let (state, stage) = if complete {
-            ("pending", "retry_requested")
+            (GroupState::Pending, ProcessingStage::RetryRequested)
         } else {
-            ("collecting", "collecting")
+            (GroupState::Collecting, ProcessingStage::Collecting)
         };
         tx.execute(
             "UPDATE ingest_queue SET state = ?1, retry_count = 0, error = NULL, next_attempt_at = NULL,
-                 last_update = ?2, received_at = CASE WHEN ?1 = 'collecting' THEN ?2 ELSE received_at END,
-                 processing_stage = ?3
-             WHERE group_id = ?4",
-            params![state, now, stage, group_id],
+                 last_update = ?2, received_at = CASE WHEN ?3 THEN ?2 ELSE received_at END,
+                 processing_stage = ?4
+             WHERE group_id = ?5",
+            params![state, now, !complete, stage, group_id],
         )?;
         tx.commit()?;
         Ok(())
@@ -286,8 +347,8 @@ impl Queue {
     /// The earliest time a pending group becomes due, if one is waiting on back-off.
     pub fn next_due_at(&self) -> Result<Option<f64>, QueueError> {
         Ok(self.conn.query_row(
-            "SELECT MIN(next_attempt_at) FROM ingest_queue WHERE state = 'pending'",
-            [],
+            "SELECT MIN(next_attempt_at) FROM ingest_queue WHERE state = ?1",
+            [GroupState::Pending],
             |row| row.get(0),
         )?)
     }
@@ -313,7 +374,7 @@ fn finish_attempt(
     conn: &Connection,
     group_id: &str,
     attempt: u32,
-    outcome: &str,
+    outcome: AttemptOutcome,
     error: Option<&str>,
     now: f64,
 ) -> Result<(), QueueError> {
@@ -328,9 +389,9 @@ fn finish_attempt(
 fn wrong_state(
     conn: &Connection,
     group_id: &str,
-    expected: &str,
+    expected: GroupState,
 ) -> Result<QueueError, QueueError> {
-    let state: Option<String> = conn
+    let state: Option<GroupState> = conn
         .query_row(
             "SELECT state FROM ingest_queue WHERE group_id = ?1",
             [group_id],
@@ -341,7 +402,7 @@ fn wrong_state(
         Some(state) => QueueError::WrongState {
             group_id: group_id.to_string(),
             state,
-            expected: expected.to_string(),
+            expected,
         },
         None => QueueError::UnknownGroup(group_id.to_string()),
     })
