@@ -23,7 +23,7 @@ use contimg_core::queue::Timings;
 const ERROR_TAIL_LINES: usize = 8;
 pub use contimg_core::fsutil::PARTIAL_SUFFIX;
 
-pub use crate::job::{ConvertJob, ConvertOutput};
+pub use crate::job::{ConvertJob, ConvertOutput, ConverterError};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConvertError {
@@ -84,7 +84,7 @@ pub async fn run_conversion(
             // An in-process conversion cannot be killed; on timeout we stop waiting
             // and its temp output is removed at the next start.
             match tokio::time::timeout(timeout, work).await {
-                Ok(Ok(result)) => result.map_err(ConvertError::Failed),
+                Ok(Ok(result)) => result.map_err(|err| ConvertError::Failed(err.to_string())),
                 Ok(Err(join)) => Err(ConvertError::Failed(format!("converter panicked: {join}"))),
                 Err(_) => Err(ConvertError::TimedOut(started.elapsed().as_secs_f64())),
             }
@@ -96,25 +96,26 @@ pub async fn run_conversion(
 pub fn convert_in_process(
     job: &ConvertJob,
     converter: &ConverterConfig,
-) -> Result<ConvertOutput, String> {
+) -> Result<ConvertOutput, ConverterError> {
     match converter {
         ConverterConfig::Manifest => write_manifest(job),
         ConverterConfig::Builtin => super::builtin::merge_group(job),
-        ConverterConfig::Command { .. } => {
-            Err("a command converter cannot run in-process".to_string())
-        }
+        ConverterConfig::Command { .. } => Err(ConverterError::CommandInProcess),
     }
 }
 
 /// Verifies every file can be read to the end and writes `<group_id>.json`.
-pub fn write_manifest(job: &ConvertJob) -> Result<ConvertOutput, String> {
+pub fn write_manifest(job: &ConvertJob) -> Result<ConvertOutput, ConverterError> {
     let started = Instant::now();
     let mut files = Vec::with_capacity(job.files.len());
     for (subband_idx, path) in &job.files {
-        let mut file = std::fs::File::open(path)
-            .map_err(|err| format!("sb{subband_idx:02} {}: {err}", path.display()))?;
-        let bytes = std::io::copy(&mut file, &mut std::io::sink())
-            .map_err(|err| format!("sb{subband_idx:02} {}: {err}", path.display()))?;
+        let unreadable = |source| ConverterError::ReadInput {
+            subband_idx: *subband_idx,
+            path: path.clone(),
+            source,
+        };
+        let mut file = std::fs::File::open(path).map_err(unreadable)?;
+        let bytes = std::io::copy(&mut file, &mut std::io::sink()).map_err(unreadable)?;
         files.push(
             serde_json::json!({"subband_idx": subband_idx, "path": path, "size_bytes": bytes}),
         );
@@ -127,7 +128,7 @@ pub fn write_manifest(job: &ConvertJob) -> Result<ConvertOutput, String> {
         "written_by": format!("contimg {}", env!("CARGO_PKG_VERSION")),
     });
     let output = job.output_dir.join(format!("{}.json", job.group_id));
-    let text = serde_json::to_vec_pretty(&manifest).map_err(|err| err.to_string())?;
+    let text = serde_json::to_vec_pretty(&manifest).map_err(ConverterError::EncodeManifest)?;
     write_output_atomically(&output, &text)?;
     let total = started.elapsed().as_secs_f64();
     Ok(ConvertOutput {
@@ -143,9 +144,11 @@ pub fn write_manifest(job: &ConvertJob) -> Result<ConvertOutput, String> {
 }
 
 /// Writes a converter's output file atomically (see `contimg_core::fsutil`).
-pub fn write_output_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    contimg_core::fsutil::atomic_write(path, bytes)
-        .map_err(|err| format!("cannot write {}: {err}", path.display()))
+pub fn write_output_atomically(path: &Path, bytes: &[u8]) -> Result<(), ConverterError> {
+    contimg_core::fsutil::atomic_write(path, bytes).map_err(|source| ConverterError::WriteOutput {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Expands the placeholders of a command template. `{files}` standing alone becomes
@@ -460,8 +463,20 @@ mod tests {
         let job = job(tmp.path());
         std::fs::create_dir_all(&job.output_dir).unwrap();
         std::fs::write(&job.files[0].1, b"abc").unwrap();
-        let err = write_manifest(&job).unwrap_err();
-        assert!(err.contains("sb01"), "{err}");
+        match write_manifest(&job).unwrap_err() {
+            ConverterError::ReadInput {
+                subband_idx, path, ..
+            } => {
+                assert_eq!(subband_idx, 1);
+                assert_eq!(path, job.files[1].1);
+            }
+            other => panic!("expected the unreadable subband, got {other}"),
+        }
+        let err = write_manifest(&job).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("sb01 {}: ", job.files[1].1.display())),
+            "{err}"
+        );
         std::fs::write(&job.files[1].1, b"defg").unwrap();
         let out = write_manifest(&job).unwrap();
         let written: serde_json::Value =

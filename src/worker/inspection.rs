@@ -96,9 +96,9 @@ impl Worker {
             match check {
                 // Vanished (renamed away or deleted) before we looked: not ours to judge.
                 Ok(None) => results.push(Inspected::NotNow),
-                Err(reason) => results.push(Inspected::Reject {
+                Err(refusal) => results.push(Inspected::Reject {
                     path,
-                    reason,
+                    reason: refusal.to_string(),
                     size,
                     mtime,
                 }),
@@ -126,7 +126,11 @@ impl Worker {
             }
             Err(err) => requests
                 .iter()
-                .map(|_| validator::Verdict::Deferred(err.clone()))
+                .map(|_| {
+                    validator::Verdict::Deferred(format!(
+                        "cannot find the contimg-stream binary: {err}"
+                    ))
+                })
                 .collect(),
         };
         for (((index, mut file), request), verdict) in
@@ -157,21 +161,23 @@ impl Worker {
 
     /// The validator pool, started on first use: min(max_workers, 2) processes
     /// (see `validator::MAX_VALIDATORS`).
-    fn validator_pool(&mut self) -> Result<&mut validator::ValidatorPool, String> {
-        if self.validators.is_none() {
-            let spec = validator::ValidatorSpec::for_current_exe()
-                .map_err(|err| format!("cannot find the contimg-stream binary: {err}"))?;
-            let size = (self.config.max_workers as usize).min(validator::MAX_VALIDATORS);
-            let pool = validator::ValidatorPool::new(spec, size);
-            tracing::info!(
-                validators = pool.size(),
-                "UVH5 validation runs in isolated validator processes"
-            );
-            self.validators = Some(pool);
-        }
-        self.validators
-            .as_mut()
-            .ok_or_else(|| "no validator pool".to_string())
+    /// Without our own binary there is nothing to start: the files are
+    /// deferred (not rejected) and a later scan tries again.
+    fn validator_pool(&mut self) -> std::io::Result<&mut validator::ValidatorPool> {
+        let pool = match self.validators.take() {
+            Some(pool) => pool,
+            None => {
+                let spec = validator::ValidatorSpec::for_current_exe()?;
+                let size = (self.config.max_workers as usize).min(validator::MAX_VALIDATORS);
+                let pool = validator::ValidatorPool::new(spec, size);
+                tracing::info!(
+                    validators = pool.size(),
+                    "UVH5 validation runs in isolated validator processes"
+                );
+                pool
+            }
+        };
+        Ok(self.validators.insert(pool))
     }
 
     /// A file still journalled as "in a validator" was being inspected when the
@@ -208,21 +214,33 @@ pub(crate) fn file_size_and_mtime(path: &Path) -> (Option<u64>, Option<f64>) {
     }
 }
 
+/// Why a candidate is rejected before any validator sees it; the text is the
+/// rejection reason recorded in the queue.
+#[derive(Debug, thiserror::Error)]
+enum FileRefusal {
+    #[error("cannot stat: {0}")]
+    Stat(#[source] std::io::Error),
+    #[error("not a regular file")]
+    NotRegular,
+    #[error("empty file")]
+    Empty,
+}
+
 /// Reads a candidate's type and size (never its contents: libhdf5 opens untrusted
-/// files only in a validator). `Ok(None)` when the file vanished; `Err(reason)`
-/// when it must be rejected.
-fn inspect_file(candidate: &Candidate) -> Result<Option<NewFile>, String> {
+/// files only in a validator). `Ok(None)` when the file vanished (not ours to
+/// judge); `Err` when it must be rejected.
+fn inspect_file(candidate: &Candidate) -> Result<Option<NewFile>, FileRefusal> {
     let metadata = match std::fs::metadata(&candidate.path) {
         Ok(metadata) => metadata,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(format!("cannot stat: {err}")),
+        Err(err) => return Err(FileRefusal::Stat(err)),
     };
     if !metadata.is_file() {
-        return Err("not a regular file".to_string());
+        return Err(FileRefusal::NotRegular);
     }
     let size = metadata.len();
     if size == 0 {
-        return Err("empty file".to_string());
+        return Err(FileRefusal::Empty);
     }
     let (_, mtime) = file_size_and_mtime(&candidate.path);
     Ok(Some(NewFile {
@@ -233,4 +251,55 @@ fn inspect_file(candidate: &Candidate) -> Result<Option<NewFile>, String> {
         mtime,
         meta_json: None,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::watch::FileIdentity;
+    use contimg_core::names::SubbandName;
+
+    fn candidate(path: PathBuf) -> Candidate {
+        Candidate {
+            path,
+            name: SubbandName {
+                timestamp: 1_760_362_083.0,
+                subband_idx: 3,
+            },
+            identity: FileIdentity {
+                dev: 0,
+                ino: 0,
+                mode: 0,
+                size: 0,
+                mtime: 0.0,
+            },
+        }
+    }
+
+    /// The three outcomes the registration acts on differently: a vanished file
+    /// is left alone, a refused one is rejected (with the reason operators
+    /// see), a plausible one goes on to the validator.
+    #[test]
+    fn file_checks_tell_vanished_refused_and_plausible_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = candidate(dir.path().join("2025-10-13T13:28:03_sb03.hdf5"));
+        assert!(matches!(inspect_file(&gone), Ok(None)));
+
+        let empty = candidate(dir.path().join("2025-10-13T13:28:03_sb04.hdf5"));
+        std::fs::write(&empty.path, b"").unwrap();
+        let refusal = inspect_file(&empty).unwrap_err();
+        assert!(matches!(refusal, FileRefusal::Empty));
+        assert_eq!(refusal.to_string(), "empty file");
+
+        let directory = candidate(dir.path().join("2025-10-13T13:28:03_sb05.hdf5"));
+        std::fs::create_dir(&directory.path).unwrap();
+        let refusal = inspect_file(&directory).unwrap_err();
+        assert!(matches!(refusal, FileRefusal::NotRegular));
+        assert_eq!(refusal.to_string(), "not a regular file");
+
+        let plausible = candidate(dir.path().join("2025-10-13T13:28:03_sb06.hdf5"));
+        std::fs::write(&plausible.path, b"HDF").unwrap();
+        let file = inspect_file(&plausible).unwrap().unwrap();
+        assert_eq!((file.subband_idx, file.size_bytes), (3, Some(3)));
+    }
 }

@@ -31,3 +31,30 @@ pub struct ConvertOutput {
     pub timings: Timings,
     pub output_path: Option<PathBuf>,
 }
+
+/// Why a builtin converter failed; its text becomes the group's error.
+#[derive(Debug, thiserror::Error)]
+pub enum ConverterError {
+    /// An input subband cannot be read to its end (the manifest converter).
+    #[error("sb{subband_idx:02} {}: {source}", path.display())]
+    ReadInput {
+        subband_idx: u32,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The subbands do not merge (the UVH5 merge converter).
+    #[error(transparent)]
+    Merge(#[from] contimg_uvh5::Uvh5Error),
+    #[error("cannot encode the manifest: {0}")]
+    EncodeManifest(#[source] serde_json::Error),
+    #[error("cannot write {}: {source}", path.display())]
+    WriteOutput {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Only the builtin converters run in-process; a command always runs as one.
+    #[error("a command converter cannot run in-process")]
+    CommandInProcess,
+}

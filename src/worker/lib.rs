@@ -47,7 +47,7 @@ use contimg_core::queue::{ClaimedGroup, Queue, QueueError, SharedQueue};
 use conversions::Finished;
 use options::StreamArgs;
 
-pub use child::convert_group_child;
+pub use child::{ChildError, convert_group_child};
 pub use error::WorkerError;
 pub use event_loop::run;
 
