@@ -427,21 +427,106 @@ async fn a_fifo_at_the_token_path_neither_hangs_requests_nor_sigterm() {
     );
 }
 
-/// A daemon started the way `contimg-api.socket` starts it: the listening socket
-/// is passed in (LISTEN_FDS), via systemd's own `systemd-socket-activate`.
-struct SocketActivatedDaemon {
+/// A daemon on `env`'s state dir started by a test's own command line (not
+/// through `ApiDaemon`), answering on `port`; killed, with its worker, on drop.
+struct RawDaemon {
     child: std::process::Child,
     port: u16,
     log_path: std::path::PathBuf,
+    state_dir: std::path::PathBuf,
 }
 
-impl SocketActivatedDaemon {
+impl RawDaemon {
+    /// Spawns `command` with the daemon's flags for `env` (process backend,
+    /// `--listen listen`) and waits until `port` answers.
+    async fn start(mut command: Command, env: &WorkerEnv, listen: &str, port: u16) -> Self {
+        common::api::write_token_file(&env.state_dir.join("api.token"), &format!("{TOKEN}\n"));
+        let log_path = env.root.path().join("api.log");
+        let log = std::fs::File::create(&log_path).expect("log");
+        let child = command
+            .arg("--state-dir")
+            .arg(&env.state_dir)
+            .arg("--listen")
+            .arg(listen)
+            .args(process_backend_args())
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn the daemon");
+        let daemon = Self {
+            child,
+            port,
+            log_path,
+            state_dir: env.state_dir.clone(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while daemon
+            .get("/api/streaming/status")
+            .await
+            .map(|r| r.status().as_u16())
+            != Some(200)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "no answer on port {port}:\n{}",
+                daemon.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        daemon
+    }
+
+    /// `systemd-socket-activate` (systemd's own tool) passes the listening socket
+    /// the way `contimg-api.socket` does: LISTEN_FDS=1, LISTEN_PID, fd 3.
+    async fn socket_activated(env: &WorkerEnv) -> Self {
+        let port = common::api::free_port();
+        let mut command = Command::new("systemd-socket-activate");
+        command
+            .arg("-l")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(common::api::api_bin());
+        // `--listen` is ignored under socket activation: nothing listens there.
+        let daemon = Self::start(command, env, "127.0.0.1:1", port).await;
+        assert!(
+            daemon.log().contains("LISTEN_FDS"),
+            "the daemon did not use the passed socket:\n{}",
+            daemon.log()
+        );
+        daemon
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
+
+    async fn get(&self, path: &str) -> Option<reqwest::Response> {
+        client()
+            .get(format!("http://127.0.0.1:{}{path}", self.port))
+            .send()
+            .await
+            .ok()
+    }
+
+    async fn post(&self, path: &str) -> Option<reqwest::Response> {
+        client()
+            .post(format!("http://127.0.0.1:{}{path}", self.port))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .ok()
+    }
 }
 
-impl Drop for SocketActivatedDaemon {
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+impl Drop for RawDaemon {
     fn drop(&mut self) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
@@ -450,12 +535,19 @@ impl Drop for SocketActivatedDaemon {
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // The process backend's worker outlives the daemon by design.
+        for pid in common::api::worker_pids(&self.state_dir) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
 }
 
@@ -463,55 +555,7 @@ impl Drop for SocketActivatedDaemon {
 async fn socket_activated_daemon_serves_the_passed_socket_with_the_same_limits() {
     let env = WorkerEnv::new();
     env.write_config("");
-    common::api::write_token_file(&env.state_dir.join("api.token"), &format!("{TOKEN}\n"));
-    let port = common::api::free_port();
-    let log_path = env.root.path().join("api.log");
-    let log = std::fs::File::create(&log_path).expect("log");
-    let child = Command::new("systemd-socket-activate")
-        .arg("-l")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg(common::api::api_bin())
-        .arg("--state-dir")
-        .arg(&env.state_dir)
-        // Ignored under socket activation: nothing listens there.
-        .arg("--listen")
-        .arg("127.0.0.1:1")
-        .args(process_backend_args())
-        .env_remove("NOTIFY_SOCKET")
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("systemd-socket-activate (package systemd) runs");
-    let daemon = SocketActivatedDaemon {
-        child,
-        port,
-        log_path,
-    };
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
-    let url = format!("http://127.0.0.1:{}/api/streaming/status", daemon.port);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(resp) = client.get(&url).send().await
-            && resp.status().is_success()
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no answer on the passed socket:\n{}",
-            daemon.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        daemon.log().contains("LISTEN_FDS"),
-        "the daemon did not use the passed socket:\n{}",
-        daemon.log()
-    );
+    let daemon = RawDaemon::socket_activated(&env).await;
     let mut idle = stalled_connection(daemon.port, "").await;
     let closed = time_until_closed(&mut idle, HEADER_READ_TIMEOUT + SLACK).await;
     eprintln!("idle connection on the passed socket closed after {closed:?}");
@@ -519,5 +563,117 @@ async fn socket_activated_daemon_serves_the_passed_socket_with_the_same_limits()
         closed.is_some(),
         "an idle connection on the passed socket stayed open"
     );
+    drop(daemon);
+    drop(env);
+}
+
+/// The inode of the socket listening on 127.0.0.1:`port` (`/proc/net/tcp`).
+fn listening_socket_inode(port: u16) -> Option<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let local = format!("0100007F:{port:04X}");
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // local_address is field 1, st (0A = LISTEN) field 3, inode field 9.
+        (fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A"))
+            .then(|| fields.get(9).map(|inode| inode.to_string()))
+            .flatten()
+    })
+}
+
+async fn wait_for_worker(daemon: &RawDaemon) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(pid) = common::api::worker_pids(&daemon.state_dir).first() {
+            return *pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no worker process after start:\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The activation socket and LISTEN_* belong to contimg-api alone: the worker the
+/// process backend spawns must not hold the API's port open (it would keep
+/// accepting nothing on it after the API stops) nor see LISTEN_PID/LISTEN_FDS.
+/// Failed before the sd-notify switch: the hand-rolled `from_raw_fd(3)` left the
+/// fd inheritable and the variables set.
+#[tokio::test]
+async fn the_worker_inherits_neither_the_activation_socket_nor_listen_variables() {
+    let env = WorkerEnv::new();
+    env.write_config("");
+    let daemon = RawDaemon::socket_activated(&env).await;
+    let inode = listening_socket_inode(daemon.port).expect("the passed socket listens");
+    let started = daemon
+        .post("/api/streaming/start")
+        .await
+        .map(|r| r.status().as_u16());
+    assert_eq!(started, Some(200), "{}", daemon.log());
+    let worker = wait_for_worker(&daemon).await;
+
+    let environ = std::fs::read(format!("/proc/{worker}/environ")).expect("worker environ");
+    let listen_vars: Vec<String> = environ
+        .split(|b| *b == 0)
+        .map(|var| String::from_utf8_lossy(var).into_owned())
+        .filter(|var| var.starts_with("LISTEN_"))
+        .collect();
+    assert!(
+        listen_vars.is_empty(),
+        "the worker inherited {listen_vars:?}"
+    );
+    let socket = format!("socket:[{inode}]");
+    let inherited: Vec<String> = std::fs::read_dir(format!("/proc/{worker}/fd"))
+        .expect("worker fds")
+        .flatten()
+        .filter(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|target| target.to_string_lossy() == socket)
+        })
+        .map(|fd| fd.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        inherited.is_empty(),
+        "the worker holds the API's listening socket as fd {inherited:?}"
+    );
+    drop(daemon);
+    drop(env);
+}
+
+/// LISTEN_FDS meant for another process (LISTEN_PID is not ours, e.g. inherited
+/// from a parent that was socket-activated) is not an activation: the daemon
+/// binds its own `--listen` address and leaves the fd alone. (The hand-rolled
+/// code checked LISTEN_PID too; this pins that sd-notify's check is in force.)
+#[tokio::test]
+async fn listen_fds_for_another_pid_is_not_taken_as_the_activation_socket() {
+    use std::os::fd::AsRawFd;
+    let env = WorkerEnv::new();
+    env.write_config("");
+    let foreign = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let foreign_fd = foreign.as_raw_fd();
+    let port = common::api::free_port();
+    let mut command = Command::new(common::api::api_bin());
+    // This test process is alive and is not the daemon.
+    command
+        .env("LISTEN_PID", std::process::id().to_string())
+        .env("LISTEN_FDS", "1");
+    // SAFETY: dup2 is async-signal-safe; it puts the foreign socket at fd 3 (the
+    // first activation fd) without close-on-exec, as a service manager would.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::dup2(foreign_fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let daemon = RawDaemon::start(command, &env, &format!("127.0.0.1:{port}"), port).await;
+    assert!(
+        !daemon.log().contains("LISTEN_FDS"),
+        "the daemon took another process's socket:\n{}",
+        daemon.log()
+    );
+    drop(daemon);
+    drop(foreign);
     drop(env);
 }

@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::models::ControlResponse;
 use contimg_control::ControlError;
 use contimg_core::config::ValidationErrors;
 use contimg_core::queue::QueueError;
@@ -19,6 +20,15 @@ pub struct ErrorBody {
     /// Only on 422 `validation_failed`: every problem found, one per field.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<Vec<FieldProblem>>,
+}
+
+/// A 500 from a control operation: either the operation ran and failed (with the
+/// unit's last log lines), or the daemon could not carry it out.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum ControlFailure {
+    Operation(ControlResponse),
+    Daemon(ErrorBody),
 }
 
 /// One invalid field of a 422 answer.
@@ -73,7 +83,12 @@ impl ApiError {
                 ControlError::Timeout(..) => StatusCode::GATEWAY_TIMEOUT,
                 ControlError::Unsupported(..) => StatusCode::NOT_IMPLEMENTED,
                 ControlError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                ControlError::Failed(_) | ControlError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                ControlError::Manager(_)
+                | ControlError::WorkerBinaryMissing { .. }
+                | ControlError::WorkerVanished { .. }
+                | ControlError::PidFile { .. }
+                | ControlError::Task(_)
+                | ControlError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::Queue(err) => match err {
                 QueueError::UnknownGroup(_) => StatusCode::NOT_FOUND,
@@ -249,7 +264,7 @@ pub enum ControlErrors {
         description = "The operation failed (body: the result, with the unit's last log lines) \
                        or the daemon could not carry it out (body: an error)"
     )]
-    Failed(super::models::ControlFailure),
+    Failed(ControlFailure),
     #[response(status = 501, description = "The backend cannot do this")]
     Unsupported(ErrorBody),
     #[response(

@@ -22,12 +22,13 @@ use tokio::sync::watch;
 use super::AppState;
 use super::history::Sample;
 use super::models::{HealthResponse, MetricsResponse, StatusResponse};
+use super::prometheus::{self, DurationHistogram};
 use super::supervisor::Liveness;
 use contimg_control::alerts::{AlertInputs, measure_disks, watched_dirs};
-use contimg_control::report::{HealthInputs, health_verdict, probe_queue_db_writable};
+use contimg_control::report::{HealthInputs, QueueView, health_verdict, probe_queue_db_writable};
 use contimg_control::{Backend, BackendKind, ControlError, ServiceStatus};
 use contimg_core::config::{ConfigStore, StreamingConfig};
-use contimg_core::queue::{GroupState, Heartbeat, QueueReader, QueueStats, unix_now};
+use contimg_core::queue::{GroupState, QueueReader, unix_now};
 
 const TICK: Duration = Duration::from_secs(1);
 const QUEUE_POLL: Duration = Duration::from_millis(250);
@@ -38,11 +39,6 @@ const PERIODIC_PUSH: Duration = Duration::from_secs(5);
 const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 const DISK_CHECK_EVERY: Duration = Duration::from_secs(30);
 
-/// Upper bounds (seconds) of the group-duration histogram buckets.
-pub const DURATION_BUCKETS: [f64; 11] = [
-    1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
-];
-
 /// One server-sent event: `event: <kind>` / `data: <json>`.
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -50,51 +46,23 @@ pub struct Event {
     pub data: Arc<str>,
 }
 
-/// Cumulative histogram of completed groups' total conversion times.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct DurationHistogram {
-    /// Per bucket of [`DURATION_BUCKETS`], non-cumulative; the last is +Inf.
-    pub counts: [u64; DURATION_BUCKETS.len() + 1],
-    pub sum: f64,
-    pub count: u64,
-}
-
-impl DurationHistogram {
-    pub fn observe(&mut self, seconds: f64) {
-        let index = DURATION_BUCKETS
-            .iter()
-            .position(|bound| seconds <= *bound)
-            .unwrap_or(DURATION_BUCKETS.len());
-        self.counts[index] += 1;
-        self.sum += seconds;
-        self.count += 1;
-    }
-}
-
-/// What the queue watcher last read.
-#[derive(Debug, Clone)]
-pub struct QueueSnapshot {
-    pub stats: Result<QueueStats, String>,
-    pub heartbeat: Option<Heartbeat>,
+/// What the queue watcher last published: the queue's view (the type the CLI's
+/// health reads too) and the duration histogram only `/metrics` needs.
+#[derive(Debug, Clone, Default)]
+pub struct QueueWatch {
+    pub view: QueueView,
     pub durations: DurationHistogram,
-    /// `control::report::probe_queue_db_writable`'s last answer.
-    pub writable: Option<Result<String, String>>,
 }
 
-impl QueueSnapshot {
+impl QueueWatch {
     fn unread() -> Self {
         Self {
-            stats: Err("the queue DB has not been read yet".to_string()),
-            heartbeat: None,
+            view: QueueView {
+                error: Some("the queue DB has not been read yet".to_string()),
+                ..QueueView::default()
+            },
             durations: DurationHistogram::default(),
-            writable: None,
         }
-    }
-
-    fn unwritable_reason(&self) -> Option<String> {
-        self.writable
-            .as_ref()
-            .and_then(|w| w.as_ref().err().cloned())
     }
 }
 
@@ -106,7 +74,7 @@ pub struct Snapshot {
     pub metrics: MetricsResponse,
     pub metrics_json: Bytes,
     pub prometheus: Bytes,
-    pub queue: Arc<QueueSnapshot>,
+    pub queue: Arc<QueueWatch>,
     pub config: Option<StreamingConfig>,
     pub config_error: Option<String>,
     /// False until the backend answered once.
@@ -118,7 +86,7 @@ pub struct Snapshot {
 /// The verdict for a status, queue snapshot and config, at `now`.
 fn verdict(
     status: &StatusResponse,
-    queue: &QueueSnapshot,
+    queue: &QueueView,
     config_error: Option<&str>,
     critical_alerts: &[String],
     now: f64,
@@ -131,7 +99,7 @@ fn verdict(
         uptime_seconds: status.uptime_seconds,
         cpu_percent: status.cpu_percent,
         memory_mb: status.memory_mb,
-        queue_error: queue.stats.as_ref().err().map(String::as_str),
+        queue_error: queue.stats_error(),
         queue_writable: queue.writable.as_ref(),
         heartbeat: queue.heartbeat.as_ref(),
         config_error,
@@ -153,9 +121,15 @@ impl Snapshot {
             config.as_ref(),
             None,
         );
-        let queue = Arc::new(QueueSnapshot::unread());
-        let metrics = MetricsResponse::assemble(&status, &queue.stats, unix_now());
-        let health = verdict(&status, &queue, config_error.as_deref(), &[], unix_now());
+        let queue = Arc::new(QueueWatch::unread());
+        let metrics = MetricsResponse::assemble(&status, &queue.view.stats_or_error(), unix_now());
+        let health = verdict(
+            &status,
+            &queue.view,
+            config_error.as_deref(),
+            &[],
+            unix_now(),
+        );
         Self::build(
             status,
             metrics,
@@ -170,7 +144,7 @@ impl Snapshot {
     fn build(
         status: StatusResponse,
         metrics: MetricsResponse,
-        queue: Arc<QueueSnapshot>,
+        queue: Arc<QueueWatch>,
         (config, config_error): (Option<StreamingConfig>, Option<String>),
         health: HealthResponse,
         backend_seen: bool,
@@ -178,7 +152,12 @@ impl Snapshot {
     ) -> Self {
         let status_json = Bytes::from(serde_json::to_vec(&status).unwrap_or_default());
         let metrics_json = Bytes::from(serde_json::to_vec(&metrics).unwrap_or_default());
-        let prometheus = Bytes::from(super::prometheus::render(&status, &queue, firing));
+        let prometheus = Bytes::from(prometheus::render(
+            &status,
+            &queue.view,
+            &queue.durations,
+            firing,
+        ));
         Self {
             status,
             status_json,
@@ -217,7 +196,7 @@ pub fn spawn_producer(state: Arc<AppState>) {
         .map(|c| c.queue_db.clone())
         .unwrap_or_else(|| state.store.defaults().queue_db);
     let queue_path = Arc::new(Mutex::new(initial_path));
-    let (queue_tx, mut queue_rx) = watch::channel(Arc::new(QueueSnapshot::unread()));
+    let (queue_tx, mut queue_rx) = watch::channel(Arc::new(QueueWatch::unread()));
     {
         let queue_path = queue_path.clone();
         if let Err(err) = std::thread::Builder::new()
@@ -305,7 +284,7 @@ impl Producer {
         &mut self,
         state: &Arc<AppState>,
         read_backend: bool,
-        queue: Arc<QueueSnapshot>,
+        queue: Arc<QueueWatch>,
         queue_path: &Mutex<PathBuf>,
     ) {
         if read_backend || self.last_status.is_none() {
@@ -330,7 +309,7 @@ impl Producer {
             state.backend.target(),
             backend_status,
             self.config.0.as_ref(),
-            queue.heartbeat.as_ref(),
+            queue.view.heartbeat.as_ref(),
         );
         if status.error.is_none() {
             status.error = self.config.1.clone();
@@ -360,7 +339,7 @@ impl Producer {
         }
 
         let now = unix_now();
-        let metrics = MetricsResponse::assemble(&status, &queue.stats, now);
+        let metrics = MetricsResponse::assemble(&status, &queue.view.stats_or_error(), now);
 
         if self
             .last_disk_check
@@ -375,10 +354,10 @@ impl Producer {
             status.active_state == "failed",
             state.should_run.load(Ordering::SeqCst),
             status.restart_count,
-            queue.stats.as_ref().ok(),
+            queue.view.stats.as_ref(),
         );
         inputs.disks = self.disks.clone();
-        inputs.queue_db_unwritable = queue.unwritable_reason();
+        inputs.queue_db_unwritable = queue.view.unwritable_reason().map(str::to_string);
         if kind == BackendKind::Process {
             inputs.supervisor = state.supervisor.alerts(now);
         }
@@ -387,21 +366,28 @@ impl Producer {
                 let changes = engine.evaluate(&inputs);
                 let firing: Vec<(String, String)> = engine
                     .active()
-                    .map(|a| (a.rule.clone(), a.id.clone()))
+                    .map(|a| (a.rule.to_string(), a.id.clone()))
                     .collect();
                 (changes, firing, engine.critical_messages())
             }
             Err(_) => (Vec::new(), Vec::new(), Vec::new()),
         };
-        let health = verdict(&status, &queue, self.config.1.as_deref(), &critical, now);
+        let health = verdict(
+            &status,
+            &queue.view,
+            self.config.1.as_deref(),
+            &critical,
+            now,
+        );
         let liveness = Liveness {
             running: status.running,
             pid: status.pid,
             heartbeat: queue
+                .view
                 .heartbeat
                 .as_ref()
                 .map(|beat| (beat.pid, (now - beat.heartbeat_at).max(0.0))),
-            queue_writable: queue.unwritable_reason().is_none(),
+            queue_writable: queue.view.unwritable_reason().is_none(),
         };
 
         let previous = state.snapshot();
@@ -496,7 +482,7 @@ async fn disk_inputs(config: Option<&StreamingConfig>) -> Vec<(String, PathBuf, 
 
 /// The queue watcher thread: polls `PRAGMA data_version` (one connection kept
 /// open, as the pragma is per connection) and republishes stats when it moves.
-fn watch_queue(path: Arc<Mutex<PathBuf>>, tx: watch::Sender<Arc<QueueSnapshot>>) {
+fn watch_queue(path: Arc<Mutex<PathBuf>>, tx: watch::Sender<Arc<QueueWatch>>) {
     let mut opened: Option<(PathBuf, Connection, QueueReader)> = None;
     let mut last_version: Option<i64> = None;
     let mut last_full = Instant::now() - QUEUE_FULL_REFRESH;
@@ -521,11 +507,13 @@ fn watch_queue(path: Arc<Mutex<PathBuf>>, tx: watch::Sender<Arc<QueueSnapshot>>)
                 Err(err) => {
                     if last_error.as_deref() != Some(&err) {
                         last_error = Some(err.clone());
-                        tx.send_replace(Arc::new(QueueSnapshot {
-                            stats: Err(err),
-                            heartbeat: None,
+                        tx.send_replace(Arc::new(QueueWatch {
+                            view: QueueView {
+                                error: Some(err),
+                                writable: Some(probe_queue_db_writable(&wanted)),
+                                ..QueueView::default()
+                            },
                             durations: histogram.clone(),
-                            writable: Some(probe_queue_db_writable(&wanted)),
                         }));
                     }
                     std::thread::sleep(Duration::from_secs(1));
@@ -547,8 +535,7 @@ fn watch_queue(path: Arc<Mutex<PathBuf>>, tx: watch::Sender<Arc<QueueSnapshot>>)
             last_version = version;
             last_full = Instant::now();
             let now = unix_now();
-            let stats = reader.stats(now).map_err(|e| e.to_string());
-            let heartbeat = reader.heartbeat().ok().flatten();
+            let view = QueueView::from_reader(reader, &wanted, now);
             // Durations recorded since the cursor; the 5 s overlap catches rows
             // committed while we read, the previous batch's ids stop double counts.
             if let Ok(rows) = reader.completed_durations_since(cursor) {
@@ -562,13 +549,11 @@ fn watch_queue(path: Arc<Mutex<PathBuf>>, tx: watch::Sender<Arc<QueueSnapshot>>)
                 last_batch = batch;
                 cursor = now - 5.0;
             }
-            let next = QueueSnapshot {
-                stats,
-                heartbeat,
+            last_error = view.stats_error().map(str::to_string);
+            let next = QueueWatch {
+                view,
                 durations: histogram.clone(),
-                writable: Some(probe_queue_db_writable(&wanted)),
             };
-            last_error = next.stats.as_ref().err().cloned();
             tx.send_replace(Arc::new(next));
         }
         std::thread::sleep(QUEUE_POLL);
@@ -591,7 +576,7 @@ pub fn spawn_history_sampler(state: Arc<AppState>) {
         tokio::time::sleep(Duration::from_secs(2)).await;
         loop {
             let snapshot = state.snapshot();
-            let stats = snapshot.queue.stats.as_ref().ok();
+            let stats = snapshot.queue.view.stats.as_ref();
             state.history.record(Sample {
                 t: unix_now(),
                 cpu_percent: snapshot.status.cpu_percent,

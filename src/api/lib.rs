@@ -17,9 +17,10 @@ pub mod events;
 pub mod handlers;
 pub mod history;
 pub mod models;
-pub mod openapi;
 pub mod prometheus;
 pub mod supervisor;
+
+pub use handlers::router;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,9 +28,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
 use serde::Deserialize;
 use tokio::sync::{Notify, broadcast};
 
@@ -56,6 +54,8 @@ pub enum DaemonError {
     Invalid(String),
     #[error("cannot listen: {0}")]
     Listen(std::io::Error),
+    #[error("unusable socket activation (LISTEN_PID/LISTEN_FDS): {0}")]
+    Activation(std::io::Error),
     #[error(transparent)]
     Control(#[from] ControlError),
     #[error(transparent)]
@@ -303,88 +303,80 @@ impl AppState {
     }
 }
 
-/// The complete router.
-pub fn router(state: Arc<AppState>) -> Router {
-    let api = Router::new()
-        .route("/api/streaming/status", get(handlers::status))
-        .route("/api/streaming/health", get(handlers::health))
-        .route(
-            "/api/streaming/config",
-            get(handlers::get_config).post(handlers::post_config),
-        )
-        .route("/api/streaming/metrics", get(handlers::metrics))
-        .route("/api/streaming/start", post(handlers::start))
-        .route("/api/streaming/stop", post(handlers::stop))
-        .route("/api/streaming/restart", post(handlers::restart))
-        .route("/api/streaming/events", get(handlers::events))
-        .route("/api/streaming/logs", get(handlers::logs))
-        .route("/api/streaming/history", get(handlers::history))
-        .route("/api/streaming/groups", get(handlers::groups))
-        .route("/api/streaming/groups/{id}", get(handlers::group))
-        .route(
-            "/api/streaming/groups/{id}/retry",
-            post(handlers::retry_group),
-        )
-        .route(
-            "/api/streaming/limits",
-            get(handlers::get_limits).post(handlers::post_limits),
-        )
-        .route("/api/streaming/alerts", get(handlers::alerts))
-        .route("/api/openapi.json", get(openapi::serve))
-        .route("/metrics", get(handlers::prometheus))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ));
-    let mut app = Router::new().merge(api);
-    if state.settings.bench_routes {
-        app = app.route("/api/bench/static", get(handlers::bench_static));
-    }
-    app = app
-        .route("/api", get(handlers::not_found).post(handlers::not_found))
-        .route("/api/{*rest}", axum::routing::any(handlers::not_found));
-    app = dashboard::mount(app, state.settings.dashboard_dir.as_deref());
-    app.layer(axum::middleware::map_response(error::jsonify_errors))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        .layer(tower_http::timeout::RequestBodyDeadlineLayer::new(
-            connections::REQUEST_BODY_DEADLINE,
-        ))
-        .with_state(state)
+/// The listening socket systemd passed (socket activation, `contimg-api.socket`).
+#[derive(Debug)]
+pub struct ActivationSocket {
+    listener: std::net::TcpListener,
+    /// Further passed fds, closed: the packaged socket unit passes one.
+    ignored_fds: usize,
+}
+
+/// Takes the socket systemd passed, if it passed one to this process. The
+/// sd-notify crate checks that `LISTEN_PID` names this process (a variable
+/// inherited from another daemon is not ours), counts `LISTEN_FDS` and marks
+/// the fds close-on-exec, so the worker the process backend spawns does not
+/// inherit the API's port; then the variables are unset, so no child sees them.
+///
+/// # Safety
+/// It unsets environment variables: call it before any other thread exists
+/// (first thing in `main`, before the runtime is built).
+pub unsafe fn take_activation_socket() -> Result<Option<ActivationSocket>, DaemonError> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: the caller guarantees that no other thread runs yet.
+    let fds = unsafe { sd_notify::listen_fds_and_unset_env() }.map_err(DaemonError::Activation)?;
+    // SAFETY: sd-notify yields the fds from SD_LISTEN_FDS_START on that systemd
+    // opened for this process (LISTEN_PID checked) and that nothing here has
+    // touched; the variables are gone now, so no second owner can take them.
+    let mut fds = fds.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+    let Some(first) = fds.next() else {
+        return Ok(None);
+    };
+    let ignored_fds = fds.count();
+    let listener = std::net::TcpListener::from(first);
+    // Not a TCP socket (a FIFO, a unix socket): refuse it rather than fail on accept.
+    listener.local_addr().map_err(DaemonError::Activation)?;
+    Ok(Some(ActivationSocket {
+        listener,
+        ignored_fds,
+    }))
 }
 
 /// A TCP listener: the one systemd passed (socket activation) or a new one.
-pub async fn listener(settings: &Settings) -> Result<tokio::net::TcpListener, DaemonError> {
-    if let Some(std_listener) = activated_listener() {
-        std_listener
+pub async fn listener(
+    settings: &Settings,
+    activation: Option<ActivationSocket>,
+) -> Result<tokio::net::TcpListener, DaemonError> {
+    if let Some(ActivationSocket {
+        listener,
+        ignored_fds,
+    }) = activation
+    {
+        listener
             .set_nonblocking(true)
             .map_err(DaemonError::Listen)?;
         tracing::info!("using the socket passed by systemd (LISTEN_FDS)");
-        return tokio::net::TcpListener::from_std(std_listener).map_err(DaemonError::Listen);
+        if ignored_fds > 0 {
+            tracing::warn!(
+                ignored_fds,
+                "systemd passed more than one socket; serving the first only"
+            );
+        }
+        return tokio::net::TcpListener::from_std(listener).map_err(DaemonError::Listen);
     }
     tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(DaemonError::Listen)
 }
 
-/// The first socket of systemd socket activation, when `LISTEN_PID` is us.
-fn activated_listener() -> Option<std::net::TcpListener> {
-    use std::os::fd::FromRawFd;
-    let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
-    let fds: u32 = std::env::var("LISTEN_FDS").ok()?.parse().ok()?;
-    if pid != std::process::id() || fds < 1 {
-        return None;
-    }
-    const SD_LISTEN_FDS_START: i32 = 3;
-    // SAFETY: systemd hands us fd 3 open and owned by this process; nothing else
-    // in the daemon uses it.
-    Some(unsafe { std::net::TcpListener::from_raw_fd(SD_LISTEN_FDS_START) })
-}
-
-/// Runs the daemon until SIGTERM/SIGINT.
-pub async fn run(settings: Settings) -> Result<(), DaemonError> {
+/// Runs the daemon until SIGTERM/SIGINT; `activation` from
+/// [`take_activation_socket`].
+pub async fn run(
+    settings: Settings,
+    activation: Option<ActivationSocket>,
+) -> Result<(), DaemonError> {
     let backend = contimg_control::connect(&settings.control).await?;
     tracing::info!(backend = %backend.kind(), target = backend.target(), "connected");
-    let listener = listener(&settings).await?;
+    let listener = listener(&settings, activation).await?;
     serve(settings, backend, listener).await
 }
 

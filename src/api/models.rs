@@ -226,15 +226,6 @@ pub struct LimitsRequest {
     pub persistent: Option<bool>,
 }
 
-/// A 500 from a control operation: either the operation ran and failed (with the
-/// unit's last log lines), or the daemon could not carry it out.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[serde(untagged)]
-pub enum ControlFailure {
-    Operation(ControlResponse),
-    Daemon(super::error::ErrorBody),
-}
-
 /// One server-sent event as it appears on the wire: its `event:` name and its
 /// `data:` text (a JSON document: a StatusResponse, MetricsResponse, Alert or
 /// LogLine, by event name).

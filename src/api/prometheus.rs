@@ -3,9 +3,36 @@
 
 use std::fmt::Write;
 
-use super::events::{DURATION_BUCKETS, QueueSnapshot};
 use super::models::StatusResponse;
+use contimg_control::report::QueueView;
 use contimg_core::queue::GroupState;
+
+/// Upper bounds (seconds) of the group-duration histogram buckets.
+pub const DURATION_BUCKETS: [f64; 11] = [
+    1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
+];
+
+/// Histogram of completed groups' total conversion times
+/// (`contimg_group_duration_seconds`), accumulated by the queue watcher.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DurationHistogram {
+    /// Per bucket of [`DURATION_BUCKETS`], non-cumulative; the last is +Inf.
+    pub counts: [u64; DURATION_BUCKETS.len() + 1],
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl DurationHistogram {
+    pub fn observe(&mut self, seconds: f64) {
+        let index = DURATION_BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(DURATION_BUCKETS.len());
+        self.counts[index] += 1;
+        self.sum += seconds;
+        self.count += 1;
+    }
+}
 
 /// Every alert rule, so `contimg_alerts_firing` has a 0 series for quiet rules.
 pub const ALERT_RULES: [&str; 6] = [
@@ -20,7 +47,8 @@ pub const ALERT_RULES: [&str; 6] = [
 /// `firing` = `(rule, id)` of each active alert.
 pub fn render(
     status: &StatusResponse,
-    queue: &QueueSnapshot,
+    queue: &QueueView,
+    durations: &DurationHistogram,
     firing: &[(String, String)],
 ) -> String {
     let mut out = String::with_capacity(2048);
@@ -50,7 +78,7 @@ pub fn render(
          # TYPE contimg_restarts_total counter\ncontimg_restarts_total {}",
         status.restart_count
     );
-    if let Ok(stats) = &queue.stats {
+    if let Some(stats) = &queue.stats {
         let _ = writeln!(
             out,
             "# HELP contimg_groups Groups in the queue by state.\n# TYPE contimg_groups gauge"
@@ -82,9 +110,9 @@ pub fn render(
         out,
         "# HELP contimg_queue_up 1 when the queue DB is readable.\n\
          # TYPE contimg_queue_up gauge\ncontimg_queue_up {}",
-        u8::from(queue.stats.is_ok())
+        u8::from(queue.stats.is_some())
     );
-    let h = &queue.durations;
+    let h = durations;
     let _ = writeln!(
         out,
         "# HELP contimg_group_duration_seconds Total conversion time of completed groups.\n\

@@ -2,9 +2,12 @@
 
 use anyhow::Context;
 use clap::Parser;
-use contimg_api::{ApiArgs, Settings, run};
+use contimg_api::{ApiArgs, Settings, run, take_activation_socket};
 
 fn main() -> anyhow::Result<()> {
+    // SAFETY: first thing in main: no other thread exists yet (the variables it
+    // unsets are read by nothing else).
+    let activation = unsafe { take_activation_socket() }.context("socket activation")?;
     let args = ApiArgs::parse();
     let _log = contimg_core::logging::init(
         &std::env::var("CONTIMG_API_LOG_LEVEL").unwrap_or_else(|_| "INFO".to_string()),
@@ -18,6 +21,6 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime
-        .block_on(run(settings))
+        .block_on(run(settings, activation))
         .context("contimg-api failed")
 }

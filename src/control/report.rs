@@ -40,18 +40,7 @@ impl QueueView {
     /// Blocking (SQLite): call from `spawn_blocking` in async code.
     pub fn read(queue_db: &Path, now: f64) -> Self {
         match QueueReader::open(queue_db) {
-            Ok(reader) => {
-                let (stats, error) = match reader.stats(now) {
-                    Ok(stats) => (Some(stats), None),
-                    Err(err) => (None, Some(err.to_string())),
-                };
-                Self {
-                    stats,
-                    error,
-                    heartbeat: reader.heartbeat().ok().flatten(),
-                    writable: Some(probe_queue_db_writable(queue_db)),
-                }
-            }
+            Ok(reader) => Self::from_reader(&reader, queue_db, now),
             Err(err) => Self {
                 stats: None,
                 error: Some(err.to_string()),
@@ -59,6 +48,44 @@ impl QueueView {
                 writable: Some(probe_queue_db_writable(queue_db)),
             },
         }
+    }
+
+    /// Reads through a reader already open on `queue_db` (the API's queue
+    /// watcher keeps one). Blocking, as [`QueueView::read`].
+    pub fn from_reader(reader: &QueueReader, queue_db: &Path, now: f64) -> Self {
+        let (stats, error) = match reader.stats(now) {
+            Ok(stats) => (Some(stats), None),
+            Err(err) => (None, Some(err.to_string())),
+        };
+        Self {
+            stats,
+            error,
+            heartbeat: reader.heartbeat().ok().flatten(),
+            writable: Some(probe_queue_db_writable(queue_db)),
+        }
+    }
+
+    /// Why there are no stats; `None` when there are.
+    pub fn stats_error(&self) -> Option<&str> {
+        match self.stats {
+            Some(_) => None,
+            None => Some(self.error.as_deref().unwrap_or("queue not read")),
+        }
+    }
+
+    /// The stats or why there are none, as [`MetricsResponse::assemble`] takes them.
+    pub fn stats_or_error(&self) -> Result<QueueStats, String> {
+        self.stats
+            .clone()
+            .ok_or_else(|| self.stats_error().unwrap_or_default().to_string())
+    }
+
+    /// Why the worker could not write the queue DB, if the probe said so.
+    pub fn unwritable_reason(&self) -> Option<&str> {
+        self.writable
+            .as_ref()
+            .and_then(|probe| probe.as_ref().err())
+            .map(String::as_str)
     }
 }
 
@@ -96,7 +123,7 @@ pub async fn gather(backend: &dyn Backend, store: &ConfigStore) -> Result<Snapsh
     let status = backend.status().await?;
     let (config, config_error, queue, taken_at) = local
         .await
-        .map_err(|err| ControlError::Failed(format!("queue reader panicked: {err}")))?;
+        .map_err(|err| ControlError::Task(format!("queue reader panicked: {err}")))?;
     Ok(Snapshot {
         status,
         config,
@@ -332,16 +359,6 @@ impl MetricsResponse {
 }
 
 impl Snapshot {
-    /// The queue stats as `MetricsResponse::assemble` takes them.
-    fn queue_stats(&self) -> Result<QueueStats, String> {
-        self.queue.stats.clone().ok_or_else(|| {
-            self.queue
-                .error
-                .clone()
-                .unwrap_or_else(|| "queue not read".to_string())
-        })
-    }
-
     fn service_response(&self, config: Option<&StreamingConfig>) -> StatusResponse {
         StatusResponse::assemble(
             &self.status.backend.to_string(),
@@ -365,7 +382,7 @@ impl Snapshot {
     pub fn metrics_report(&self) -> MetricsResponse {
         MetricsResponse::assemble(
             &self.service_response(None),
-            &self.queue_stats(),
+            &self.queue.stats_or_error(),
             self.taken_at,
         )
     }
@@ -382,11 +399,7 @@ impl Snapshot {
             uptime_seconds: s.uptime_seconds,
             cpu_percent: s.resources.cpu_percent,
             memory_mb: s.resources.memory_mb(),
-            queue_error: if self.queue.stats.is_some() {
-                None
-            } else {
-                Some(self.queue.error.as_deref().unwrap_or("queue not read"))
-            },
+            queue_error: self.queue.stats_error(),
             queue_writable: self.queue.writable.as_ref(),
             heartbeat: self.queue.heartbeat.as_ref(),
             config_error: self.config_error.as_deref(),

@@ -1,4 +1,5 @@
-//! `GET /api/openapi.json`: the machine-readable contract (docs/api.md is the prose).
+//! `GET /api/openapi.json`: the machine-readable contract (docs/api.md is the
+//! prose), assembled from every handler's `#[utoipa::path]`.
 
 use std::sync::OnceLock;
 
@@ -7,13 +8,13 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::error::{ErrorBody, FieldProblem};
-use super::handlers;
-use super::history::{HistoryPoint, HistoryResponse};
-use super::models::{
-    AttemptView, ControlFailure, ControlResponse, GroupDetailView, GroupFileView, GroupList,
-    GroupView, HealthCheck, HealthResponse, LimitsRequest, LimitsView, LogLine, LogsResponse,
-    MetricsResponse, RetryResponse, ServerSentEvent, StatusResponse,
+use crate::error::{ControlFailure, ErrorBody, FieldProblem};
+use crate::handlers;
+use crate::history::{HistoryPoint, HistoryResponse};
+use crate::models::{
+    AttemptView, ControlResponse, GroupDetailView, GroupFileView, GroupList, GroupView,
+    HealthCheck, HealthResponse, LimitsRequest, LimitsView, LogLine, LogsResponse, MetricsResponse,
+    RetryResponse, ServerSentEvent, StatusResponse,
 };
 use contimg_control::alerts::{Alert, AlertList, Severity};
 
@@ -33,11 +34,12 @@ impl Modify for BearerAuth {
 #[openapi(
     info(title = "contimg-api", description = "Control plane of the DSA-110 continuum-imaging streaming service. Prose: docs/api.md."),
     paths(
-        handlers::status, handlers::health, handlers::get_config, handlers::post_config,
-        handlers::start, handlers::stop, handlers::restart, handlers::metrics,
-        handlers::events, handlers::logs, handlers::history, handlers::groups,
-        handlers::group, handlers::retry_group, handlers::get_limits, handlers::post_limits,
-        handlers::alerts, handlers::prometheus,
+        handlers::status::status, handlers::status::health, handlers::config::get_config,
+        handlers::config::post_config, handlers::control::start, handlers::control::stop,
+        handlers::control::restart, handlers::metrics::metrics, handlers::sse::events,
+        handlers::logs::logs, handlers::history::history, handlers::groups::groups,
+        handlers::groups::group, handlers::groups::retry_group, handlers::limits::get_limits,
+        handlers::limits::post_limits, handlers::alerts::alerts, handlers::metrics::prometheus,
     ),
     components(schemas(
         StatusResponse, HealthResponse, HealthCheck, MetricsResponse, ControlResponse,
@@ -117,14 +119,13 @@ mod tests {
         let details = &doc["components"]["schemas"]["ErrorBody"]["properties"]["details"];
         let types = details["type"].to_string();
         assert!(types.contains("array"), "details: {details}");
-        let body =
-            super::super::error::ApiError::Validation(contimg_core::config::ValidationErrors {
-                errors: vec![contimg_core::config::FieldError {
-                    field: "input_dir".to_string(),
-                    message: "must be absolute".to_string(),
-                }],
-            })
-            .body();
+        let body = crate::error::ApiError::Validation(contimg_core::config::ValidationErrors {
+            errors: vec![contimg_core::config::FieldError {
+                field: "input_dir".to_string(),
+                message: "must be absolute".to_string(),
+            }],
+        })
+        .body();
         let sent = serde_json::to_value(&body).expect("serializes");
         assert!(sent["details"].is_array(), "{sent}");
         assert_eq!(sent["details"][0]["field"], "input_dir");
