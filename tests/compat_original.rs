@@ -195,3 +195,39 @@ fn the_worker_continues_an_original_deployment() {
     assert_eq!(env.count(GroupState::Collecting), 1);
     assert_eq!(worker.stop(), Some(0));
 }
+
+/// A queue DB holding a state this build does not know (written by another
+/// program, or a newer contimg on the same schema version): the CLI says which
+/// column holds which value and fails, instead of showing a guessed state.
+#[test]
+fn the_cli_names_a_state_it_does_not_know_instead_of_guessing() {
+    let env = WorkerEnv::new();
+    env.write_config("expected_subbands = 2");
+    drop(Queue::open(&env.queue_db()).unwrap());
+    let conn = Connection::open(env.queue_db()).unwrap();
+    let group_id = "2025-10-13T10:00:00";
+    conn.execute(
+        "INSERT INTO ingest_queue(group_id, state, received_at, last_update, expected_subbands)
+         VALUES (?1, 'archived', ?2, ?2, 2)",
+        params![group_id, unix_now()],
+    )
+    .unwrap();
+    for args in [
+        &["queue"][..],
+        &["queue", "show", group_id],
+        &["--json", "queue"],
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_contimgctl"))
+            .args(["--backend", "process", "--state-dir"])
+            .arg(&env.state_dir)
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} succeeded: {stderr}");
+        assert!(
+            stderr.contains("column state") && stderr.contains("\"archived\""),
+            "{args:?}: {stderr}"
+        );
+    }
+}
