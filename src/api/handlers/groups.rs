@@ -11,9 +11,12 @@ use utoipa::IntoParams;
 use crate::AppState;
 use crate::error::{ApiError, BodyErrors, ErrorBody, MutationAuthErrors, ReadAuthErrors};
 use crate::models::{GroupDetailView, GroupList, GroupView, RetryResponse};
-use contimg_core::queue::{GroupFilter, GroupState, QueueError, QueueReader, request_retry};
+use contimg_core::queue::{
+    GroupFilter, GroupState, QueueError, QueueReader, request_retry, with_reader,
+};
 
-/// Runs a read on the queue DB off the async threads.
+/// Runs a read on the configured queue DB off the async threads
+/// ([`queue::with_reader`](contimg_core::queue::with_reader)).
 async fn with_queue<T: Send + 'static>(
     state: &AppState,
     read: impl FnOnce(&QueueReader) -> Result<T, QueueError> + Send + 'static,
@@ -24,13 +27,7 @@ async fn with_queue<T: Send + 'static>(
         .as_ref()
         .map(|c| c.queue_db.clone())
         .unwrap_or_else(|| state.store.defaults().queue_db);
-    tokio::task::spawn_blocking(move || {
-        let reader = QueueReader::open(&path)?;
-        read(&reader)
-    })
-    .await
-    .map_err(|err| ApiError::Internal(err.to_string()))?
-    .map_err(ApiError::from)
+    Ok(with_reader(path, read).await?)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
