@@ -85,9 +85,9 @@ pub struct ApiArgs {
     /// File holding the bearer token for mutations (default `<state_dir>/api.token`).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
-    /// auto, systemd, docker or process.
-    #[arg(long)]
-    pub backend: Option<String>,
+    /// How to reach the worker (default auto).
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendChoice>,
     /// Control the worker in the calling user's systemd manager.
     #[arg(long)]
     pub user: bool,
@@ -124,7 +124,7 @@ pub struct DaemonFile {
     pub listen: Option<String>,
     pub state_dir: Option<PathBuf>,
     pub token_file: Option<PathBuf>,
-    pub backend: Option<String>,
+    pub backend: Option<BackendChoice>,
     pub user: Option<bool>,
     pub unit: Option<String>,
     pub instance: Option<String>,
@@ -184,12 +184,7 @@ impl Settings {
         let listen: SocketAddr = listen_text
             .parse()
             .map_err(|_| DaemonError::Invalid(format!("listen = {listen_text:?}: not IP:PORT")))?;
-        let backend_text = args
-            .backend
-            .clone()
-            .or(file.backend.clone())
-            .unwrap_or_else(|| "auto".to_string());
-        let backend: BackendChoice = backend_text.parse()?;
+        let backend = args.backend.or(file.backend).unwrap_or_default();
         let mut control = ControlOptions {
             backend,
             user: args.user || file.user.unwrap_or(false),

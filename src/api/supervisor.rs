@@ -23,7 +23,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use super::AppState;
-use contimg_control::alerts::{Severity, SupervisorAlert};
+use contimg_control::alerts::{AlertRule, Severity, SupervisorAlert};
 use contimg_core::queue::unix_now;
 
 const BURST: usize = 5;
@@ -116,7 +116,7 @@ impl SupervisorState {
         let mut alerts = Vec::new();
         if let Some(why) = self.gave_up() {
             alerts.push(SupervisorAlert {
-                rule: "supervisor_gave_up",
+                rule: AlertRule::SupervisorGaveUp,
                 severity: Severity::Critical,
                 message: why,
             });
@@ -126,7 +126,7 @@ impl SupervisorState {
             && now - at <= HUNG_ALERT_FOR_S
         {
             alerts.push(SupervisorAlert {
-                rule: "worker_hung",
+                rule: AlertRule::WorkerHung,
                 severity: Severity::Warning,
                 message: message.clone(),
             });
@@ -344,7 +344,7 @@ mod tests {
             sup.delay_for_dead_worker(later),
             GAVE_UP_RETRY - Duration::from_secs(100)
         );
-        assert_eq!(sup.alerts(unix_now())[0].rule, "supervisor_gave_up");
+        assert_eq!(sup.alerts(unix_now())[0].rule, AlertRule::SupervisorGaveUp);
         drop(sup.begin_operation(true));
         assert!(sup.gave_up().is_none());
     }

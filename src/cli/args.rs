@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
-use contimg_control::DEFAULT_UNIT;
+use contimg_control::{BackendChoice, DEFAULT_UNIT};
 
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
@@ -21,14 +21,6 @@ Backends (--backend auto picks the first that applies):
   docker    if --docker-image is set and dockerd answers
   process   direct child process with a PID file in the state dir";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BackendArg {
-    Auto,
-    Systemd,
-    Docker,
-    Process,
-}
-
 #[derive(Debug, Parser)]
 #[command(
     name = "contimgctl",
@@ -38,8 +30,8 @@ pub enum BackendArg {
 )]
 pub struct Cli {
     /// How to reach the worker.
-    #[arg(long, global = true, value_enum, default_value_t = BackendArg::Auto, env = "CONTIMG_BACKEND")]
-    pub backend: BackendArg,
+    #[arg(long, global = true, value_enum, default_value_t = BackendChoice::Auto, env = "CONTIMG_BACKEND")]
+    pub backend: BackendChoice,
     /// Use the calling user's systemd manager instead of the system one.
     #[arg(long, global = true)]
     pub user: bool,

@@ -1,12 +1,14 @@
 //! Human output in the style of `systemctl status`: a coloured state dot (only on
 //! a terminal and without `NO_COLOR`), aligned `Key: value` lines.
 
+use std::fmt::Write;
 use std::io::IsTerminal;
 
 use chrono::{DateTime, Local, Utc};
 
-use contimg_control::report::Snapshot;
-use contimg_control::{ControlOutcome, LogEntry};
+use contimg_control::report::{HealthResponse, Snapshot};
+use contimg_control::{ControlOutcome, LogEntry, ResourceLimits};
+use contimg_core::queue::{GroupDetail, GroupSummary, LateFile, QueueStats, UnrecognisedFile};
 
 pub fn color_enabled() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
@@ -66,7 +68,7 @@ pub fn status_text(snapshot: &Snapshot, backend_detail: &str) -> String {
         s.unit
     );
     let mut line = |key: &str, value: String| {
-        out.push_str(&format!("{key:>12}: {value}\n"));
+        let _ = writeln!(out, "{key:>12}: {value}");
     };
     line("Backend", backend_detail.to_string());
     let state_word = format!("{} ({})", s.active_state, s.sub_state);
@@ -162,7 +164,7 @@ pub fn outcome_text(outcome: &ControlOutcome) -> String {
         format!("{} {}", paint("×", "1;31"), outcome.message)
     };
     if let Some(pid) = outcome.pid.filter(|_| outcome.success) {
-        out.push_str(&format!(" (PID {pid})"));
+        let _ = write!(out, " (PID {pid})");
     }
     if !outcome.recent_logs.is_empty() {
         out.push_str("\nLast log lines:");
@@ -170,6 +172,203 @@ pub fn outcome_text(outcome: &ControlOutcome) -> String {
             out.push_str("\n  ");
             out.push_str(&log_line(entry));
         }
+    }
+    out
+}
+
+/// `contimgctl health`'s text: the verdict, then one line per check.
+pub fn health_text(health: &HealthResponse, active_state: &str, target: &str) -> String {
+    let word = if health.healthy {
+        "healthy"
+    } else {
+        "unhealthy"
+    };
+    let mut out = format!("{} {target} is {word}\n", dot(active_state));
+    for check in &health.checks {
+        let mark = if check.ok { "ok  " } else { "FAIL" };
+        let _ = writeln!(out, "  {mark} {:<16} {}", check.name, check.detail);
+    }
+    out
+}
+
+/// `contimgctl metrics`' text.
+pub fn metrics_text(snapshot: &Snapshot) -> String {
+    let m = snapshot.metrics_report();
+    let mut out = format!(
+        "{} running: {}\n",
+        dot(&snapshot.status.active_state),
+        m.service_running
+    );
+    if let Some(cpu) = m.cpu_percent {
+        let _ = writeln!(out, "{:>12}: {cpu:.1}%", "CPU");
+    }
+    if let Some(memory) = m.memory_mb {
+        let _ = writeln!(out, "{:>12}: {memory:.1} MB", "Memory");
+    }
+    for (state, count) in &m.queue_stats {
+        let _ = writeln!(out, "{state:>12}: {count}");
+    }
+    let _ = writeln!(
+        out,
+        "{:>12}: {:.1} groups/h",
+        "Rate", m.processing_rate_per_hour
+    );
+    let _ = writeln!(out, "{:>12}: {}", "Rejected", m.rejected_files);
+    let _ = writeln!(out, "{:>12}: {}", "Unrecognised", m.unrecognised_files);
+    let _ = writeln!(out, "{:>12}: {}", "Late", m.late_files);
+    if let Some(error) = &m.queue_error {
+        let _ = writeln!(out, "{:>12}: {error}", "Queue error");
+    }
+    out
+}
+
+/// `contimgctl limits`' text.
+pub fn limits_text(limits: &ResourceLimits) -> String {
+    format!(
+        "{:>12}: {}\n{:>12}: {}\n",
+        "MemoryMax",
+        limits
+            .memory_max_bytes
+            .map(human_bytes)
+            .unwrap_or_else(|| "infinity".into()),
+        "CPUQuota",
+        limits
+            .cpu_quota_percent
+            .map(|p| format!("{p:.0}%"))
+            .unwrap_or_else(|| "none".into())
+    )
+}
+
+/// A Unix time as `2026-11-25 10:00:00` (UTC).
+pub fn format_time(seconds: f64) -> String {
+    DateTime::<Utc>::from_timestamp_millis((seconds * 1000.0) as i64)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+/// The newest unrecognised and late input files, at most `shown` of each (paths
+/// Debug-quoted: a hostile name cannot forge terminal output).
+pub fn input_problems_text(
+    stats: &QueueStats,
+    unrecognised: &[UnrecognisedFile],
+    late: &[LateFile],
+    shown: usize,
+) -> String {
+    let mut out = String::new();
+    if stats.unrecognised_files > 0 {
+        let _ = writeln!(
+            out,
+            "unrecognised files: {} (newest first)",
+            stats.unrecognised_files
+        );
+        for file in unrecognised.iter().take(shown) {
+            let _ = writeln!(
+                out,
+                "  {}  {:?}  {}",
+                format_time(file.last_seen_at),
+                file.path,
+                file.reason
+            );
+        }
+    }
+    if stats.late_files > 0 {
+        let _ = writeln!(
+            out,
+            "late files: {} (newest first, not attached)",
+            stats.late_files
+        );
+        for file in late.iter().take(shown) {
+            let _ = writeln!(
+                out,
+                "  {}  {:?}  sb{:02} for {} ({})",
+                format_time(file.seen_at),
+                file.path,
+                file.subband_idx,
+                file.group_id,
+                file.group_state
+            );
+        }
+    }
+    out
+}
+
+/// `contimgctl queue`'s table of groups (or `(no groups)`).
+pub fn groups_table(groups: &[GroupSummary]) -> String {
+    if groups.is_empty() {
+        return "(no groups)\n".to_string();
+    }
+    let mut out = format!(
+        "{:<21} {:<12} {:>8} {:>7}  {:<19}  ERROR\n",
+        "GROUP", "STATE", "SUBBANDS", "RETRIES", "UPDATED"
+    );
+    for group in groups {
+        let expected = group
+            .expected_subbands
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "?".into());
+        let _ = writeln!(
+            out,
+            "{:<21} {:<12} {:>8} {:>7}  {:<19}  {}",
+            group.group_id,
+            // As a String: padding applies to it whatever the state's type.
+            group.state.to_string(),
+            format!("{}/{expected}", group.subbands),
+            group.retry_count,
+            format_time(group.last_update),
+            group
+                .error
+                .as_deref()
+                .unwrap_or("")
+                .lines()
+                .next()
+                .unwrap_or("")
+        );
+    }
+    out
+}
+
+/// `contimgctl queue show GROUP`'s text: state, timings, files, attempts.
+pub fn group_text(detail: &GroupDetail) -> String {
+    let s = &detail.summary;
+    let mut out = format!(
+        "{} {}\n",
+        dot(match s.state.to_string().as_str() {
+            "completed" => "active",
+            "failed" => "failed",
+            "in_progress" => "activating",
+            _ => "inactive",
+        }),
+        s.group_id
+    );
+    let _ = writeln!(out, "{:>12}: {}", "State", s.state);
+    if let Some(stage) = &s.processing_stage {
+        let _ = writeln!(out, "{:>12}: {stage}", "Stage");
+    }
+    let _ = writeln!(out, "{:>12}: {}", "Received", format_time(s.received_at));
+    let _ = writeln!(out, "{:>12}: {}", "Updated", format_time(s.last_update));
+    let _ = writeln!(out, "{:>12}: {}", "Retries", s.retry_count);
+    if let Some(output) = &s.output_path {
+        let _ = writeln!(out, "{:>12}: {output}", "Output");
+    }
+    if let Some(error) = &s.error {
+        let _ = writeln!(out, "{:>12}: {error}", "Error");
+    }
+    let _ = writeln!(out, "{:>12}: {}", "Files", detail.files.len());
+    for file in &detail.files {
+        let _ = writeln!(out, "    sb{:02} {}", file.subband_idx, file.path);
+    }
+    for attempt in &detail.attempts {
+        let _ = writeln!(
+            out,
+            "{:>12}: #{} {} {}",
+            "Attempt",
+            attempt.attempt,
+            attempt
+                .outcome
+                .as_ref()
+                .map_or_else(|| "running".to_string(), ToString::to_string),
+            attempt.error.as_deref().unwrap_or("")
+        );
     }
     out
 }

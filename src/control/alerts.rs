@@ -22,14 +22,83 @@ pub enum Severity {
     Warning,
 }
 
+/// What an alert is about. Serialized (JSON, the webhook, Prometheus' `rule`
+/// label, the dashboard) as the snake_case names below; matches on it have no
+/// `_ =>` arm, so a new rule fails the build where it is not handled.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertRule {
+    /// The worker should run but does not (or failed).
+    ServiceDown,
+    /// The worker restarted `restart_count` times within `restart_window_s`.
+    RestartLoop,
+    FailedGroups,
+    /// Work pending but nothing completed for `stall_after_s`.
+    QueueStalled,
+    /// More groups than `incomplete_groups` still collecting subbands.
+    IncompleteGroups,
+    /// A watched directory's filesystem is nearly full (id `low_disk:<field>`).
+    LowDisk,
+    /// The worker cannot write the queue DB (disk full, permissions).
+    QueueDbUnwritable,
+    /// The process-mode supervisor killed a worker whose heartbeat stopped.
+    WorkerHung,
+    /// The process-mode supervisor stopped restarting a crashing worker.
+    SupervisorGaveUp,
+}
+
+impl AlertRule {
+    pub const ALL: [AlertRule; 9] = [
+        AlertRule::ServiceDown,
+        AlertRule::RestartLoop,
+        AlertRule::FailedGroups,
+        AlertRule::QueueStalled,
+        AlertRule::IncompleteGroups,
+        AlertRule::LowDisk,
+        AlertRule::QueueDbUnwritable,
+        AlertRule::WorkerHung,
+        AlertRule::SupervisorGaveUp,
+    ];
+
+    /// The serialized name, e.g. `queue_db_unwritable`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertRule::ServiceDown => "service_down",
+            AlertRule::RestartLoop => "restart_loop",
+            AlertRule::FailedGroups => "failed_groups",
+            AlertRule::QueueStalled => "queue_stalled",
+            AlertRule::IncompleteGroups => "incomplete_groups",
+            AlertRule::LowDisk => "low_disk",
+            AlertRule::QueueDbUnwritable => "queue_db_unwritable",
+            AlertRule::WorkerHung => "worker_hung",
+            AlertRule::SupervisorGaveUp => "supervisor_gave_up",
+        }
+    }
+
+    /// The alert id: the rule's name, or `rule:subject` for a rule that fires
+    /// once per subject (`low_disk:output_dir`).
+    pub fn id(self, subject: Option<&str>) -> String {
+        match subject {
+            Some(subject) => format!("{}:{subject}", self.as_str()),
+            None => self.as_str().to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for AlertRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One alert, active (`cleared_at` null) or recent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Alert {
     /// `rule` or `rule:subject` (e.g. `low_disk:output_dir`).
     pub id: String,
-    /// service_down, restart_loop, failed_groups, queue_stalled, incomplete_groups,
-    /// low_disk, queue_db_unwritable, worker_hung, supervisor_gave_up.
-    pub rule: String,
+    pub rule: AlertRule,
     pub severity: Severity,
     pub message: String,
     pub raised_at: String,
@@ -181,19 +250,26 @@ pub fn critical_for_snapshot(snapshot: &crate::report::Snapshot) -> Vec<String> 
 /// An alert the supervisor raises (a hung worker it killed, giving up).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SupervisorAlert {
-    pub rule: &'static str,
+    pub rule: AlertRule,
     pub severity: Severity,
     pub message: String,
 }
 
 /// The rules that fire right now: id → (rule, severity, message).
-type Firing = BTreeMap<String, (String, Severity, String)>;
+type Firing = BTreeMap<String, (AlertRule, Severity, String)>;
+
+/// Whether an [`AlertChange`] raised or cleared its alert (`raised`/`cleared`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertEvent {
+    Raised,
+    Cleared,
+}
 
 /// A raise or a clear, as broadcast and sent to the webhook.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AlertChange {
-    /// `raised` or `cleared`.
-    pub event: String,
+    pub event: AlertEvent,
     #[serde(flatten)]
     pub alert: Alert,
 }
@@ -267,9 +343,10 @@ impl AlertEngine {
     fn firing(&mut self, input: &AlertInputs) -> Firing {
         let t = &self.thresholds;
         let mut firing = Firing::new();
-        let mut fire = |id: &str, rule: &str, severity: Severity, message: String| {
-            firing.insert(id.to_string(), (rule.to_string(), severity, message));
-        };
+        let mut fire =
+            |rule: AlertRule, subject: Option<&str>, severity: Severity, message: String| {
+                firing.insert(rule.id(subject), (rule, severity, message));
+            };
 
         // Restarts: count increases of the backend's counter.
         if let Some(previous) = self.last_restart_count
@@ -289,8 +366,8 @@ impl AlertEngine {
         }
         if t.restart_count > 0 && self.restarts.len() >= t.restart_count as usize {
             fire(
-                "restart_loop",
-                "restart_loop",
+                AlertRule::RestartLoop,
+                None,
                 Severity::Critical,
                 format!(
                     "the worker restarted {} times in the last {:.0} s",
@@ -306,8 +383,8 @@ impl AlertEngine {
             let since = *self.down_since.get_or_insert(input.now);
             if input.failed_state || input.now - since >= t.service_down_grace_s {
                 fire(
-                    "service_down",
-                    "service_down",
+                    AlertRule::ServiceDown,
+                    None,
                     Severity::Critical,
                     if input.failed_state {
                         "the worker failed and is not running".to_string()
@@ -328,8 +405,8 @@ impl AlertEngine {
             && failed >= t.failed_groups
         {
             fire(
-                "failed_groups",
-                "failed_groups",
+                AlertRule::FailedGroups,
+                None,
                 Severity::Warning,
                 format!("{failed} group(s) failed"),
             );
@@ -345,8 +422,8 @@ impl AlertEngine {
                 let quiet_for = input.now - reference.max(oldest);
                 if quiet_for >= t.stall_after_s {
                     fire(
-                        "queue_stalled",
-                        "queue_stalled",
+                        AlertRule::QueueStalled,
+                        None,
                         Severity::Warning,
                         format!(
                             "{pending} group(s) waiting and nothing completed for {:.0} min",
@@ -361,8 +438,8 @@ impl AlertEngine {
             && collecting > t.incomplete_groups
         {
             fire(
-                "incomplete_groups",
-                "incomplete_groups",
+                AlertRule::IncompleteGroups,
+                None,
                 Severity::Warning,
                 format!("{collecting} groups are still collecting subbands"),
             );
@@ -378,8 +455,8 @@ impl AlertEngine {
                 continue;
             };
             fire(
-                &format!("low_disk:{field}"),
-                "low_disk",
+                AlertRule::LowDisk,
+                Some(field),
                 severity,
                 format!("{} ({field}) has {free:.1} % free", path.display()),
             );
@@ -387,8 +464,8 @@ impl AlertEngine {
 
         if let Some(why) = &input.queue_db_unwritable {
             fire(
-                "queue_db_unwritable",
-                "queue_db_unwritable",
+                AlertRule::QueueDbUnwritable,
+                None,
                 Severity::Critical,
                 format!(
                     "the worker cannot write the queue DB ({why}); it pauses registration \
@@ -398,12 +475,7 @@ impl AlertEngine {
         }
 
         for alert in &input.supervisor {
-            fire(
-                alert.rule,
-                alert.rule,
-                alert.severity,
-                alert.message.clone(),
-            );
+            fire(alert.rule, None, alert.severity, alert.message.clone());
         }
         firing
     }
@@ -424,7 +496,7 @@ impl AlertEngine {
                 self.recent.push_front(alert.clone());
                 self.recent.truncate(RECENT_LIMIT);
                 changes.push(AlertChange {
-                    event: "cleared".to_string(),
+                    event: AlertEvent::Cleared,
                     alert,
                 });
             }
@@ -447,19 +519,19 @@ impl AlertEngine {
                     };
                     self.active.insert(id, alert.clone());
                     changes.push(AlertChange {
-                        event: "raised".to_string(),
+                        event: AlertEvent::Raised,
                         alert,
                     });
                 }
             }
         }
         for change in &changes {
-            match change.event.as_str() {
-                "raised" => tracing::warn!(
+            match change.event {
+                AlertEvent::Raised => tracing::warn!(
                     alert = %change.alert.id, severity = ?change.alert.severity,
                     "alert raised: {}", change.alert.message
                 ),
-                _ => {
+                AlertEvent::Cleared => {
                     tracing::info!(alert = %change.alert.id, "alert cleared: {}", change.alert.message)
                 }
             }
@@ -503,12 +575,12 @@ mod tests {
             let changes = engine.evaluate(&input);
             if i == 3 {
                 assert_eq!(changes.len(), 1);
-                assert_eq!(changes[0].alert.rule, "restart_loop");
+                assert_eq!(changes[0].alert.rule, AlertRule::RestartLoop);
             }
         }
         input.now = 1000.0 + 700.0;
         let changes = engine.evaluate(&input);
-        assert_eq!(changes[0].event, "cleared");
+        assert_eq!(changes[0].event, AlertEvent::Cleared);
         assert_eq!(engine.list().recent.len(), 1);
     }
 
@@ -519,7 +591,60 @@ mod tests {
         input.running = false;
         assert!(engine.evaluate(&input).is_empty());
         input.now = 11.0;
-        assert_eq!(engine.evaluate(&input)[0].alert.rule, "service_down");
+        assert_eq!(
+            engine.evaluate(&input)[0].alert.rule,
+            AlertRule::ServiceDown
+        );
         assert!(engine.has_critical());
+    }
+
+    /// The names the API, the webhook, Prometheus' `rule` label and the
+    /// dashboard (frontend/src/api/types.ts `AlertRule`) saw when rules were strings.
+    #[test]
+    fn rules_serialize_to_the_names_they_had_as_strings() {
+        let names: Vec<String> = AlertRule::ALL
+            .iter()
+            .map(|rule| {
+                serde_json::to_value(rule)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "service_down",
+                "restart_loop",
+                "failed_groups",
+                "queue_stalled",
+                "incomplete_groups",
+                "low_disk",
+                "queue_db_unwritable",
+                "worker_hung",
+                "supervisor_gave_up",
+            ]
+        );
+        for rule in AlertRule::ALL {
+            assert_eq!(rule.to_string(), rule.as_str());
+            let back: AlertRule = serde_json::from_value(serde_json::json!(rule.as_str())).unwrap();
+            assert_eq!(back, rule);
+        }
+    }
+
+    #[test]
+    fn an_alert_change_keeps_its_json_shape() {
+        let mut engine = AlertEngine::new(AlertThresholds::default());
+        let mut input = base(1000.0);
+        input.disks = vec![("output_dir".into(), PathBuf::from("/data/ms"), Some(1.0))];
+        let changes = engine.evaluate(&input);
+        let json = serde_json::to_value(&changes[0]).unwrap();
+        assert_eq!(json["event"], "raised");
+        assert_eq!(json["id"], "low_disk:output_dir");
+        assert_eq!(json["rule"], "low_disk");
+        assert_eq!(json["severity"], "critical");
+        let list = serde_json::to_value(engine.list()).unwrap();
+        assert_eq!(list["active"][0]["rule"], "low_disk");
     }
 }

@@ -46,7 +46,7 @@ fn map_error(error: bollard::errors::Error, container: &str) -> ControlError {
             message,
         } => {
             if message.contains("image") {
-                ControlError::Failed(format!("docker: {message}"))
+                ControlError::Manager(format!("docker: {message}"))
             } else {
                 ControlError::UnknownUnit(container.to_string())
             }
@@ -58,7 +58,7 @@ fn map_error(error: bollard::errors::Error, container: &str) -> ControlError {
         E::DockerResponseServerError {
             status_code,
             message,
-        } => ControlError::Failed(format!("docker ({status_code}): {message}")),
+        } => ControlError::Manager(format!("docker ({status_code}): {message}")),
         E::IOError { err } if err.kind() == std::io::ErrorKind::PermissionDenied => {
             ControlError::PermissionDenied(format!("docker socket: {err}"))
         }

@@ -23,6 +23,9 @@ pub mod report;
 pub mod systemd;
 pub mod testing;
 
+#[cfg(test)]
+mod fake_backend_tests;
+
 pub use detect::connect;
 
 /// The default worker unit (`--unit`).
@@ -205,8 +208,24 @@ pub enum ControlError {
     Unsupported(BackendKind, String),
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// The service manager (systemd over D-Bus, dockerd) refused or failed a
+    /// request for another reason than the ones above; the text is its answer.
     #[error("{0}")]
-    Failed(String),
+    Manager(String),
+    /// process backend: nothing to start.
+    #[error("worker binary {} not found (use --worker-bin)", path.display())]
+    WorkerBinaryMissing { path: PathBuf },
+    /// process backend: the worker exited before its PID file was written.
+    #[error("worker PID {pid} vanished right after spawning")]
+    WorkerVanished { pid: u32 },
+    #[error("cannot write the PID file {}: {source}", path.display())]
+    PidFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A helper task died (a panic in blocking code).
+    #[error("{0}")]
+    Task(String),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -232,7 +251,14 @@ impl ControlError {
             ControlError::Invalid(_) => exit_code::USAGE,
             ControlError::UnknownUnit(_) => exit_code::UNKNOWN_UNIT,
             ControlError::Unavailable(_) => exit_code::UNAVAILABLE,
-            _ => exit_code::FAILED,
+            ControlError::Timeout(..)
+            | ControlError::Unsupported(..)
+            | ControlError::Manager(_)
+            | ControlError::WorkerBinaryMissing { .. }
+            | ControlError::WorkerVanished { .. }
+            | ControlError::PidFile { .. }
+            | ControlError::Task(_)
+            | ControlError::Io(_) => exit_code::FAILED,
         }
     }
 }
@@ -264,17 +290,6 @@ impl BackendChoice {
 impl std::fmt::Display for BackendChoice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for BackendChoice {
-    type Err = ControlError;
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        <Self as clap::ValueEnum>::from_str(text, false).map_err(|_| {
-            ControlError::Invalid(format!(
-                "unknown backend {text:?} (auto, systemd, docker, process)"
-            ))
-        })
     }
 }
 
@@ -417,4 +432,79 @@ pub trait Backend: Send + Sync {
     /// PropertiesChanged, process exit, docker events); consumers then re-read
     /// `status()`. Lets the API push changes instead of polling.
     async fn watch(&self) -> Result<BoxStream<'static, ()>, ControlError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    /// clap (`--backend`) and serde (the daemon's `backend =`) spell every
+    /// choice the same way.
+    #[test]
+    fn backend_choice_has_one_spelling_for_clap_and_serde() {
+        let names: Vec<String> = BackendChoice::value_variants()
+            .iter()
+            .map(|choice| {
+                let clap_name = choice.to_possible_value().unwrap().get_name().to_string();
+                let serde_name = serde_json::to_value(choice).unwrap();
+                assert_eq!(serde_name, clap_name.as_str());
+                assert_eq!(choice.to_string(), clap_name);
+                clap_name
+            })
+            .collect();
+        assert_eq!(names, ["auto", "systemd", "docker", "process"]);
+        assert!(<BackendChoice as ValueEnum>::from_str("podman", false).is_err());
+    }
+
+    #[test]
+    fn operations_keep_their_wire_names() {
+        let names: Vec<String> = Operation::ALL
+            .iter()
+            .map(|op| {
+                assert_eq!(serde_json::to_value(op).unwrap(), op.as_str());
+                op.to_string()
+            })
+            .collect();
+        assert_eq!(names, ["start", "stop", "restart"]);
+        assert_eq!(
+            Operation::ALL.map(Operation::leaves_running),
+            [true, false, true]
+        );
+    }
+
+    /// Every error's exit code (docs/operations.md's table).
+    #[test]
+    fn control_errors_map_to_the_documented_exit_codes() {
+        let cases = [
+            (
+                ControlError::Unavailable("bus".into()),
+                exit_code::UNAVAILABLE,
+            ),
+            (
+                ControlError::UnknownUnit("u".into()),
+                exit_code::UNKNOWN_UNIT,
+            ),
+            (
+                ControlError::PermissionDenied("polkit".into()),
+                exit_code::PERMISSION_DENIED,
+            ),
+            (ControlError::Invalid("quota".into()), exit_code::USAGE),
+            (
+                ControlError::Timeout(Duration::from_secs(1), "start".into()),
+                exit_code::FAILED,
+            ),
+            (ControlError::Manager("D-Bus: x".into()), exit_code::FAILED),
+            (
+                ControlError::WorkerBinaryMissing {
+                    path: "/nope".into(),
+                },
+                exit_code::FAILED,
+            ),
+            (ControlError::WorkerVanished { pid: 1 }, exit_code::FAILED),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.exit_code(), code, "{error}");
+        }
+    }
 }

@@ -236,7 +236,7 @@ pub fn follow_journal(
     let stdout = child
         .stdout
         .take()
-        .ok_or_else(|| ControlError::Failed("journalctl has no stdout".into()))?;
+        .ok_or_else(|| ControlError::Io(std::io::Error::other("journalctl has no stdout")))?;
     let query = query.clone();
     let lines = tokio::io::BufReader::new(stdout).lines();
     let stream = futures_util::stream::unfold((lines, child), |(mut lines, child)| async move {

@@ -136,10 +136,9 @@ impl ProcessBackend {
 
     fn spawn_worker(&self) -> Result<PidRecord, ControlError> {
         if !self.worker_bin.exists() {
-            return Err(ControlError::Failed(format!(
-                "worker binary {} not found (use --worker-bin)",
-                self.worker_bin.display()
-            )));
+            return Err(ControlError::WorkerBinaryMissing {
+                path: self.worker_bin.clone(),
+            });
         }
         let log_path = self.log_file();
         for dir in [log_path.parent(), self.pid_file().parent()]
@@ -198,23 +197,23 @@ impl ProcessBackend {
 
     /// Writes the PID file for a worker just spawned.
     fn record_pid(&self, pid: u32) -> Result<PidRecord, ControlError> {
-        let stat = self.procfs.stat(pid).ok_or_else(|| {
-            ControlError::Failed(format!("worker PID {pid} vanished right after spawning"))
-        })?;
+        let stat = self
+            .procfs
+            .stat(pid)
+            .ok_or(ControlError::WorkerVanished { pid })?;
         let record = PidRecord {
             pid,
             start_ticks: stat.start_ticks,
             started_at: Utc::now(),
             worker_bin: self.worker_bin.clone(),
         };
+        let pid_file_error = |source| ControlError::PidFile {
+            path: self.pid_file(),
+            source,
+        };
         let json = serde_json::to_vec_pretty(&record)
-            .map_err(|err| ControlError::Failed(err.to_string()))?;
-        contimg_core::fsutil::atomic_write(&self.pid_file(), &json).map_err(|err| {
-            ControlError::Failed(format!(
-                "cannot write the PID file {}: {err}",
-                self.pid_file().display()
-            ))
-        })?;
+            .map_err(|err| pid_file_error(std::io::Error::other(err)))?;
+        contimg_core::fsutil::atomic_write(&self.pid_file(), &json).map_err(pid_file_error)?;
         Ok(record)
     }
 
@@ -630,5 +629,25 @@ mod tests {
             .unwrap();
         assert!(entries.iter().any(|e| e.message == "hello from the worker"));
         backend.stop(Duration::from_secs(5)).await.unwrap();
+    }
+
+    /// A caller (the CLI's exit code, the API's status, the supervisor) can tell
+    /// a missing worker binary from other failures, and the message names it.
+    #[tokio::test]
+    async fn a_missing_worker_binary_is_its_own_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-such-worker");
+        let backend = ProcessBackend::new(&ControlOptions {
+            state_dir: dir.path().join("state"),
+            worker_bin: Some(missing.clone()),
+            ..Default::default()
+        });
+        let error = backend.start(Duration::from_secs(5)).await.unwrap_err();
+        assert!(
+            matches!(&error, ControlError::WorkerBinaryMissing { path } if *path == missing),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("--worker-bin"), "{error}");
+        assert_eq!(error.exit_code(), crate::exit_code::FAILED);
     }
 }

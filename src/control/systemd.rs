@@ -86,7 +86,7 @@ pub fn map_dbus_error(error: zbus::Error, unit: &str) -> ControlError {
         | zbus::Error::Connection(..) => {
             return ControlError::Unavailable(error.to_string());
         }
-        _ => return ControlError::Failed(format!("D-Bus: {error}")),
+        _ => return ControlError::Manager(format!("D-Bus: {error}")),
     };
     match name.as_str() {
         "org.freedesktop.systemd1.NoSuchUnit" | "org.freedesktop.systemd1.LoadFailed" => {
@@ -104,7 +104,7 @@ pub fn map_dbus_error(error: zbus::Error, unit: &str) -> ControlError {
         | "org.freedesktop.DBus.Error.NameHasNoOwner" => {
             ControlError::Unavailable(format!("{name}: {message}"))
         }
-        _ => ControlError::Failed(format!("{name}: {message}")),
+        _ => ControlError::Manager(format!("{name}: {message}")),
     }
 }
 
@@ -278,7 +278,7 @@ impl SystemdBackend {
         names: &[(&'static str, &'static str)],
     ) -> Result<Properties, ControlError> {
         let path = zbus::ObjectPath::try_from(self.object_path.as_str())
-            .map_err(|err| ControlError::Failed(format!("unit object path: {err}")))?;
+            .map_err(|err| ControlError::Manager(format!("unit object path: {err}")))?;
         let calls = names.iter().map(|(interface, name)| {
             let path = path.clone();
             async move {
@@ -302,7 +302,7 @@ impl SystemdBackend {
                     let value: OwnedVariant = message
                         .body()
                         .deserialize()
-                        .map_err(|err| ControlError::Failed(format!("D-Bus {name}: {err}")))?;
+                        .map_err(|err| ControlError::Manager(format!("D-Bus {name}: {err}")))?;
                     properties.insert(name, value);
                 }
                 Err(zbus::Error::MethodError(error, _, _))
@@ -536,7 +536,7 @@ impl Backend for SystemdBackend {
         };
         let to_variant = |value: u64| {
             OwnedVariant::try_from(zbus::zvariant::Variant::from(value))
-                .map_err(|err| ControlError::Failed(err.to_string()))
+                .map_err(|err| ControlError::Manager(err.to_string()))
         };
         let properties = vec![
             ("MemoryMax".to_string(), to_variant(memory)?),
