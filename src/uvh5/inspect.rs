@@ -34,7 +34,7 @@ pub(crate) const DATA_DATASETS: [&str; 3] = ["visdata", "flags", "nsamples"];
 
 /// Opens `path` as HDF5 and verifies the UVH5 layout: the `Header` counts and
 /// arrays with consistent lengths, and `Data/visdata`, `Data/flags`,
-/// `Data/nsamples` with the shape (Nblts, [1,] Nfreqs, Npols).
+/// `Data/nsamples` with the shape (Nblts, Nfreqs, Npols) or (Nblts, 1, Nfreqs, Npols).
 ///
 /// Never panics on any file content; every problem is a [`Uvh5Error`] whose
 /// message says what is wrong.
