@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::models::ControlResponse;
 use contimg_control::ControlError;
+use contimg_control::logs::SinceError;
 use contimg_core::config::ValidationErrors;
 use contimg_core::queue::QueueError;
 
@@ -55,6 +56,9 @@ pub enum ApiError {
     PreconditionFailed(String),
     #[error("invalid configuration")]
     Validation(ValidationErrors),
+    /// `GET logs?since=`: not a time or duration, or too far back.
+    #[error("since = {0}")]
+    Since(#[from] SinceError),
     #[error("{0}")]
     Control(#[from] ControlError),
     #[error("{0}")]
@@ -68,7 +72,7 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::Since(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::models::StatusResponse;
+use contimg_control::alerts::AlertRule;
 use contimg_control::report::QueueView;
 use contimg_core::queue::GroupState;
 
@@ -33,16 +34,6 @@ impl DurationHistogram {
         self.count += 1;
     }
 }
-
-/// Every alert rule, so `contimg_alerts_firing` has a 0 series for quiet rules.
-pub const ALERT_RULES: [&str; 6] = [
-    "service_down",
-    "restart_loop",
-    "failed_groups",
-    "queue_stalled",
-    "incomplete_groups",
-    "low_disk",
-];
 
 /// `firing` = `(rule, id)` of each active alert.
 pub fn render(
@@ -136,8 +127,9 @@ pub fn render(
         out,
         "# HELP contimg_alerts_firing Active alerts per rule.\n# TYPE contimg_alerts_firing gauge"
     );
-    for rule in ALERT_RULES {
-        let n = firing.iter().filter(|(r, _)| r == rule).count();
+    // Every rule, so a quiet one has a 0 series rather than none.
+    for rule in AlertRule::ALL {
+        let n = firing.iter().filter(|(r, _)| r == rule.as_str()).count();
         let _ = writeln!(out, "contimg_alerts_firing{{rule=\"{rule}\"}} {n}");
     }
     out

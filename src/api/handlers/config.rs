@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::operation::{Operation, control_answer, run_operation};
+use super::operation::{control_answer, run_operation};
 use super::parse_object;
 use crate::AppState;
 use crate::error::{
@@ -17,6 +17,7 @@ use crate::error::{
     ReadAuthErrors,
 };
 use crate::models::ControlResponse;
+use contimg_control::Operation;
 use contimg_core::config::StreamingConfig;
 
 fn load_config(state: &AppState) -> Result<StreamingConfig, ApiError> {

@@ -9,13 +9,14 @@ use axum::response::Response;
 use bytes::Bytes;
 
 use super::config::apply_config_patch;
-use super::operation::{Operation, control_response, run_operation};
+use super::operation::{control_response, run_operation};
 use super::parse_object;
 use crate::AppState;
 use crate::error::{
     ApiError, BodyErrors, ConfigChangeErrors, ControlErrors, ErrorBody, MutationAuthErrors,
 };
 use crate::models::ControlResponse;
+use contimg_control::Operation;
 
 async fn control(
     state: Arc<AppState>,
@@ -23,10 +24,10 @@ async fn control(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let patch = if op == Operation::Stop {
-        None
-    } else {
-        parse_object(&body)?
+    let patch = match op {
+        // A stop's body is ignored (documented so): nothing to configure.
+        Operation::Stop => None,
+        Operation::Start | Operation::Restart => parse_object(&body)?,
     };
     let _lock = state.control_lock.lock().await;
     let changed = match &patch {

@@ -7,7 +7,6 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
 use futures_util::stream::StreamExt;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -17,6 +16,7 @@ use crate::AppState;
 use crate::error::{ApiError, ErrorBody, ReadAuthErrors};
 use crate::models::{LogLine, LogsResponse, ServerSentEvent};
 use contimg_control::LogQuery;
+use contimg_control::logs::parse_since;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -67,20 +67,6 @@ fn log_query(params: &LogsParams) -> Result<LogQuery, ApiError> {
         group_id: params.group.clone().filter(|g| !g.is_empty()),
         min_level,
     })
-}
-
-fn parse_since(text: &str) -> Result<DateTime<Utc>, ApiError> {
-    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
-        return Ok(time.with_timezone(&Utc));
-    }
-    let ago = humantime::parse_duration(text).map_err(|_| {
-        ApiError::BadRequest(format!(
-            "since = {text:?}: expected an ISO-8601 time or a duration such as 10m"
-        ))
-    })?;
-    let ago = chrono::Duration::from_std(ago)
-        .map_err(|_| ApiError::BadRequest(format!("since = {text:?} is too far back")))?;
-    Ok(Utc::now() - ago)
 }
 
 #[utoipa::path(get, path = "/api/streaming/logs", tag = "service", params(LogsParams),

@@ -33,6 +33,9 @@ pub mod operation;
 pub mod sse;
 pub mod status;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 use std::time::Duration;
 

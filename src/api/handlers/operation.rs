@@ -9,14 +9,7 @@ use axum::response::{IntoResponse, Response};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::models::{ControlResponse, LogLine};
-use contimg_control::ControlOutcome;
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(super) enum Operation {
-    Start,
-    Stop,
-    Restart,
-}
+use contimg_control::{ControlOutcome, Operation};
 
 /// Runs `op`; the caller holds `AppState::control_lock`.
 pub(super) async fn run_operation(
@@ -24,20 +17,15 @@ pub(super) async fn run_operation(
     op: Operation,
 ) -> Result<ControlOutcome, ApiError> {
     let timeout = state.settings.control_timeout;
-    let _guard = state.supervisor.begin_operation(op != Operation::Stop);
-    if op == Operation::Stop {
+    let _guard = state.supervisor.begin_operation(op.leaves_running());
+    if !op.leaves_running() {
         state.set_should_run(false);
     }
     // The daemon's one backend (and, under systemd, its one D-Bus connection, which
     // the producer also watches): `Subscribe` happens once per connection since
     // 84e2579, so jobs no longer need a fresh connection each.
-    let backend = &state.backend;
-    let result = match op {
-        Operation::Start => backend.start(timeout).await,
-        Operation::Stop => backend.stop(timeout).await,
-        Operation::Restart => backend.restart(timeout).await,
-    };
-    if op != Operation::Stop && result.as_ref().is_ok_and(|o| o.success) {
+    let result = state.backend.operate(op, timeout).await;
+    if op.leaves_running() && result.as_ref().is_ok_and(|o| o.success) {
         state.set_should_run(true);
     }
     state.refresh.notify_one();

@@ -1,0 +1,573 @@
+//! The handlers through the real router (auth, JSON errors, body limits
+//! included), driven with tower's `oneshot`, against `FakeBackend` instead of a
+//! systemd, and a real temp state dir (config, token, history and queue DBs).
+//! The real-component tests are tests/api_*.rs.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use serde_json::Value;
+use tower::ServiceExt;
+
+use crate::{AppState, Settings, auth::MIN_TOKEN_BYTES, events, router};
+use contimg_control::testing::FakeBackend;
+use contimg_control::{ControlOptions, alerts::AlertThresholds};
+
+const TOKEN: &str = "unit-test-token-0123456789";
+
+/// A daemon's state without its listener: `FakeBackend`, a temp state dir.
+struct TestApi {
+    state: Arc<AppState>,
+    backend: Arc<FakeBackend>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApi {
+    fn new() -> Self {
+        Self::with_backend(FakeBackend::new())
+    }
+
+    fn with_backend(backend: FakeBackend) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state_dir = dir.path().join("state");
+        std::fs::create_dir(&state_dir).expect("state dir");
+        let token_file = state_dir.join("api.token");
+        assert!(TOKEN.len() >= MIN_TOKEN_BYTES);
+        std::fs::write(&token_file, format!("{TOKEN}\n")).expect("token");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod token");
+        }
+        let settings = Settings {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            state_dir: state_dir.clone(),
+            token_file,
+            read_requires_token: false,
+            control: ControlOptions {
+                state_dir,
+                ..ControlOptions::default()
+            },
+            dashboard_dir: None,
+            webhook_url: None,
+            control_timeout: Duration::from_secs(5),
+            // low_disk would depend on this machine's free space.
+            alerts: AlertThresholds {
+                disk_warning_percent: 0.0,
+                disk_critical_percent: 0.0,
+                ..AlertThresholds::default()
+            },
+            bench_routes: false,
+        };
+        let backend = Arc::new(backend);
+        let state = AppState::new(settings, backend.clone()).expect("app state");
+        Self {
+            state,
+            backend,
+            _dir: dir,
+        }
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.state.settings.state_dir.clone()
+    }
+
+    /// Starts the producer and waits for its first read of the backend.
+    async fn with_producer(self) -> Self {
+        events::spawn_producer(self.state.clone());
+        self.wait_snapshot(|s| s.backend_seen).await;
+        self
+    }
+
+    /// Waits (bounded) until the producer's snapshot satisfies `done`.
+    async fn wait_snapshot(&self, done: impl Fn(&events::Snapshot) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done(&self.state.snapshot()) {
+            assert!(Instant::now() < deadline, "the snapshot never got there");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<&str>) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(path);
+        request = request.header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        let request = request
+            .body(Body::from(body.unwrap_or_default().to_string()))
+            .expect("request");
+        let response = router(self.state.clone())
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        let json = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        (status, json)
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Option<&str>) -> (StatusCode, Value) {
+        self.call(Method::POST, path, body).await
+    }
+}
+
+mod logs {
+    use super::*;
+
+    /// `since=300000y` is a valid duration whose start lies before the earliest
+    /// time chrono represents. The API's own parse_since subtracted it
+    /// unchecked, which panicked inside the handler (no answer at all).
+    #[tokio::test]
+    async fn a_since_too_far_back_is_a_400_not_a_panic() {
+        let api = TestApi::new();
+        let (status, body) = api.get("/api/streaming/logs?since=300000y").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["error"], "bad_request");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("300000y"),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn since_and_level_reach_the_backend_and_bad_ones_are_400() {
+        let api = TestApi::new();
+        let (status, body) = api.get("/api/streaming/logs?since=10m&level=warn").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let queries: Vec<contimg_control::LogQuery> = api
+            .backend
+            .calls()
+            .into_iter()
+            .filter_map(|call| match call {
+                contimg_control::testing::Call::Logs(query) => Some(query),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(queries.len(), 1);
+        assert_eq!(queries[0].min_level.as_deref(), Some("WARNING"));
+        let since = queries[0].since.expect("since passed on");
+        let ago = chrono::Utc::now() - since;
+        assert!(ago >= chrono::Duration::minutes(10) && ago < chrono::Duration::minutes(11));
+        for bad in ["since=yesterday-ish", "level=LOUD", "lines=-1", "bogus=1"] {
+            let (status, body) = api.get(&format!("/api/streaming/logs?{bad}")).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+            assert_eq!(body["error"], "bad_request", "{bad}: {body}");
+        }
+    }
+}
+
+mod control {
+    use super::*;
+    use contimg_control::testing::Method;
+    use contimg_control::{
+        BackendKind, ControlError, ControlOutcome, JobResult, LogEntry, Operation,
+    };
+
+    #[tokio::test]
+    async fn start_restart_stop_run_through_the_backend_and_answer_its_outcome() {
+        let api = TestApi::new();
+        let (status, body) = api.post("/api/streaming/start", None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["success"], true);
+        let first_pid = body["pid"].as_u64().expect("pid");
+        assert!(
+            api.state
+                .should_run
+                .load(std::sync::atomic::Ordering::SeqCst)
+        );
+
+        let (status, body) = api.post("/api/streaming/restart", Some("{}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_ne!(
+            body["pid"].as_u64(),
+            Some(first_pid),
+            "a restart gives a new PID"
+        );
+        // Stop ignores its body, even one that is not JSON.
+        let (status, body) = api.post("/api/streaming/stop", Some("not json")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(
+            !api.state
+                .should_run
+                .load(std::sync::atomic::Ordering::SeqCst)
+        );
+        assert_eq!(
+            api.backend.operations(),
+            [Operation::Start, Operation::Restart, Operation::Stop]
+        );
+    }
+
+    /// Every way a backend can fail an operation, and the HTTP answer for it
+    /// (docs/api.md, the OpenAPI `ControlErrors`): status and error code.
+    #[tokio::test]
+    async fn backend_errors_become_their_http_status_and_code() {
+        let cases: Vec<(ControlError, StatusCode, &str)> = vec![
+            (
+                ControlError::Unavailable("no bus".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+            ),
+            (
+                ControlError::UnknownUnit("contimg-stream.service".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+            ),
+            (
+                ControlError::PermissionDenied("polkit said no".into()),
+                StatusCode::FORBIDDEN,
+                "permission_denied",
+            ),
+            (
+                ControlError::Timeout(Duration::from_secs(5), "start".into()),
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+            ),
+            (
+                ControlError::Unsupported(BackendKind::Process, "limits".into()),
+                StatusCode::NOT_IMPLEMENTED,
+                "not_supported",
+            ),
+            (
+                ControlError::Invalid("bad unit name".into()),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+            ),
+            (
+                ControlError::Manager("job failed".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            ),
+            (
+                ControlError::WorkerBinaryMissing {
+                    path: "/nonexistent/contimg-stream".into(),
+                },
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            ),
+            (
+                ControlError::Io(std::io::Error::other("disk on fire")),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            ),
+        ];
+        let api = TestApi::new();
+        for (error, want_status, want_code) in cases {
+            let message = error.to_string();
+            api.backend
+                .fail_next(Method::Operation(Operation::Start), error);
+            let (status, body) = api.post("/api/streaming/start", None).await;
+            assert_eq!(status, want_status, "{message}: {body}");
+            assert_eq!(body["error"], want_code, "{message}: {body}");
+            assert_eq!(body["message"], message.as_str(), "{body}");
+        }
+        // A failed start leaves the service meant to be stopped.
+        assert!(
+            !api.state
+                .should_run
+                .load(std::sync::atomic::Ordering::SeqCst)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_operation_that_ran_and_failed_is_500_with_the_units_last_logs() {
+        let api = TestApi::new();
+        api.backend.queue_outcome(
+            Operation::Start,
+            ControlOutcome {
+                success: false,
+                result: JobResult::Failed,
+                message: "start failed: exit-code".into(),
+                pid: None,
+                recent_logs: vec![LogEntry {
+                    timestamp: chrono::Utc::now(),
+                    level: "ERROR".into(),
+                    message: "input_dir is not readable".into(),
+                    group_id: None,
+                    pid: Some(4242),
+                }],
+            },
+        );
+        let (status, body) = api.post("/api/streaming/start", None).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+        assert_eq!(body["success"], false);
+        assert_eq!(body["message"], "start failed: exit-code");
+        assert_eq!(body["logs"][0]["message"], "input_dir is not readable");
+        assert_eq!(body["logs"][0]["level"], "ERROR");
+    }
+
+    #[tokio::test]
+    async fn a_start_with_a_config_saves_it_first_and_a_bad_one_starts_nothing() {
+        let api = TestApi::new();
+        let (status, body) = api
+            .post("/api/streaming/start", Some(r#"{"max_workers": 2}"#))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["changed"], serde_json::json!(["max_workers"]));
+        let (config, _) = api.state.store.load().expect("config");
+        assert_eq!(config.max_workers, 2);
+
+        let (status, body) = api
+            .post("/api/streaming/restart", Some(r#"{"max_workers": 0}"#))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["details"][0]["field"], "max_workers", "{body}");
+        let (status, body) = api.post("/api/streaming/restart", Some("[1]")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(api.backend.operations(), [Operation::Start]);
+    }
+}
+
+mod config {
+    use super::*;
+    use contimg_control::Operation;
+
+    #[tokio::test]
+    async fn a_change_restarts_a_running_service_and_waits_for_a_stopped_one() {
+        let api = TestApi::new();
+        let (status, body) = api
+            .post("/api/streaming/config", Some(r#"{"max_workers": 3}"#))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["restarted"], false, "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("not running"),
+            "{body}"
+        );
+        assert!(api.backend.operations().is_empty());
+
+        api.backend.set_running(777);
+        let (status, body) = api
+            .post("/api/streaming/config", Some(r#"{"max_workers": 5}"#))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["restarted"], true, "{body}");
+        assert_eq!(body["changed"], serde_json::json!(["max_workers"]));
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("configuration saved; "),
+            "{body}"
+        );
+        assert_eq!(api.backend.operations(), [Operation::Restart]);
+
+        // Unchanged: no restart.
+        let (status, body) = api
+            .post("/api/streaming/config", Some(r#"{"max_workers": 5}"#))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["restarted"], false, "{body}");
+        assert_eq!(api.backend.operations(), [Operation::Restart]);
+    }
+
+    #[tokio::test]
+    async fn a_stale_if_match_is_412_and_changes_nothing() {
+        let api = TestApi::new();
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri("/api/streaming/config")
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .header(header::IF_MATCH, "\"not-the-etag\"")
+            .body(Body::from(r#"{"max_workers": 7}"#))
+            .expect("request");
+        let response = router(api.state.clone())
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), StatusCode::PRECONDITION_FAILED);
+        let (config, _) = api.state.store.load().expect("config");
+        assert_ne!(config.max_workers, 7);
+    }
+}
+
+mod status_and_health {
+    use super::*;
+    use contimg_control::report;
+    use contimg_core::queue::{Queue, unix_now};
+
+    #[tokio::test]
+    async fn status_is_what_the_backend_said() {
+        let backend = FakeBackend::new();
+        backend.set_running(4321);
+        let api = TestApi::with_backend(backend).with_producer().await;
+        let (status, body) = api.get("/api/streaming/status").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["running"], true, "{body}");
+        assert_eq!(body["pid"], 4321);
+        assert_eq!(body["backend"], "systemd");
+        assert_eq!(body["active_state"], "active");
+
+        api.backend.set_failed("exit-code");
+        api.wait_snapshot(|s| !s.status.running).await;
+        let (_, body) = api.get("/api/streaming/status").await;
+        assert_eq!(body["running"], false, "{body}");
+        assert_eq!(body["active_state"], "failed");
+        assert_eq!(body["error"], "exit-code");
+    }
+
+    /// The API's verdict is the one `contimgctl health` computes from the same
+    /// backend and state dir (one QueueView, one health_verdict): same checks,
+    /// same outcomes, same queue_db detail.
+    async fn assert_same_verdict_as_the_cli(api: &TestApi) {
+        let (status, api_health) = api.get("/api/streaming/health").await;
+        assert_eq!(status, StatusCode::OK);
+        let cli = report::gather(api.backend.as_ref(), &api.state.store)
+            .await
+            .expect("gather")
+            .health_report(&[]);
+        let outcomes = |checks: &Value| -> Vec<(String, bool)> {
+            checks
+                .as_array()
+                .expect("checks")
+                .iter()
+                .map(|c| {
+                    (
+                        c["name"].as_str().unwrap_or_default().to_string(),
+                        c["ok"].as_bool().unwrap_or_default(),
+                    )
+                })
+                .collect()
+        };
+        let cli_json = serde_json::to_value(&cli).expect("json");
+        assert_eq!(
+            outcomes(&api_health["checks"]),
+            outcomes(&cli_json["checks"]),
+            "API {api_health}\nCLI {cli_json}"
+        );
+        assert_eq!(api_health["healthy"], cli_json["healthy"]);
+        let queue_detail = |health: &Value| {
+            health["checks"]
+                .as_array()
+                .and_then(|checks| checks.iter().find(|c| c["name"] == "queue_db"))
+                .map(|c| c["detail"].clone())
+        };
+        // The free-space figure in the detail can move between the two reads;
+        // the reason (unreadable or not, and why) must not.
+        let reason = |detail: Option<Value>| {
+            detail.and_then(|d| {
+                d.as_str()
+                    .map(|s| s.split(',').next().unwrap_or(s).to_string())
+            })
+        };
+        assert_eq!(
+            reason(queue_detail(&api_health)),
+            reason(queue_detail(&cli_json))
+        );
+    }
+
+    #[tokio::test]
+    async fn no_queue_db_yet_is_unhealthy_and_says_so_as_the_cli_does() {
+        let backend = FakeBackend::new();
+        backend.set_running(4321);
+        let api = TestApi::with_backend(backend).with_producer().await;
+        api.wait_snapshot(|s| s.queue.view.writable.is_some()).await;
+        let (_, health) = api.get("/api/streaming/health").await;
+        assert_eq!(health["healthy"], false, "{health}");
+        assert_same_verdict_as_the_cli(&api).await;
+    }
+
+    #[tokio::test]
+    async fn a_running_worker_with_a_fresh_heartbeat_is_healthy_as_the_cli_says() {
+        let backend = FakeBackend::new();
+        backend.set_running(4321);
+        let api = TestApi::with_backend(backend);
+        let queue_db = api.state.store.defaults().queue_db;
+        assert!(
+            queue_db.starts_with(api.state_dir()),
+            "{}",
+            queue_db.display()
+        );
+        let mut queue = Queue::open(&queue_db).expect("queue DB");
+        queue
+            .heartbeat(4321, unix_now(), unix_now())
+            .expect("heartbeat");
+        let api = api.with_producer().await;
+        api.wait_snapshot(|s| s.queue.view.heartbeat.is_some())
+            .await;
+        let (_, health) = api.get("/api/streaming/health").await;
+        assert_eq!(health["healthy"], true, "{health}");
+        assert_same_verdict_as_the_cli(&api).await;
+
+        // A failed unit: unhealthy, with the critical service_down alert in it.
+        api.backend.set_failed("exit-code");
+        api.wait_snapshot(|s| !s.health.healthy).await;
+        let (_, health) = api.get("/api/streaming/health").await;
+        let failing: Vec<&str> = health["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .filter(|c| c["ok"] == false)
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert!(failing.contains(&"service_running"), "{health}");
+        assert!(failing.contains(&"alerts"), "{health}");
+        drop(queue);
+    }
+}
+
+mod alerts {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_unit_raises_service_down_and_prometheus_counts_it() {
+        let api = TestApi::new().with_producer().await;
+        let (status, body) = api.get("/api/streaming/alerts").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["active"], serde_json::json!([]), "{body}");
+
+        api.backend.set_failed("exit-code");
+        api.wait_snapshot(|s| !s.health.healthy && s.status.active_state == "failed")
+            .await;
+        let (_, body) = api.get("/api/streaming/alerts").await;
+        let active = body["active"].as_array().expect("active");
+        assert!(
+            active
+                .iter()
+                .any(|a| a["rule"] == "service_down" && a["severity"] == "critical"),
+            "{body}"
+        );
+        let (status, text) = api.get("/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        let text = text.as_str().expect("text");
+        assert!(
+            text.contains("contimg_alerts_firing{rule=\"service_down\"} 1"),
+            "{text}"
+        );
+    }
+
+    /// `/metrics` has a series for every alert rule, so a quiet rule reads 0
+    /// rather than "no data" (and a firing one is counted at all).
+    #[tokio::test]
+    async fn prometheus_has_a_series_for_every_alert_rule() {
+        let api = TestApi::new().with_producer().await;
+        let (_, text) = api.get("/metrics").await;
+        let text = text.as_str().expect("text");
+        for rule in contimg_control::alerts::AlertRule::ALL {
+            assert!(
+                text.contains(&format!("contimg_alerts_firing{{rule=\"{rule}\"}}")),
+                "no series for {rule}:\n{text}"
+            );
+        }
+    }
+}
