@@ -42,7 +42,10 @@ pub enum CliError {
     #[error("the editor exited with {0}")]
     Editor(std::process::ExitStatus),
     #[error("group {group_id} is {state}, not failed: nothing to retry")]
-    NotRetryable { group_id: String, state: String },
+    NotRetryable {
+        group_id: String,
+        state: contimg_core::queue::GroupState,
+    },
     #[error("cannot serialize the output: {0}")]
     Serialize(#[from] serde_json::Error),
     #[error("I/O error: {0}")]
@@ -165,7 +168,7 @@ mod tests {
             (
                 CliError::NotRetryable {
                     group_id: "g".into(),
-                    state: "completed".into(),
+                    state: contimg_core::queue::GroupState::Completed,
                 },
                 exit_code::FAILED,
             ),

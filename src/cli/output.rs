@@ -8,7 +8,9 @@ use chrono::{DateTime, Local, Utc};
 
 use contimg_control::report::{HealthResponse, Snapshot};
 use contimg_control::{ControlOutcome, LogEntry, ResourceLimits};
-use contimg_core::queue::{GroupDetail, GroupSummary, LateFile, QueueStats, UnrecognisedFile};
+use contimg_core::queue::{
+    AttemptOutcome, GroupDetail, GroupState, GroupSummary, LateFile, QueueStats, UnrecognisedFile,
+};
 
 pub fn color_enabled() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
@@ -310,8 +312,8 @@ pub fn groups_table(groups: &[GroupSummary]) -> String {
             out,
             "{:<21} {:<12} {:>8} {:>7}  {:<19}  {}",
             group.group_id,
-            // As a String: padding applies to it whatever the state's type.
-            group.state.to_string(),
+            // `as_str`: the padding applies to a str, not to Display's write_str.
+            group.state.as_str(),
             format!("{}/{expected}", group.subbands),
             group.retry_count,
             format_time(group.last_update),
@@ -332,11 +334,11 @@ pub fn group_text(detail: &GroupDetail) -> String {
     let s = &detail.summary;
     let mut out = format!(
         "{} {}\n",
-        dot(match s.state.to_string().as_str() {
-            "completed" => "active",
-            "failed" => "failed",
-            "in_progress" => "activating",
-            _ => "inactive",
+        dot(match s.state {
+            GroupState::Completed => "active",
+            GroupState::Failed => "failed",
+            GroupState::InProgress => "activating",
+            GroupState::Collecting | GroupState::Pending => "inactive",
         }),
         s.group_id
     );
@@ -363,10 +365,7 @@ pub fn group_text(detail: &GroupDetail) -> String {
             "{:>12}: #{} {} {}",
             "Attempt",
             attempt.attempt,
-            attempt
-                .outcome
-                .as_ref()
-                .map_or_else(|| "running".to_string(), ToString::to_string),
+            attempt.outcome.map_or("running", AttemptOutcome::as_str),
             attempt.error.as_deref().unwrap_or("")
         );
     }
@@ -383,5 +382,37 @@ mod tests {
         assert_eq!(human_bytes(8 * 1024 * 1024 * 1024), "8.0G");
         assert_eq!(human_duration(3725.0), "1h 2min");
         assert_eq!(human_duration(42.0), "42s");
+    }
+
+    /// The queue table's columns stay aligned now that a group's state is an
+    /// enum (whose Display, `write_str`, would ignore `{:<12}`).
+    #[test]
+    fn the_groups_table_pads_the_state_column() {
+        let group = |id: &str, state: GroupState| GroupSummary {
+            group_id: id.into(),
+            state,
+            received_at: 0.0,
+            last_update: 1_764_000_000.0,
+            expected_subbands: Some(16),
+            subbands: 3,
+            retry_count: 0,
+            error: Some("first line\nsecond".into()),
+            processing_stage: None,
+            next_attempt_at: None,
+            started_at: None,
+            completed_at: None,
+            output_path: None,
+        };
+        let table = groups_table(&[
+            group("2025-10-13T13:28:03", GroupState::Pending),
+            group("2025-10-13T13:33:03", GroupState::InProgress),
+        ]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        let column = |line: &str| line.find("3/16").unwrap();
+        assert_eq!(column(lines[1]), column(lines[2]), "{table}");
+        assert!(lines[1].contains("pending     "), "{table}");
+        assert!(lines[1].ends_with("first line"), "{table}");
+        assert_eq!(groups_table(&[]), "(no groups)\n");
     }
 }

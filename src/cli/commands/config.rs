@@ -2,6 +2,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::Utc;
 
@@ -25,9 +26,7 @@ pub fn show(cli: &Cli) -> Result<i32, CliError> {
 
 /// Applies `KEY=VALUE` assignments (validated, saved atomically, worker restarted).
 pub async fn set(cli: &Cli, assignments: &[String], no_restart: bool) -> Result<i32, CliError> {
-    let backend = connect_backend(cli).await?;
-    let store = config_store(cli);
-    let (current, _) = store.load()?;
+    let (backend, store, current) = prepare_change(cli).await?;
     let updated =
         current
             .apply_assignments(assignments)
@@ -47,9 +46,7 @@ pub async fn set(cli: &Cli, assignments: &[String], no_restart: bool) -> Result<
 }
 
 pub async fn edit(cli: &Cli, no_restart: bool) -> Result<i32, CliError> {
-    let backend = connect_backend(cli).await?;
-    let store = config_store(cli);
-    let (current, _) = store.load()?;
+    let (backend, store, current) = prepare_change(cli).await?;
     match edit_in_editor(&store, &current)? {
         Some(updated) => {
             apply(
@@ -96,6 +93,17 @@ pub fn validate(cli: &Cli, file: &Path) -> Result<i32, CliError> {
             }
         }
     }
+}
+
+/// What a change needs: the backend (to restart the worker), the store and the
+/// current config.
+async fn prepare_change(
+    cli: &Cli,
+) -> Result<(Arc<dyn Backend>, ConfigStore, StreamingConfig), CliError> {
+    let backend = connect_backend(cli).await?;
+    let store = config_store(cli);
+    let (current, _) = store.load()?;
+    Ok((backend, store, current))
 }
 
 /// Saves `updated` and restarts a running worker unless `no_restart`.

@@ -75,28 +75,33 @@ pub async fn retry(cli: &Cli, group_id: &str, wait: f64) -> Result<i32, CliError
     let read_state = move |queue_db: PathBuf, group: String| {
         QueueReader::open(&queue_db)
             .and_then(|reader| reader.group(&group))
-            .map(|detail| detail.map(|d| d.summary.state.to_string()))
+            .map(|detail| detail.map(|d| d.summary.state))
     };
     let state = read_state(queue_db.clone(), group_id.to_string())?;
-    match state.as_deref() {
+    match state {
         None => return Err(QueueError::UnknownGroup(group_id.to_string()).into()),
-        Some("failed") => {}
-        Some(other) => {
+        Some(GroupState::Failed) => {}
+        Some(
+            other @ (GroupState::Collecting
+            | GroupState::Pending
+            | GroupState::InProgress
+            | GroupState::Completed),
+        ) => {
             return Err(CliError::NotRetryable {
                 group_id: group_id.to_string(),
-                state: other.to_string(),
+                state: other,
             });
         }
     }
     request_retry(store.state_dir(), group_id)?;
     let running = backend.status().await.map(|s| s.running).unwrap_or(false);
-    let mut new_state = "failed".to_string();
+    let mut new_state = GroupState::Failed;
     if running {
         let deadline = tokio::time::Instant::now() + seconds(wait);
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(200)).await;
             if let Ok(Some(state)) = read_state(queue_db.clone(), group_id.to_string())
-                && state != "failed"
+                && state != GroupState::Failed
             {
                 new_state = state;
                 break;
@@ -107,7 +112,7 @@ pub async fn retry(cli: &Cli, group_id: &str, wait: f64) -> Result<i32, CliError
         format!(
             "retry of {group_id} requested; the worker is not running, it will pick it up when started"
         )
-    } else if new_state == "failed" {
+    } else if new_state == GroupState::Failed {
         format!("retry of {group_id} requested; the worker has not picked it up yet")
     } else {
         format!("{group_id} is now {new_state}")
