@@ -90,6 +90,10 @@ boot() {
     echo "$cg" > "$dir/cgroup-name"
     # On any failure below: tear down what exists.
     trap 'log "boot failed; cleaning up"; tail -n 30 "$dir/console.log" >&2 2>/dev/null || true; cleanup "$name" >&2 || true' ERR
+    # The caller learns the name only when `boot` returns: a signal before that
+    # must not leave the half-booted container behind.
+    trap 'log "boot interrupted; cleaning up"; cleanup "$name" >&2 || true; exit 130' INT
+    trap 'log "boot interrupted; cleaning up"; cleanup "$name" >&2 || true; exit 143' TERM
 
     local join="" mnt
     while read -r mnt; do
@@ -146,7 +150,7 @@ INNER
         sleep 0.2
     done
     [[ $state == running || $state == degraded ]] || die "not booted after ${BOOT_TIMEOUT}s (state: ${state:-none})"
-    trap - ERR
+    trap - ERR INT TERM
     cat <<ENV
 export NSPAWN_NAME='$name'
 export NSPAWN_DIR='$dir'
@@ -183,9 +187,10 @@ poweroff_c() {
     dir=$(dir_of "$name")
     nspawn=$(cat "$dir/nspawn.pid" 2>/dev/null || cat "$dir/inner.pid" 2>/dev/null || true)
     alive "$nspawn" || return 0
-    if [[ -f $dir/pid1 ]] && alive "$(cat "$dir/pid1")"; then
-        run_in "$name" systemctl --no-block poweroff >/dev/null 2>&1 || true
-    fi
+    # Before PID 1 is up (a boot interrupted early) nothing would shut the
+    # container down: fail at once, `cleanup` kills it.
+    [[ -f $dir/pid1 ]] && alive "$(cat "$dir/pid1")" || return 1
+    run_in "$name" systemctl --no-block poweroff >/dev/null 2>&1 || return 1
     local deadline=$((SECONDS + 30))
     while alive "$nspawn" && ((SECONDS < deadline)); do sleep 0.1; done
     alive "$nspawn" && { log "nspawn did not exit after poweroff"; return 1; }
@@ -233,7 +238,8 @@ cleanup() {
         die "$dir/root is still a mount point here; not removing $dir"
     fi
     rmdir "$dir/root" 2>/dev/null || true
-    rm -f "$dir"/{inner.sh,inner.pid,unshare.pid,nspawn.pid,pid1,cgroup-name,console.log}
+    # nspawn's lock on the image dir stays behind when nspawn was killed.
+    rm -f "$dir"/{inner.sh,inner.pid,unshare.pid,nspawn.pid,pid1,cgroup-name,console.log} "$dir/.#root.lck"
     rmdir "$dir" 2>/dev/null || log "$dir not empty; left in place"
     return 0
 }
