@@ -36,6 +36,12 @@ start() {
     local id
     id=$(basename "$dir")
     id=${id//[^A-Za-z0-9_.-]/_}
+    # The caller learns DIR only when `start` returns: a signal before that must
+    # not leave a half-started dockerd behind.
+    # shellcheck disable=SC2064  # $dir is fixed now
+    trap "stop '$dir' >&2 || true; exit 130" INT
+    # shellcheck disable=SC2064
+    trap "stop '$dir' >&2 || true; exit 143" TERM
     echo "dockertest-$id" > "$dir/cgroup-name"
     echo '{}' > "$dir/daemon.json"
     local sock="$dir/docker.sock"
@@ -59,6 +65,7 @@ start() {
         fi
         sleep 0.1
     done
+    trap - INT TERM
     cat <<ENV
 export DOCKERTEST_DIR='$dir'
 export DOCKERTEST_SOCKET='$sock'

@@ -52,6 +52,12 @@ start() {
     id=$(basename "$dir")
     id=${id//[^A-Za-z0-9_.-]/_}
     local cg="sdtest-$id"
+    # The caller learns DIR only when `start` returns: a signal before that must
+    # not leave a half-started manager behind.
+    # shellcheck disable=SC2064  # $dir is fixed now
+    trap "stop '$dir' >&2 || true; exit 130" INT
+    # shellcheck disable=SC2064
+    trap "stop '$dir' >&2 || true; exit 143" TERM
     mkdir -p "$dir"/{runtime,config/systemd/user,data,state,cache,home}
     chmod 700 "$dir/runtime"
     # The user instance would run tmpfiles against our private dirs; not wanted.
@@ -122,6 +128,7 @@ INNER
             exit 1
             ;;
     esac
+    trap - INT TERM
     cat <<ENV
 export SDTEST_DIR='$dir'
 export SDTEST_UNIT_DIR='$dir/config/systemd/user'
