@@ -16,7 +16,7 @@ use std::time::Duration;
 pub use args::Cli;
 pub use commands::limits::{parse_percent, parse_size};
 
-use contimg_control::logs::SinceError;
+use contimg_control::logs::{LevelError, SinceError};
 use contimg_control::{ControlError, ControlOptions, exit_code};
 use contimg_core::config::{ConfigError, ConfigStore};
 use contimg_core::queue::QueueError;
@@ -33,6 +33,8 @@ pub enum CliError {
     Usage(String),
     #[error("--since {0}")]
     Since(#[from] SinceError),
+    #[error("--level: {0}")]
+    Level(#[from] LevelError),
     /// `simulate` runs the simulator inside the worker binary.
     #[error("cannot run the simulator in {}: {source} (pass --worker-bin)", path.display())]
     WorkerBinary {
@@ -61,7 +63,7 @@ impl CliError {
                 ConfigError::Invalid { .. } | ConfigError::Parse { .. } => exit_code::USAGE,
                 _ => exit_code::FAILED,
             },
-            CliError::Usage(_) | CliError::Since(_) => exit_code::USAGE,
+            CliError::Usage(_) | CliError::Since(_) | CliError::Level(_) => exit_code::USAGE,
             CliError::Queue(_)
             | CliError::WorkerBinary { .. }
             | CliError::Editor(_)

@@ -340,6 +340,24 @@ pub fn follow_file(
         .boxed())
 }
 
+/// A minimum level that is none of ERROR, WARNING, INFO, DEBUG (or their aliases).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown level {0:?} (ERROR, WARNING, INFO, DEBUG)")]
+pub struct LevelError(pub String);
+
+/// A minimum level (`contimgctl logs --level`, `GET logs?level=`), case-insensitive,
+/// as [`LogQuery::min_level`] takes it: `ERROR` (also `CRITICAL`), `WARNING`
+/// (also `WARN`), `INFO` or `DEBUG`.
+pub fn parse_level(text: &str) -> Result<&'static str, LevelError> {
+    match text.trim().to_ascii_uppercase().as_str() {
+        "ERROR" | "CRITICAL" => Ok("ERROR"),
+        "WARNING" | "WARN" => Ok("WARNING"),
+        "INFO" => Ok("INFO"),
+        "DEBUG" => Ok("DEBUG"),
+        _ => Err(LevelError(text.to_string())),
+    }
+}
+
 /// Why a `since` (`contimgctl logs --since`, `GET /api/streaming/logs?since=`)
 /// was refused; both report it as a usage error (exit 2, HTTP 400).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -438,5 +456,13 @@ mod tests {
                 text: "500000000y".into()
             })
         );
+    }
+
+    #[test]
+    fn levels_take_aliases_in_any_case_and_refuse_the_rest() {
+        assert_eq!(parse_level("critical"), Ok("ERROR"));
+        assert_eq!(parse_level(" Warn "), Ok("WARNING"));
+        assert_eq!(parse_level("debug"), Ok("DEBUG"));
+        assert_eq!(parse_level("verbose"), Err(LevelError("verbose".into())));
     }
 }

@@ -2,21 +2,30 @@
 
 use futures_util::StreamExt;
 
-use contimg_control::logs::parse_since;
+use contimg_control::logs::{parse_level, parse_since};
 use contimg_control::{LogEntry, LogQuery, exit_code};
 
 use super::connect_backend;
 use crate::args::LogsArgs;
 use crate::{Cli, CliError, output};
 
-pub async fn run(cli: &Cli, args: &LogsArgs) -> Result<i32, CliError> {
-    let query = LogQuery {
+/// The backend query for the flags; a bad `--since` or `--level` is a usage error.
+fn log_query(args: &LogsArgs) -> Result<LogQuery, CliError> {
+    Ok(LogQuery {
         lines: args.lines,
         since: args.since.as_deref().map(parse_since).transpose()?,
         grep: args.grep.clone(),
         group_id: args.group.clone(),
-        min_level: args.level.clone(),
-    };
+        min_level: args
+            .level
+            .as_deref()
+            .map(|text| parse_level(text).map(str::to_string))
+            .transpose()?,
+    })
+}
+
+pub async fn run(cli: &Cli, args: &LogsArgs) -> Result<i32, CliError> {
+    let query = log_query(args)?;
     let backend = connect_backend(cli).await?;
     let print = |entry: &LogEntry| -> Result<(), CliError> {
         if cli.json {
@@ -37,4 +46,37 @@ pub async fn run(cli: &Cli, args: &LogsArgs) -> Result<i32, CliError> {
         }
     }
     Ok(exit_code::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use contimg_control::exit_code;
+
+    fn query(flags: &[&str]) -> Result<LogQuery, CliError> {
+        let cli = Cli::try_parse_from([&["contimgctl", "logs"], flags].concat()).unwrap();
+        match &cli.command {
+            crate::args::Command::Logs(args) => log_query(args),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn levels_are_the_apis_and_anything_else_is_a_usage_error() {
+        let level = |text: &str| query(&["--level", text]).map(|q| q.min_level);
+        assert_eq!(level("warn").unwrap().as_deref(), Some("WARNING"));
+        assert_eq!(level("critical").unwrap().as_deref(), Some("ERROR"));
+        assert_eq!(level("INFO").unwrap().as_deref(), Some("INFO"));
+        let error = level("bogus").unwrap_err();
+        assert_eq!(error.exit_code(), exit_code::USAGE, "{error}");
+        assert!(query(&[]).unwrap().min_level.is_none());
+    }
+
+    #[test]
+    fn a_bad_since_is_a_usage_error() {
+        let error = query(&["--since", "last tuesday"]).unwrap_err();
+        assert_eq!(error.exit_code(), exit_code::USAGE, "{error}");
+        assert!(query(&["--since", "10m"]).unwrap().since.is_some());
+    }
 }
