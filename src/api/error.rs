@@ -7,10 +7,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::models::ControlResponse;
+use crate::history::HistoryError;
 use contimg_control::ControlError;
 use contimg_control::logs::SinceError;
-use contimg_core::config::ValidationErrors;
-use contimg_core::queue::QueueError;
+use contimg_core::config::{ConfigError, ValidationErrors};
+use contimg_core::queue::{GroupState, QueueError};
 
 /// The body of every error response.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -50,10 +51,14 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    PreconditionFailed(String),
+    /// `POST groups/{id}/retry` of a group that is not failed.
+    #[error("group {group_id} is {state}, only failed groups can be retried")]
+    NotRetryable { group_id: String, state: GroupState },
+    /// `If-Match` names another version of the configuration than the current one.
+    #[error(
+        "the configuration changed since you read it (If-Match {given}, current ETag {current}); reload and retry"
+    )]
+    StaleConfig { given: String, current: String },
     #[error("invalid configuration")]
     Validation(ValidationErrors),
     /// `GET logs?since=`: not a time or duration, or too far back.
@@ -63,10 +68,17 @@ pub enum ApiError {
     Control(#[from] ControlError),
     #[error("{0}")]
     Queue(#[from] QueueError),
+    /// The configuration file cannot be read, parsed or written (a 500: the
+    /// request's own values are judged by `Validation`).
+    #[error("{0}")]
+    Config(#[source] ConfigError),
+    #[error("{0}")]
+    History(#[from] HistoryError),
+    /// A blocking helper task panicked or was cancelled.
+    #[error("{0}")]
+    Task(#[from] tokio::task::JoinError),
     #[error("{0}")]
     Internal(String),
-    #[error("{0}")]
-    Unavailable(String),
 }
 
 impl ApiError {
@@ -76,8 +88,8 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::NotRetryable { .. } => StatusCode::CONFLICT,
+            ApiError::StaleConfig { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Control(err) => match err {
                 ControlError::Unavailable(_) | ControlError::UnknownUnit(_) => {
@@ -100,8 +112,10 @@ impl ApiError {
                 QueueError::Missing(_) => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Config(_)
+            | ApiError::History(_)
+            | ApiError::Task(_)
+            | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

@@ -48,10 +48,24 @@ pub const TOKEN_FILE: &str = "api.token";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("cannot read {path}: {message}")]
-    ConfigFile { path: PathBuf, message: String },
-    #[error("invalid setting {0}")]
-    Invalid(String),
+    #[error("cannot read {path}: {source}")]
+    ConfigRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read {path}: {source}")]
+    ConfigParse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("invalid setting listen = {0:?}: not IP:PORT")]
+    ListenAddress(String),
+    #[error("invalid setting control_timeout = {0}")]
+    ControlTimeout(f64),
+    #[error(
+        "invalid setting webhook_url = {0:?}: only http:// is supported (no TLS in this build)"
+    )]
+    WebhookUrl(String),
     #[error("cannot listen: {0}")]
     Listen(std::io::Error),
     #[error("unusable socket activation (LISTEN_PID/LISTEN_FDS): {0}")]
@@ -163,13 +177,13 @@ impl Settings {
         let file = match &config_path {
             Some(path) => {
                 let text =
-                    std::fs::read_to_string(path).map_err(|err| DaemonError::ConfigFile {
+                    std::fs::read_to_string(path).map_err(|source| DaemonError::ConfigRead {
                         path: path.clone(),
-                        message: err.to_string(),
+                        source,
                     })?;
-                toml::from_str::<DaemonFile>(&text).map_err(|err| DaemonError::ConfigFile {
+                toml::from_str::<DaemonFile>(&text).map_err(|source| DaemonError::ConfigParse {
                     path: path.clone(),
-                    message: err.to_string(),
+                    source,
                 })?
             }
             None => DaemonFile::default(),
@@ -183,7 +197,7 @@ impl Settings {
             .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
         let listen: SocketAddr = listen_text
             .parse()
-            .map_err(|_| DaemonError::Invalid(format!("listen = {listen_text:?}: not IP:PORT")))?;
+            .map_err(|_| DaemonError::ListenAddress(listen_text.clone()))?;
         let backend = args.backend.or(file.backend).unwrap_or_default();
         let mut control = ControlOptions {
             backend,
@@ -201,17 +215,13 @@ impl Settings {
             .or(file.control_timeout)
             .unwrap_or(90.0);
         if !(timeout_s.is_finite() && timeout_s > 0.0) {
-            return Err(DaemonError::Invalid(format!(
-                "control_timeout = {timeout_s}"
-            )));
+            return Err(DaemonError::ControlTimeout(timeout_s));
         }
         let webhook_url = args.webhook_url.clone().or(file.webhook_url.clone());
         if let Some(url) = &webhook_url
             && !url.starts_with("http://")
         {
-            return Err(DaemonError::Invalid(format!(
-                "webhook_url = {url:?}: only http:// is supported (no TLS in this build)"
-            )));
+            return Err(DaemonError::WebhookUrl(url.clone()));
         }
         Ok(Self {
             listen,
@@ -420,4 +430,60 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(args: ApiArgs, api_toml: Option<&str>) -> Result<Settings, DaemonError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        if let Some(text) = api_toml {
+            std::fs::write(dir.path().join(DAEMON_CONFIG_FILE), text).expect("api.toml");
+        }
+        Settings::resolve(&ApiArgs {
+            state_dir: Some(dir.path().to_path_buf()),
+            ..args
+        })
+    }
+
+    /// Each bad setting is its own variant, naming the value (the daemon exits
+    /// with it; the message is the one it always printed).
+    #[test]
+    fn bad_settings_are_refused_with_what_is_wrong() {
+        let err = resolve(
+            ApiArgs {
+                listen: Some("localhost".into()),
+                ..ApiArgs::default()
+            },
+            None,
+        )
+        .expect_err("no port");
+        assert!(matches!(&err, DaemonError::ListenAddress(text) if text == "localhost"));
+        assert_eq!(
+            err.to_string(),
+            "invalid setting listen = \"localhost\": not IP:PORT"
+        );
+        let err = resolve(
+            ApiArgs {
+                control_timeout: Some(-1.0),
+                ..ApiArgs::default()
+            },
+            None,
+        )
+        .expect_err("negative timeout");
+        assert!(matches!(err, DaemonError::ControlTimeout(t) if t == -1.0));
+        let err =
+            resolve(ApiArgs::default(), Some("webhook_url = \"https://x\"\n")).expect_err("https");
+        assert!(matches!(&err, DaemonError::WebhookUrl(url) if url == "https://x"));
+        let err = resolve(ApiArgs::default(), Some("listen = [\n")).expect_err("bad toml");
+        assert!(matches!(err, DaemonError::ConfigParse { .. }), "{err}");
+        let err = resolve(ApiArgs::default(), Some("no_such_key = 1\n")).expect_err("unknown");
+        assert!(matches!(err, DaemonError::ConfigParse { .. }), "{err}");
+        let ok = resolve(ApiArgs::default(), Some("listen = \"0.0.0.0:9000\"\n")).expect("valid");
+        assert!(
+            ok.read_requires_token,
+            "beyond loopback, reads need the token"
+        );
+    }
 }

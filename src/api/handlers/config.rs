@@ -25,7 +25,7 @@ fn load_config(state: &AppState) -> Result<StreamingConfig, ApiError> {
         .store
         .load()
         .map(|(config, _)| config)
-        .map_err(|err| ApiError::Internal(err.to_string()))
+        .map_err(ApiError::Config)
 }
 
 fn check_if_match(headers: &HeaderMap, current: &StreamingConfig) -> Result<(), ApiError> {
@@ -42,9 +42,10 @@ fn check_if_match(headers: &HeaderMap, current: &StreamingConfig) -> Result<(), 
     if matches {
         Ok(())
     } else {
-        Err(ApiError::PreconditionFailed(format!(
-            "the configuration changed since you read it (If-Match {given}, current ETag {etag}); reload and retry"
-        )))
+        Err(ApiError::StaleConfig {
+            given: given.to_string(),
+            current: etag,
+        })
     }
 }
 
@@ -69,7 +70,7 @@ pub(super) fn apply_config_patch(
             .save(&updated)
             .map_err(|err| match err.validation_errors() {
                 Some(errors) => ApiError::Validation(errors.clone()),
-                None => ApiError::Internal(err.to_string()),
+                None => ApiError::Config(err),
             })?;
         tracing::info!(?changed, "configuration updated through the API");
     }

@@ -118,16 +118,14 @@ pub async fn retry_group(
         return Err(ApiError::NotFound(format!("group {id} not found")));
     };
     if detail.summary.state != GroupState::Failed {
-        return Err(ApiError::Conflict(format!(
-            "group {id} is {}, only failed groups can be retried",
-            detail.summary.state
-        )));
+        return Err(ApiError::NotRetryable {
+            group_id: id,
+            state: detail.summary.state,
+        });
     }
     let state_dir = state.settings.state_dir.clone();
     let request_id = id.clone();
-    tokio::task::spawn_blocking(move || request_retry(&state_dir, &request_id))
-        .await
-        .map_err(|err| ApiError::Internal(err.to_string()))??;
+    tokio::task::spawn_blocking(move || request_retry(&state_dir, &request_id)).await??;
     tracing::info!(group = %id, "retry requested through the API");
     Ok(Json(RetryResponse {
         success: true,

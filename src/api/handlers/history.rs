@@ -39,5 +39,5 @@ pub async fn history(
         .query(&window, unix_now())
         .await
         .map(Json)
-        .map_err(|err| ApiError::Internal(err.to_string()))
+        .map_err(ApiError::from)
 }

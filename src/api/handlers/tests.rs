@@ -92,10 +92,24 @@ impl TestApi {
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<&str>) -> (StatusCode, Value) {
+        self.call_with(method, path, body, None).await
+    }
+
+    /// [`TestApi::call`] with an `If-Match` header.
+    async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&str>,
+        if_match: Option<&str>,
+    ) -> (StatusCode, Value) {
         let mut request = Request::builder().method(method).uri(path);
         request = request.header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
         if body.is_some() {
             request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        if let Some(etag) = if_match {
+            request = request.header(header::IF_MATCH, etag);
         }
         let request = request
             .body(Body::from(body.unwrap_or_default().to_string()))
@@ -384,18 +398,15 @@ mod config {
     #[tokio::test]
     async fn a_stale_if_match_is_412_and_changes_nothing() {
         let api = TestApi::new();
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri("/api/streaming/config")
-            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
-            .header(header::IF_MATCH, "\"not-the-etag\"")
-            .body(Body::from(r#"{"max_workers": 7}"#))
-            .expect("request");
-        let response = router(api.state.clone())
-            .oneshot(request)
-            .await
-            .expect("infallible");
-        assert_eq!(response.status(), StatusCode::PRECONDITION_FAILED);
+        let (status, body) = api
+            .call_with(
+                Method::POST,
+                "/api/streaming/config",
+                Some(r#"{"max_workers": 7}"#),
+                Some("\"not-the-etag\""),
+            )
+            .await;
+        assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
         let (config, _) = api.state.store.load().expect("config");
         assert_ne!(config.max_workers, 7);
     }
@@ -569,5 +580,112 @@ mod alerts {
                 "no series for {rule}:\n{text}"
             );
         }
+    }
+}
+
+/// The typed errors keep the HTTP status and JSON body they had as strings.
+mod error_bodies {
+    use super::*;
+    use contimg_core::queue::{NewFile, Queue, unix_now};
+
+    #[tokio::test]
+    async fn an_unreadable_config_file_is_500_internal_even_for_a_valid_patch() {
+        let api = TestApi::new();
+        let config_path = api.state.store.path();
+        std::fs::write(&config_path, "max_workers = [not toml").expect("write");
+        let (status, body) = api.get("/api/streaming/config").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+        assert_eq!(body["error"], "internal");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(&config_path.display().to_string()),
+            "{body}"
+        );
+        let (status, body) = api
+            .post("/api/streaming/start", Some(r#"{"max_workers": 2}"#))
+            .await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+        assert_eq!(body["error"], "internal");
+        assert!(body.get("details").is_none(), "{body}");
+        assert!(api.backend.operations().is_empty());
+    }
+
+    #[tokio::test]
+    async fn retrying_a_group_that_is_not_failed_is_409_and_an_unknown_one_404() {
+        let api = TestApi::new();
+        let (status, body) = api
+            .post("/api/streaming/groups/2026-11-29T10:00:00/retry", None)
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no queue DB yet: {body}"
+        );
+
+        let mut queue = Queue::open(&api.state.store.defaults().queue_db).expect("queue");
+        let now = unix_now();
+        let file = NewFile {
+            path: format!(
+                "/in/{}",
+                contimg_core::names::subband_file_name(now - 60.0, 0)
+            ),
+            timestamp: now - 60.0,
+            subband_idx: 0,
+            size_bytes: Some(10),
+            mtime: None,
+            meta_json: None,
+        };
+        queue
+            .register_file(&file, 16, 150.0, now)
+            .expect("register");
+        let (status, body) = api.get("/api/streaming/groups").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let group_id = body["groups"][0]["group_id"]
+            .as_str()
+            .expect("one group")
+            .to_string();
+        assert_eq!(body["groups"][0]["state"], "collecting");
+
+        let (status, body) = api
+            .post(&format!("/api/streaming/groups/{group_id}/retry"), None)
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["error"], "conflict");
+        assert_eq!(
+            body["message"],
+            format!("group {group_id} is collecting, only failed groups can be retried")
+        );
+        let (status, body) = api
+            .post("/api/streaming/groups/1999-01-01T00:00:00/retry", None)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(body["error"], "not_found");
+    }
+
+    #[tokio::test]
+    async fn a_stale_if_match_names_both_etags() {
+        let api = TestApi::new();
+        let (config, _) = api.state.store.load().expect("config");
+        let (status, body) = api
+            .call_with(
+                Method::POST,
+                "/api/streaming/restart",
+                Some(r#"{"max_workers": 9}"#),
+                Some("W/\"old\", \"older\""),
+            )
+            .await;
+        assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
+        assert_eq!(body["error"], "precondition_failed");
+        assert_eq!(
+            body["message"],
+            format!(
+                "the configuration changed since you read it (If-Match W/\"old\", \"older\", \
+                 current ETag {}); reload and retry",
+                config.etag()
+            )
+        );
+        assert!(api.backend.operations().is_empty());
     }
 }
