@@ -98,9 +98,9 @@ fn module_graph(crate_dir: &Path) -> BTreeMap<String, BTreeSet<String>> {
                 used.extend(referenced_modules(&line, "super::"));
             }
             for target in used {
-                if target != module && crate_dir.join(format!("{target}.rs")).is_file()
-                    || target != module && crate_dir.join(&target).is_dir()
-                {
+                let is_module = crate_dir.join(format!("{target}.rs")).is_file()
+                    || crate_dir.join(&target).is_dir();
+                if target != module && is_module {
                     node.insert(target);
                 }
             }
@@ -161,9 +161,18 @@ fn no_import_cycles_between_the_top_level_modules_of_a_crate() {
 #[test]
 fn the_cycle_finder_finds_a_cycle() {
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    graph.entry("queue".into()).or_default().insert("names".into());
-    graph.entry("names".into()).or_default().insert("queue".into());
-    graph.entry("config".into()).or_default().insert("names".into());
+    graph
+        .entry("queue".into())
+        .or_default()
+        .insert("names".into());
+    graph
+        .entry("names".into())
+        .or_default()
+        .insert("queue".into());
+    graph
+        .entry("config".into())
+        .or_default()
+        .insert("names".into());
     let cycle = find_cycle(&graph).expect("a cycle");
     assert_eq!(cycle.first(), cycle.last());
     assert!(cycle.contains(&"queue".to_string()) && cycle.contains(&"names".to_string()));
@@ -175,7 +184,11 @@ fn occurrences_outside(needle: &str, allowed: &[&str]) -> Vec<String> {
     let root = workspace_root();
     let mut found = Vec::new();
     for file in rust_files(&root.join("src")) {
-        let relative = file.strip_prefix(&root).unwrap().to_string_lossy().to_string();
+        let relative = file
+            .strip_prefix(&root)
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
         if allowed.contains(&relative.as_str()) {
             continue;
         }
@@ -202,4 +215,35 @@ fn files_are_replaced_atomically_in_one_place_only() {
         "use contimg_core::fsutil instead of renaming/fsyncing by hand:\n{}",
         found.join("\n")
     );
+}
+
+/// The quoted names of a TypeScript string-union type in the dashboard's API types.
+fn typescript_union(type_name: &str) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(workspace_root().join("frontend/src/api/types.ts")).unwrap();
+    let start = text
+        .find(&format!("export type {type_name} ="))
+        .unwrap_or_else(|| panic!("frontend/src/api/types.ts has no type {type_name}"));
+    let body = &text[start..];
+    let body = &body[..body.find(';').unwrap()];
+    body.split('\'')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The dashboard spells the API's vocabularies as TypeScript unions; a variant added
+/// on the Rust side must reach them (the alert union had missed three rules).
+#[test]
+fn the_dashboard_knows_every_alert_rule_and_group_state() {
+    let rules: BTreeSet<String> = contimg::control::alerts::AlertRule::ALL
+        .iter()
+        .map(|rule| rule.as_str().to_string())
+        .collect();
+    assert_eq!(typescript_union("AlertRule"), rules);
+    let states: BTreeSet<String> = contimg::queue::GroupState::ALL
+        .iter()
+        .map(|state| state.as_str().to_string())
+        .collect();
+    assert_eq!(typescript_union("GroupState"), states);
 }

@@ -216,6 +216,9 @@ export type AlertRule =
   | 'queue_stalled'
   | 'incomplete_groups'
   | 'low_disk'
+  | 'queue_db_unwritable'
+  | 'worker_hung'
+  | 'supervisor_gave_up'
   | (string & {});
 
 export interface Alert {
