@@ -43,6 +43,8 @@ start() {
     # shellcheck disable=SC2064
     trap "stop '$dir' >&2 || true; exit 143" TERM
     echo "dockertest-$id" > "$dir/cgroup-name"
+    # Which test run this is (ops/testenv/leak-check.sh).
+    echo "${CONTIMG_TEST_RUN:-none}" > "$dir/.contimg-test-run"
     echo '{}' > "$dir/daemon.json"
     local sock="$dir/docker.sock"
     setsid dockerd \

@@ -19,6 +19,7 @@ command -v chromium >/dev/null || { echo "e2e: chromium is not installed (ops/in
 CONTIMG_E2E_RUN=$(cat /proc/sys/kernel/random/uuid)
 export CONTIMG_E2E_RUN
 work=$(mktemp -d /tmp/contimg-e2e.XXXXXX)
+echo "${CONTIMG_TEST_RUN:-none}" > "$work/.contimg-test-run"  # for leak-check.sh
 api_pid=""
 sim_pid=""
 tests_pid=""

@@ -19,6 +19,11 @@
 # other objects with the snapshot by identity (PID + start time, mount ID + target,
 # path), so whatever existed before the run is never blamed on it.
 #
+# Harness dirs name their run in .contimg-test-run (CONTIMG_TEST_RUN, or "none"):
+# a dir of another run, with the mounts under it and the harness cgroup named
+# after it, belongs to someone else working on the same machine and is not
+# counted. A dir without that file is counted.
+#
 # --reap SIGKILLs the leaked processes (by PID, start time re-checked) and removes
 # the leaked, now empty harness cgroups, so the next run starts clean; the run
 # still fails. Mounts and temp dirs are only reported.
@@ -118,6 +123,22 @@ def temp_dirs():
     return sorted(found)
 
 
+RUN_FILE = ".contimg-test-run"
+
+
+def foreign(path, marker):
+    """True when the harness dir `path` names another run than `marker`."""
+    value = read(os.path.join(path, RUN_FILE))
+    return value is not None and value.strip() != marker
+
+
+def cgroup_dir(name):
+    """The harness dir a harness cgroup is named after (sdtest-ID, dockertest-ID:
+    /tmp/ID; nsp-NAME: /run/contimg-nspawn/NAME)."""
+    prefix, _, rest = name.partition("-")
+    return f"/run/contimg-nspawn/{rest}" if prefix == "nsp" else f"/tmp/{rest}"
+
+
 def ancestry():
     pids, pid = set(), os.getpid()
     while pid > 1:
@@ -208,7 +229,8 @@ def check(path, reap):
     with open(path) as f:
         before = json.load(f)
     seen_before = {(pid, start) for pid, start in before["processes"]}
-    new_cgroups = [c for c in harness_cgroups() if c not in set(before["cgroups"])]
+    new_cgroups = [c for c in harness_cgroups() if c not in set(before["cgroups"])
+                   and not foreign(cgroup_dir(os.path.basename(c)), marker)]
     new_cgroup_names = {os.path.basename(c) for c in new_cgroups}
     wanted = f"CONTIMG_TEST_RUN={marker}".encode()
     exempt = ancestry()
@@ -231,9 +253,11 @@ def check(path, reap):
         leaked.append((pid, proc, why, unified))
 
     known_mounts = {tuple(m) for m in before["mounts"]}
+    others = [d for d in temp_dirs() if foreign(d, marker)]
     new_mounts = [m for m in mounts() if tuple(m) not in known_mounts
-                  and m[1].startswith(MOUNT_PREFIXES)]
-    new_temp = [d for d in temp_dirs() if d not in set(before["temp_dirs"])]
+                  and m[1].startswith(MOUNT_PREFIXES)
+                  and not any(m[1] == d or m[1].startswith(d + "/") for d in others)]
+    new_temp = [d for d in temp_dirs() if d not in set(before["temp_dirs"]) and d not in others]
 
     for pid, proc, why, cgroup in leaked:
         print(f"leak-check: process {pid} (parent {proc['ppid']}, age {age(proc['start'])}, "
@@ -285,6 +309,8 @@ self_test_cleanup() {
     sleep 0.1
     if [ -n "$cg" ] && [ -d "$cg" ]; then rmdir "$cg"; fi
     if mountpoint -q "$planted"; then umount "$planted"; fi
+    if mountpoint -q "$foreign_dir/data"; then umount "$foreign_dir/data"; fi
+    rm -rf "$foreign_dir"
     if [ -d "$planted" ]; then rmdir "$planted"; fi
     rm -rf "$work"
 }
@@ -296,6 +322,7 @@ self_test() {
     [ "$(id -u)" = 0 ] || { echo "leak-check self-test: needs root (cgroups)" >&2; return 1; }
     work=$(mktemp -d /tmp/contimg-leak-selftest-work.XXXXXX)
     sleeper="" stripped="" cg="" planted=/tmp/contimg-leak-selftest.$$
+    foreign_dir=/tmp/contimg-leak-selftest.other-$$
     local out rc=0
     trap self_test_cleanup EXIT
     export CONTIMG_TEST_RUN
@@ -320,6 +347,10 @@ self_test() {
     # 3. A harness temp dir that was not removed, with a mount left on it.
     mkdir "$planted"
     mount -t tmpfs -o size=1m tmpfs "$planted"
+    # 4. Not ours: another run's harness dir with a mount under it.
+    mkdir -p "$foreign_dir/data"
+    echo other-run > "$foreign_dir/.contimg-test-run"
+    mount -t tmpfs -o size=1m tmpfs "$foreign_dir/data"
     sleep 0.3
 
     set +e
@@ -335,6 +366,9 @@ self_test() {
     grep -q "harness cgroup left behind: $cg" <<<"$out" || missing+=("the cgroup $cg")
     grep -q "mount left behind: $planted " <<<"$out" || missing+=("the mount on $planted")
     grep -q "temp dir left behind: $planted" <<<"$out" || missing+=("the temp dir $planted")
+    if grep -q "$foreign_dir" <<<"$out"; then missing+=("(wrongly reported) another run's $foreign_dir"); fi
+    umount "$foreign_dir/data"
+    rm -rf "$foreign_dir"
     if ((${#missing[@]})); then
         echo "leak-check self-test: FAILED, the check missed: ${missing[*]}" >&2
         return 1

@@ -88,6 +88,8 @@ boot() {
     mkdir -p "$dir/root"
     cg="nsp-$name"
     echo "$cg" > "$dir/cgroup-name"
+    # Which test run this is (ops/testenv/leak-check.sh).
+    echo "${CONTIMG_TEST_RUN:-none}" > "$dir/.contimg-test-run"
     # On any failure below: tear down what exists.
     trap 'log "boot failed; cleaning up"; tail -n 30 "$dir/console.log" >&2 2>/dev/null || true; cleanup "$name" >&2 || true' ERR
     # The caller learns the name only when `boot` returns: a signal before that
@@ -239,7 +241,7 @@ cleanup() {
     fi
     rmdir "$dir/root" 2>/dev/null || true
     # nspawn's lock on the image dir stays behind when nspawn was killed.
-    rm -f "$dir"/{inner.sh,inner.pid,unshare.pid,nspawn.pid,pid1,cgroup-name,console.log} "$dir/.#root.lck"
+    rm -f "$dir"/{inner.sh,inner.pid,unshare.pid,nspawn.pid,pid1,cgroup-name,console.log} "$dir/.#root.lck" "$dir/.contimg-test-run"
     rmdir "$dir" 2>/dev/null || log "$dir not empty; left in place"
     return 0
 }

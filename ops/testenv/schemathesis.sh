@@ -60,6 +60,7 @@ cargo build -q --bin contimg-api --bin contimg-stream &
 wait $!
 
 work=$(mktemp -d /tmp/contimg-fuzz.XXXXXX)
+echo "${CONTIMG_TEST_RUN:-none}" > "$work/.contimg-test-run"  # for leak-check.sh
 
 mkdir -p "$work"/{bin,state,in,out,scratch,report}
 # A copy of the binaries: a concurrent cargo build cannot swap them mid-run, and

@@ -59,6 +59,8 @@ start() {
     # shellcheck disable=SC2064
     trap "stop '$dir' >&2 || true; exit 143" TERM
     mkdir -p "$dir"/{runtime,config/systemd/user,data,state,cache,home}
+    # Which test run this is (ops/testenv/leak-check.sh).
+    echo "${CONTIMG_TEST_RUN:-none}" > "$dir/.contimg-test-run"
     chmod 700 "$dir/runtime"
     # The user instance would run tmpfiles against our private dirs; not wanted.
     ln -sfn /dev/null "$dir/config/systemd/user/systemd-tmpfiles-setup.service"
