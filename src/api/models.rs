@@ -227,8 +227,8 @@ pub struct LimitsRequest {
 }
 
 /// One server-sent event as it appears on the wire: its `event:` name and its
-/// `data:` text (a JSON document: a StatusResponse, MetricsResponse, Alert or
-/// LogLine, by event name).
+/// `data:` text (a JSON document: a StatusResponse, MetricsResponse,
+/// HealthResponse, Alert or LogLine, by event name).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ServerSentEvent {
     pub event: String,

@@ -17,7 +17,7 @@ use crate::events::Snapshot;
 use crate::models::ServerSentEvent;
 
 #[utoipa::path(get, path = "/api/streaming/events", tag = "service",
-    responses((status = 200, description = "Server-sent events `status`, `metrics`, `alert` (data: JSON); a `ping` comment every 15 s", content_type = "text/event-stream", body = ServerSentEvent),
+    responses((status = 200, description = "Server-sent events `status`, `metrics`, `health`, `alert` (data: JSON; the first three on connect); a `ping` comment every 15 s", content_type = "text/event-stream", body = ServerSentEvent),
         ReadAuthErrors))]
 pub async fn events(
     State(state): State<Arc<AppState>>,
@@ -30,18 +30,17 @@ pub async fn events(
         let events: Vec<Result<SseEvent, Infallible>> = match item {
             Ok(event) => vec![Ok(sse_event(event.kind, &event.data))],
             // A slow client missed events: resend the current state instead.
-            Err(BroadcastStreamRecvError::Lagged(_)) => {
-                Vec::from(current_state(&state_for_lag.snapshot()))
-            }
+            Err(BroadcastStreamRecvError::Lagged(_)) => current_state(&state_for_lag.snapshot()),
         };
         stream::iter(events)
     });
     Sse::new(initial.chain(live)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("ping"))
 }
 
-/// The `status` and `metrics` events a client starts from (or resyncs to).
-fn current_state(snapshot: &Snapshot) -> [Result<SseEvent, Infallible>; 2] {
-    [
+/// The `status`, `metrics` and `health` events a client starts from (or
+/// resyncs to after falling behind).
+fn current_state(snapshot: &Snapshot) -> Vec<Result<SseEvent, Infallible>> {
+    let mut events = vec![
         Ok(sse_event(
             "status",
             &String::from_utf8_lossy(&snapshot.status_json),
@@ -50,5 +49,11 @@ fn current_state(snapshot: &Snapshot) -> [Result<SseEvent, Infallible>; 2] {
             "metrics",
             &String::from_utf8_lossy(&snapshot.metrics_json),
         )),
-    ]
+    ];
+    // Serializing this plain struct cannot fail; were it to, the client still
+    // gets the verdict with the next `health` event.
+    if let Ok(health) = serde_json::to_string(&snapshot.health) {
+        events.push(Ok(sse_event("health", &health)));
+    }
+    events
 }

@@ -689,3 +689,57 @@ mod error_bodies {
         assert!(api.backend.operations().is_empty());
     }
 }
+
+mod sse {
+    use super::*;
+    use futures_util::StreamExt;
+
+    /// The first events of `GET events`: what a dashboard starts from. The
+    /// verdict is among them (as after a lag), so a client that connects (or
+    /// falls behind) shows the API's health at once, not after the next change.
+    #[tokio::test]
+    async fn a_new_client_gets_status_metrics_and_the_health_verdict_first() {
+        let backend = FakeBackend::new();
+        backend.set_running(99);
+        let api = TestApi::with_backend(backend).with_producer().await;
+        let request = Request::builder()
+            .uri("/api/streaming/events")
+            .body(Body::empty())
+            .expect("request");
+        let response = router(api.state.clone())
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut body = response.into_body().into_data_stream();
+        let mut text = String::new();
+        let mut kinds: Vec<String> = Vec::new();
+        // Bounded: the first frames come from the snapshot at once; a missing
+        // one would otherwise wait for the 15 s keep-alive or the next change.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while kinds.len() < 3 {
+            let data = tokio::time::timeout_at(deadline, body.next())
+                .await
+                .unwrap_or_else(|_| panic!("only these first events: {kinds:?}\n{text}"))
+                .expect("a chunk")
+                .expect("no error");
+            text.push_str(&String::from_utf8_lossy(&data));
+            kinds = text
+                .lines()
+                .filter_map(|line| line.strip_prefix("event: "))
+                .map(str::to_string)
+                .collect();
+        }
+        assert_eq!(kinds[..3], ["status", "metrics", "health"], "{text}");
+        let health_data = text
+            .split("event: health\n")
+            .nth(1)
+            .and_then(|rest| rest.lines().next())
+            .and_then(|line| line.strip_prefix("data: "))
+            .expect("health data");
+        let verdict: Value = serde_json::from_str(health_data).expect("json");
+        let (_, served) = api.get("/api/streaming/health").await;
+        assert_eq!(verdict["healthy"], served["healthy"]);
+        assert_eq!(verdict["running"], true);
+    }
+}
