@@ -4,7 +4,11 @@
 //! [`Queue`] is the worker's read-write handle (the worker is the only writer);
 //! [`QueueReader`] is the read-only handle the CLI and the API use.
 //!
-//! Where things are: [`state`] (a group's state), [`model`] (rows in and out),
+//! States, processing stages and attempt outcomes are enums ([`state`]) bound
+//! as SQL parameters and read back strictly: a stored string this build does not
+//! know is [`QueueError::UnknownValue`], naming the column and the value.
+//!
+//! Where things are: [`state`] (the stored enums), [`model`] (rows in and out),
 //! `writer` (opening, registering, rejecting), `register` (grouping one file),
 //! `transitions` (claim, complete, fail, retry, recover), `inspections` (the
 //! validator journal), `reader`, `groups` (list/detail queries both handles
@@ -61,7 +65,7 @@ pub fn group_timestamp_from_id(group_id: &str) -> Option<f64> {
     crate::names::parse_timestamp(group_id)
 }
 
-pub(super) fn table_exists(conn: &Connection, table: &str) -> Result<bool, QueueError> {
+fn table_exists(conn: &Connection, table: &str) -> Result<bool, QueueError> {
     Ok(conn.query_row(
         "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
         [table],
