@@ -114,10 +114,12 @@ stored_enum! {
         Recovered = "recovered",
         /// Pending again because an operator asked for a retry.
         RetryRequested = "retry_requested",
-        /// Found in DBs written by the original pipeline, whose rows carry their
-        /// state as their stage; contimg never writes it.
+        /// Accepted for legacy rows whose stage mirrors their state (the original
+        /// pipeline writes only the column default, `collecting`, but the
+        /// compatibility fixture in tests/compat_original.rs and hand-edited DBs
+        /// carry the state); contimg never writes it.
         Pending = "pending",
-        /// As [`ProcessingStage::Pending`]: the original pipeline's stage for a claimed group.
+        /// As [`ProcessingStage::Pending`], for a legacy row that was claimed.
         InProgress = "in_progress",
     }
 }
