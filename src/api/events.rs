@@ -24,11 +24,11 @@ use super::history::Sample;
 use super::models::{HealthResponse, MetricsResponse, StatusResponse};
 use super::prometheus::{self, DurationHistogram};
 use super::supervisor::Liveness;
-use contimg_control::alerts::{AlertInputs, measure_disks, watched_dirs};
+use contimg_control::alerts::{AlertInputs, AlertRule, measure_disks, watched_dirs};
 use contimg_control::report::{HealthInputs, QueueView, health_verdict, probe_queue_db_writable};
 use contimg_control::{Backend, BackendKind, ControlError, ServiceStatus};
 use contimg_core::config::{ConfigStore, StreamingConfig};
-use contimg_core::queue::{GroupState, QueueReader, unix_now};
+use contimg_core::queue::{GroupState, QueueError, QueueReader, unix_now};
 
 const TICK: Duration = Duration::from_secs(1);
 const QUEUE_POLL: Duration = Duration::from_millis(250);
@@ -148,7 +148,7 @@ impl Snapshot {
         (config, config_error): (Option<StreamingConfig>, Option<String>),
         health: HealthResponse,
         backend_seen: bool,
-        firing: &[(String, String)],
+        firing: &[AlertRule],
     ) -> Self {
         let status_json = Bytes::from(serde_json::to_vec(&status).unwrap_or_default());
         let metrics_json = Bytes::from(serde_json::to_vec(&metrics).unwrap_or_default());
@@ -364,10 +364,7 @@ impl Producer {
         let (changes, firing, critical) = match state.alerts.lock() {
             Ok(mut engine) => {
                 let changes = engine.evaluate(&inputs);
-                let firing: Vec<(String, String)> = engine
-                    .active()
-                    .map(|a| (a.rule.to_string(), a.id.clone()))
-                    .collect();
+                let firing: Vec<AlertRule> = engine.active().map(|a| a.rule).collect();
                 (changes, firing, engine.critical_messages())
             }
             Err(_) => (Vec::new(), Vec::new(), Vec::new()),
@@ -505,6 +502,8 @@ fn watch_queue(path: Arc<Mutex<PathBuf>>, tx: watch::Sender<Arc<QueueWatch>>) {
                     last_version = None;
                 }
                 Err(err) => {
+                    let err = err.to_string();
+                    // Republish only when the reason changes (the DB is retried every second).
                     if last_error.as_deref() != Some(&err) {
                         last_error = Some(err.clone());
                         tx.send_replace(Arc::new(QueueWatch {
@@ -560,13 +559,29 @@ fn watch_queue(path: Arc<Mutex<PathBuf>>, tx: watch::Sender<Arc<QueueWatch>>) {
     }
 }
 
-fn open_queue(path: &Path) -> Result<(Connection, QueueReader), String> {
-    let reader = QueueReader::open(path).map_err(|e| e.to_string())?;
+/// Why the queue watcher cannot open the queue DB.
+#[derive(Debug, thiserror::Error)]
+enum QueueOpenError {
+    #[error(transparent)]
+    Reader(#[from] QueueError),
+    /// The second, read-only connection that polls `PRAGMA data_version`.
+    #[error("queue DB {}: {source}", path.display())]
+    Poller {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+fn open_queue(path: &Path) -> Result<(Connection, QueueReader), QueueOpenError> {
+    let reader = QueueReader::open(path)?;
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(|e| format!("queue DB {}: {e}", path.display()))?;
+    .map_err(|source| QueueOpenError::Poller {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok((conn, reader))
 }
 

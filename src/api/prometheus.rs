@@ -35,12 +35,12 @@ impl DurationHistogram {
     }
 }
 
-/// `firing` = `(rule, id)` of each active alert.
+/// `firing`: the rule of each active alert (one entry per alert).
 pub fn render(
     status: &StatusResponse,
     queue: &QueueView,
     durations: &DurationHistogram,
-    firing: &[(String, String)],
+    firing: &[AlertRule],
 ) -> String {
     let mut out = String::with_capacity(2048);
     let _ = writeln!(
@@ -129,8 +129,69 @@ pub fn render(
     );
     // Every rule, so a quiet one has a 0 series rather than none.
     for rule in AlertRule::ALL {
-        let n = firing.iter().filter(|(r, _)| r == rule.as_str()).count();
+        let n = firing.iter().filter(|firing| **firing == rule).count();
         let _ = writeln!(out, "contimg_alerts_firing{{rule=\"{rule}\"}} {n}");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use contimg_control::ControlError;
+
+    fn stopped() -> StatusResponse {
+        StatusResponse::assemble(
+            "systemd",
+            "contimg-stream.service",
+            &Err(ControlError::Unavailable("not read".into())),
+            None,
+            None,
+        )
+    }
+
+    #[test]
+    fn counts_alerts_per_rule_and_every_rule_has_a_series() {
+        let text = render(
+            &stopped(),
+            &QueueView::default(),
+            &DurationHistogram::default(),
+            &[
+                AlertRule::LowDisk,
+                AlertRule::LowDisk,
+                AlertRule::WorkerHung,
+            ],
+        );
+        assert!(
+            text.contains("contimg_alerts_firing{rule=\"low_disk\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("contimg_alerts_firing{rule=\"worker_hung\"} 1\n"));
+        assert!(text.contains("contimg_alerts_firing{rule=\"supervisor_gave_up\"} 0\n"));
+        assert_eq!(
+            text.matches("contimg_alerts_firing{").count(),
+            AlertRule::ALL.len()
+        );
+        // No stats read: no per-state gauges, and the queue is down.
+        assert!(!text.contains("contimg_groups{"));
+        assert!(text.contains("contimg_queue_up 0\n"));
+    }
+
+    #[test]
+    fn the_duration_histogram_is_cumulative_with_an_inf_bucket() {
+        let mut histogram = DurationHistogram::default();
+        for seconds in [0.5, 1.0, 7.0, 4000.0] {
+            histogram.observe(seconds);
+        }
+        let text = render(&stopped(), &QueueView::default(), &histogram, &[]);
+        assert!(
+            text.contains("contimg_group_duration_seconds_bucket{le=\"1\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("contimg_group_duration_seconds_bucket{le=\"10\"} 3\n"));
+        assert!(text.contains("contimg_group_duration_seconds_bucket{le=\"3600\"} 3\n"));
+        assert!(text.contains("contimg_group_duration_seconds_bucket{le=\"+Inf\"} 4\n"));
+        assert!(text.contains("contimg_group_duration_seconds_count 4\n"));
+        assert!(text.contains("contimg_group_duration_seconds_sum 4008.5\n"));
+    }
 }
