@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::models::ControlResponse;
 use crate::history::HistoryError;
 use contimg_control::ControlError;
-use contimg_control::logs::SinceError;
+use contimg_control::logs::{LevelError, SinceError};
 use contimg_core::config::{ConfigError, ValidationErrors};
 use contimg_core::queue::{GroupState, QueueError};
 
@@ -64,6 +64,9 @@ pub enum ApiError {
     /// `GET logs?since=`: not a time or duration, or too far back.
     #[error("since = {0}")]
     Since(#[from] SinceError),
+    /// `GET logs?level=`: not a level.
+    #[error("{0}")]
+    Level(#[from] LevelError),
     #[error("{0}")]
     Control(#[from] ControlError),
     #[error("{0}")]
@@ -84,7 +87,9 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) | ApiError::Since(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::Since(_) | ApiError::Level(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,

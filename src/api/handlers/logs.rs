@@ -16,7 +16,7 @@ use crate::AppState;
 use crate::error::{ApiError, ErrorBody, ReadAuthErrors};
 use crate::models::{LogLine, LogsResponse, ServerSentEvent};
 use contimg_control::LogQuery;
-use contimg_control::logs::parse_since;
+use contimg_control::logs::{parse_level, parse_since};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -37,29 +37,20 @@ pub struct LogsParams {
 }
 
 fn log_query(params: &LogsParams) -> Result<LogQuery, ApiError> {
-    let since = match params
+    let since = params
         .since
         .as_deref()
         .map(str::trim)
         .filter(|s| !s.is_empty())
-    {
-        None => None,
-        Some(text) => Some(parse_since(text)?),
-    };
-    let min_level = match params.level.as_deref() {
-        None | Some("") => None,
-        Some(level) => Some(match level.to_ascii_uppercase().as_str() {
-            "ERROR" | "CRITICAL" => "ERROR".to_string(),
-            "WARNING" | "WARN" => "WARNING".to_string(),
-            "INFO" => "INFO".to_string(),
-            "DEBUG" => "DEBUG".to_string(),
-            other => {
-                return Err(ApiError::BadRequest(format!(
-                    "unknown level {other:?} (ERROR, WARNING, INFO, DEBUG)"
-                )));
-            }
-        }),
-    };
+        .map(parse_since)
+        .transpose()?;
+    let min_level = params
+        .level
+        .as_deref()
+        .filter(|l| !l.is_empty())
+        .map(parse_level)
+        .transpose()?
+        .map(str::to_string);
     Ok(LogQuery {
         lines: params.lines.unwrap_or(200).min(10_000) as usize,
         since,
