@@ -21,6 +21,9 @@ set -euo pipefail
 READY_TIMEOUT=${READY_TIMEOUT:-30}
 die() { echo "dockerd.sh: $*" >&2; exit 1; }
 alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+SELF=$(readlink -f "$0")
+# shellcheck source=ops/testenv/owner-watch.sh
+. "$(dirname "$SELF")/owner-watch.sh"
 
 start() {
     [ "$(id -u)" = 0 ] || die "must run as root"
@@ -68,6 +71,7 @@ start() {
         sleep 0.1
     done
     trap - INT TERM
+    watch_owner "$dir"
     cat <<ENV
 export DOCKERTEST_DIR='$dir'
 export DOCKERTEST_SOCKET='$sock'
@@ -82,6 +86,7 @@ stop() {
     local sock="$dir/docker.sock" pid cg
     pid=$(cat "$dir/dockerd.launch.pid" 2>/dev/null || true)
     cg=$(cat "$dir/cgroup-name" 2>/dev/null || true)
+    stop_watcher "$dir"
     if alive "$pid" && [ -S "$sock" ]; then
         local ids
         ids=$(curl -sf --unix-socket "$sock" 'http://docker/containers/json?all=1' 2>/dev/null \

@@ -15,7 +15,9 @@
 # (user-manager.sh, nspawn.sh run) pass it through. Processes that cannot carry it
 # (inside an nspawn container or a docker container) are found by their cgroup: a
 # harness cgroup (sdtest-*, nsp-*, dockertest-*) that did not exist at `snapshot`.
-# Exempt: the checker's own ancestry (the runner itself). `check` compares the
+# Exempt: the checker's own ancestry (the runner itself) and the ancestors' direct
+# children (pipeline peers such as `| tee`); a stage's leftovers are never among
+# them, as they are reparented when the stage's script exits. `check` compares the
 # other objects with the snapshot by identity (PID + start time, mount ID + target,
 # path), so whatever existed before the run is never blamed on it.
 #
@@ -234,6 +236,7 @@ def check(path, reap):
     new_cgroup_names = {os.path.basename(c) for c in new_cgroups}
     wanted = f"CONTIMG_TEST_RUN={marker}".encode()
     exempt = ancestry()
+    exempt |= {pid for pid, proc in processes().items() if proc["ppid"] in exempt}
 
     leaked = []
     for pid, proc in sorted(processes().items()):

@@ -37,6 +37,9 @@ READY_TIMEOUT=${READY_TIMEOUT:-15}
 die() { echo "user-manager.sh: $*" >&2; exit 1; }
 
 cgroup_mounts() { findmnt -rn -t cgroup,cgroup2 -o TARGET; }
+SELF=$(readlink -f "$0")
+# shellcheck source=ops/testenv/owner-watch.sh
+. "$(dirname "$SELF")/owner-watch.sh"
 
 start() {
     [ "$(id -u)" = 0 ] || die "must run as root (cgroup setup, mount namespace)"
@@ -131,6 +134,7 @@ INNER
             ;;
     esac
     trap - INT TERM
+    watch_owner "$dir"
     cat <<ENV
 export SDTEST_DIR='$dir'
 export SDTEST_UNIT_DIR='$dir/config/systemd/user'
@@ -151,6 +155,7 @@ stop() {
     cg=$(cat "$dir/cgroup-name" 2>/dev/null || true)
     manager=$(cat "$dir/manager.pid" 2>/dev/null || true)
     script_pid=$(cat "$dir/script.pid" 2>/dev/null || true)
+    stop_watcher "$dir"
     if alive "$manager"; then
         DBUS_SESSION_BUS_ADDRESS="unix:path=$dir/runtime/bus" timeout 5 \
             systemctl --user exit >/dev/null 2>&1 || kill -TERM "$manager" 2>/dev/null || true

@@ -13,9 +13,12 @@ impl HarnessOutput {
     /// Runs `bash SCRIPT start`; fails the test with its stderr and `needs` (what
     /// the harness requires) when it cannot start.
     pub fn start(script: &'static str, needs: &str) -> Self {
+        // The harness stops itself if this test binary dies without running its
+        // Drop guards (killed, or a timeout).
         let output = Command::new("bash")
             .arg(script)
             .arg("start")
+            .env("CONTIMG_HARNESS_OWNER", std::process::id().to_string())
             .output()
             .unwrap_or_else(|err| panic!("run {script}: {err}"));
         assert!(
