@@ -127,39 +127,23 @@ fn unit_nofile_limit() -> u64 {
 }
 
 fn own_hard_nofile() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct passed.
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
-        0
-    );
-    limit.rlim_max
+    let (_soft, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    hard
 }
 
 /// Raises this test process's soft RLIMIT_NOFILE so it can hold `wanted` sockets.
 fn raise_own_nofile(wanted: u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read/write the struct passed.
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
-        0
-    );
-    if limit.rlim_cur >= wanted {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    if soft >= wanted {
         return;
     }
     assert!(
-        limit.rlim_max >= wanted,
-        "this test needs RLIMIT_NOFILE >= {wanted}; the hard limit is {}",
-        limit.rlim_max
+        hard >= wanted,
+        "this test needs RLIMIT_NOFILE >= {wanted}; the hard limit is {hard}"
     );
-    limit.rlim_cur = wanted;
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    setrlimit(Resource::RLIMIT_NOFILE, wanted, hard).unwrap();
 }
 
 #[tokio::test]

@@ -247,3 +247,21 @@ fn the_dashboard_knows_every_alert_rule_and_group_state() {
         .collect();
     assert_eq!(typescript_union("GroupState"), states);
 }
+
+/// Socket activation goes through sd-notify (which checks LISTEN_PID and unsets the
+/// variables), and user ids and sysconf values through nix, not hand-rolled FFI.
+#[test]
+fn no_hand_rolled_activation_or_raw_libc_for_what_nix_wraps() {
+    let mut found = Vec::new();
+    for needle in [
+        "SD_LISTEN_FDS_START",
+        "from_raw_fd(3)",
+        "libc::geteuid",
+        "libc::getegid",
+        "libc::getuid",
+        "libc::sysconf",
+    ] {
+        found.extend(occurrences_outside(needle, &[]));
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}

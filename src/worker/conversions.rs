@@ -10,7 +10,7 @@ use crate::convert::{ConvertError, ConvertJob, ConvertOutput};
 use crate::recovery::remove_outputs_of;
 use crate::staging::{convert_group, stage_root};
 use crate::{Worker, WorkerError, with_queue};
-use contimg_core::queue::{ClaimedGroup, FailOutcome, RetryPolicy, unix_now};
+use contimg_core::queue::{ClaimedGroup, FailOutcome, GroupState, RetryPolicy, unix_now};
 
 /// The outcome of one conversion task.
 pub(crate) struct Finished {
@@ -35,7 +35,7 @@ impl Worker {
             };
             tracing::info!(
                 group_id = %group.group_id,
-                state = "in_progress",
+                state = %GroupState::InProgress,
                 attempt = group.attempt,
                 "converting {} subbands",
                 group.files.len()
@@ -95,7 +95,7 @@ impl Worker {
                     q.complete(&id, attempt, &timings, output_path.as_deref(), unix_now())
                 })
                 .await?;
-                tracing::info!(group_id = %group_id, state = "completed", "converted in {total:.2} s");
+                tracing::info!(group_id = %group_id, state = %GroupState::Completed, "converted in {total:.2} s");
             }
             Err(ConvertError::Interrupted) => {
                 let id = group_id.clone();
@@ -104,7 +104,7 @@ impl Worker {
                 })
                 .await?;
                 remove_outputs_of(&self.config.output_dir, &group_id);
-                tracing::warn!(group_id = %group_id, state = "pending", "conversion interrupted; requeued");
+                tracing::warn!(group_id = %group_id, state = %GroupState::Pending, "conversion interrupted; requeued");
             }
             Err(err) => {
                 let error = err.to_string();
@@ -122,7 +122,7 @@ impl Worker {
                         next_attempt_at,
                     } => tracing::warn!(
                         group_id = %group_id,
-                        state = "pending",
+                        state = %GroupState::Pending,
                         retry_count,
                         "conversion failed: {error}; retry {retry_count}/{} in {:.0} s",
                         self.config.max_retries,
@@ -130,7 +130,7 @@ impl Worker {
                     ),
                     FailOutcome::Failed { retry_count } => tracing::error!(
                         group_id = %group_id,
-                        state = "failed",
+                        state = %GroupState::Failed,
                         retry_count,
                         "conversion failed for good after {retry_count} retries: {error}"
                     ),
@@ -154,7 +154,7 @@ impl Worker {
             let id = group_id.clone();
             match with_queue(&self.queue, move |q| q.retry_failed(&id, unix_now())).await {
                 Ok(()) => {
-                    tracing::info!(group_id = %group_id, state = "pending", "retry requested by an operator")
+                    tracing::info!(group_id = %group_id, state = %GroupState::Pending, "retry requested by an operator")
                 }
                 Err(err) => tracing::warn!(group_id = %group_id, "retry request ignored: {err}"),
             }

@@ -14,7 +14,6 @@
 //! - [`convert`]: running a converter; [`builtin`]: the UVH5 merge converter;
 //!   [`job`]: what both exchange; `child`: the `convert-group` subprocess side.
 
-#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod builtin;
 mod child;

@@ -21,7 +21,7 @@ use sd_notify::NotifyState;
 use crate::recovery::remove_outputs_of;
 use crate::{Worker, WorkerError, with_queue};
 use contimg_core::queue::writable::probe_queue_db_writable;
-use contimg_core::queue::{ClaimedGroup, QueueError, unix_now};
+use contimg_core::queue::{ClaimedGroup, GroupState, QueueError, unix_now};
 
 /// While paused, the reason is logged again this often.
 const REMIND_EVERY: Duration = Duration::from_secs(60);
@@ -162,7 +162,7 @@ impl Worker {
                 return Ok(());
             }
             remove_outputs_of(&self.config.output_dir, &group.group_id);
-            tracing::warn!(group_id = %group.group_id, state = "pending", "requeued after the state dir was full");
+            tracing::warn!(group_id = %group.group_id, state = %GroupState::Pending, "requeued after the state dir was full");
         }
         if let Some(paused) = pause.paused.take() {
             tracing::info!(

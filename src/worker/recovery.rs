@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::convert::PARTIAL_SUFFIX;
 use crate::staging::stage_root;
 use crate::{Worker, WorkerError, with_queue};
-use contimg_core::queue::unix_now;
+use contimg_core::queue::{GroupState, unix_now};
 
 impl Worker {
     /// After a crash: requeue interrupted groups, remove what they half-wrote and
@@ -14,7 +14,7 @@ impl Worker {
     pub(crate) async fn recover(&mut self) -> Result<(), WorkerError> {
         let recovered = with_queue(&self.queue, |q| q.recover_in_progress(unix_now())).await?;
         for group_id in &recovered {
-            tracing::warn!(group_id = %group_id, state = "pending", "recovered a group interrupted by a previous run");
+            tracing::warn!(group_id = %group_id, state = %GroupState::Pending, "recovered a group interrupted by a previous run");
             remove_outputs_of(&self.config.output_dir, group_id);
         }
         remove_partials(&self.config.output_dir);

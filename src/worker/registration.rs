@@ -203,7 +203,7 @@ impl Worker {
                 } => {
                     tracing::debug!(group_id = %group_id, subband = file.subband_idx, subbands, "registered {}", file.path);
                     if state == GroupState::Pending && subbands == expected {
-                        tracing::info!(group_id = %group_id, state = "pending", "group complete ({subbands} subbands)");
+                        tracing::info!(group_id = %group_id, state = %GroupState::Pending, "group complete ({subbands} subbands)");
                     }
                 }
                 Registration::Duplicate {
@@ -242,7 +242,7 @@ impl Worker {
         })
         .await?;
         for (group_id, error) in failed {
-            tracing::error!(group_id = %group_id, state = "failed", "{error}");
+            tracing::error!(group_id = %group_id, state = %GroupState::Failed, "{error}");
             self.status_dirty = true;
         }
         Ok(())
