@@ -6,7 +6,6 @@
 //! Prometheus text fresh (driven by the backend's change signals and the queue
 //! DB's `data_version`); handlers serve from it, so a GET never costs a D-Bus call.
 
-
 pub mod alert_webhook;
 pub mod auth;
 pub mod connections;

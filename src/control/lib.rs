@@ -4,7 +4,6 @@
 //! `contimgctl` and `contimg-api` both hold an `Arc<dyn Backend>` and never care
 //! which implementation is behind it.
 
-
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -16,7 +16,6 @@
 //! The HDF5 C calls hdf5-metno does not wrap live in `raw`; each `unsafe`
 //! block there says why it is sound, and the build enforces that.
 
-
 mod group;
 mod inspect;
 mod merge;

@@ -14,7 +14,6 @@
 //! - [`convert`]: running a converter; [`builtin`]: the UVH5 merge converter;
 //!   [`job`]: what both exchange; `child`: the `convert-group` subprocess side.
 
-
 pub mod builtin;
 mod child;
 mod conversions;

@@ -58,7 +58,7 @@ pub async fn dispatch(cli: &Cli) -> Result<i32, CliError> {
             )
             .await
         }
-        Command::Simulate(passthrough) => simulate::run(cli, &passthrough.args).await,
+        Command::Simulate(passthrough) => Err(simulate::exec(cli, &passthrough.args)),
         Command::Completions { shell } => completions::completions(*shell),
         Command::Man => completions::man(),
     }
