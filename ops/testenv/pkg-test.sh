@@ -91,6 +91,12 @@ test_badenv() {
     section "deploy.sh rejects a bad env file: its form itself, its values by the binary's verdict"
     local d=$tmp/badenv
     mkdir -p "$d"
+    # deploy.sh asks the release contimg-stream for its verdict on values (and this
+    # section runs it with --no-build): build it first, as the process section would.
+    if [[ -z $no_build ]]; then
+        (cd "$repo" && cargo build --release --bins) >"$tmp/badenv-build.log" 2>&1 ||
+            { tail -n 20 "$tmp/badenv-build.log"; not_ok "release build for the badenv section"; return; }
+    fi
     # The form: deploy.sh lists every problem at once.
     cat > "$d/form.env" <<EOF
 CONTIMG_INPUT_DIR=relative/incoming
