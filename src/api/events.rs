@@ -25,9 +25,10 @@ use super::models::{HealthResponse, MetricsResponse, StatusResponse};
 use super::prometheus::{self, DurationHistogram};
 use super::supervisor::Liveness;
 use contimg_control::alerts::{AlertInputs, AlertRule, measure_disks, watched_dirs};
-use contimg_control::report::{HealthInputs, QueueView, health_verdict, probe_queue_db_writable};
+use contimg_control::report::{HealthInputs, QueueView, health_verdict};
 use contimg_control::{Backend, BackendKind, ControlError, ServiceStatus};
 use contimg_core::config::{ConfigStore, StreamingConfig};
+use contimg_core::queue::writable::probe_queue_db_writable;
 use contimg_core::queue::{GroupState, QueueError, QueueReader, unix_now};
 
 const TICK: Duration = Duration::from_secs(1);

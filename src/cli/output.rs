@@ -34,7 +34,7 @@ pub fn dot(active_state: &str) -> String {
 }
 
 pub fn human_bytes(bytes: u64) -> String {
-    contimg_control::report::scaled_bytes(bytes, &["B", "K", "M", "G", "T"], "")
+    contimg_core::units::scaled_bytes(bytes, &["B", "K", "M", "G", "T"], "")
 }
 
 pub fn human_duration(seconds: f64) -> String {

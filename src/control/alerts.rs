@@ -166,7 +166,7 @@ pub struct AlertInputs {
     /// `state_dir` (the queue DB's directory).
     pub disks: Vec<(String, PathBuf, Option<f64>)>,
     /// Why the worker cannot write the queue DB (disk full, permissions), from
-    /// `control::report::probe_queue_db_writable`.
+    /// `contimg_core::queue::writable::probe_queue_db_writable`.
     pub queue_db_unwritable: Option<String>,
     /// Alerts the process-mode supervisor raises about its own actions.
     pub supervisor: Vec<SupervisorAlert>,

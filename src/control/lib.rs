@@ -89,6 +89,27 @@ pub struct ServiceStatus {
     pub error: Option<String>,
 }
 
+impl ServiceStatus {
+    /// An inactive (dead) service of `kind` named `target`: what a backend reports
+    /// before it learns anything else.
+    pub fn stopped(kind: BackendKind, target: &str) -> Self {
+        ServiceStatus {
+            backend: kind,
+            unit: target.to_string(),
+            running: false,
+            active_state: "inactive".into(),
+            sub_state: "dead".into(),
+            pid: None,
+            started_at: None,
+            uptime_seconds: None,
+            restart_count: 0,
+            status_text: None,
+            resources: ResourceUsage::default(),
+            error: None,
+        }
+    }
+}
+
 /// What an operator asks of the worker: the one vocabulary of `contimgctl
 /// start|stop|restart`, `POST /api/streaming/{start,stop,restart}` and the
 /// backends. Matches on it have no `_ =>` arm, so a new variant fails the build

@@ -412,20 +412,7 @@ impl Backend for ProcessBackend {
 
     async fn status(&self) -> Result<ServiceStatus, ControlError> {
         self.rotate_log_if_needed();
-        let mut status = ServiceStatus {
-            backend: BackendKind::Process,
-            unit: "process".into(),
-            running: false,
-            active_state: "inactive".into(),
-            sub_state: "dead".into(),
-            pid: None,
-            started_at: None,
-            uptime_seconds: None,
-            restart_count: 0,
-            status_text: None,
-            resources: ResourceUsage::default(),
-            error: None,
-        };
+        let mut status = ServiceStatus::stopped(BackendKind::Process, "process");
         match self.liveness() {
             Liveness::Stopped => {}
             Liveness::Died(record) => {

@@ -120,7 +120,7 @@ impl FakeBackend {
             kind,
             target: target.to_string(),
             script: Mutex::new(Script {
-                status: stopped_status(kind, target),
+                status: ServiceStatus::stopped(kind, target),
                 limits: ResourceLimits::default(),
                 log_entries: Vec::new(),
                 outcomes: HashMap::new(),
@@ -164,7 +164,7 @@ impl FakeBackend {
 
     /// Marks the service failed (active_state `failed`) with systemd's `Result=`.
     pub fn set_failed(&self, error: &str) -> &Self {
-        let mut status = stopped_status(self.kind, &self.target);
+        let mut status = ServiceStatus::stopped(self.kind, &self.target);
         status.active_state = "failed".into();
         status.sub_state = "failed".into();
         status.error = Some(error.to_string());
@@ -321,7 +321,7 @@ impl FakeBackend {
         } else {
             ServiceStatus {
                 restart_count,
-                ..stopped_status(self.kind, &self.target)
+                ..ServiceStatus::stopped(self.kind, &self.target)
             }
         };
         let pid = script.status.pid;
@@ -331,24 +331,6 @@ impl FakeBackend {
             pid: outcome.pid.or(pid),
             ..outcome
         })
-    }
-}
-
-/// An inactive (dead) service of `kind` named `target`.
-pub fn stopped_status(kind: BackendKind, target: &str) -> ServiceStatus {
-    ServiceStatus {
-        backend: kind,
-        unit: target.to_string(),
-        running: false,
-        active_state: "inactive".into(),
-        sub_state: "dead".into(),
-        pid: None,
-        started_at: None,
-        uptime_seconds: None,
-        restart_count: 0,
-        status_text: None,
-        resources: ResourceUsage::default(),
-        error: None,
     }
 }
 
@@ -367,7 +349,7 @@ pub fn running_status(
         started_at: Some(Utc::now()),
         uptime_seconds: Some(0.0),
         restart_count,
-        ..stopped_status(kind, target)
+        ..ServiceStatus::stopped(kind, target)
     }
 }
 

@@ -8,7 +8,7 @@
 //! - a conversion that finishes meanwhile cannot record its result: its group is
 //!   parked and requeued on resume (its output is redone, never half-trusted);
 //! - every status tick checks for free space (at least
-//!   `control::report::STATE_DIR_MIN_FREE_BYTES`) and a heartbeat write; when
+//!   `contimg_core::queue::writable::STATE_DIR_MIN_FREE_BYTES`) and a heartbeat write; when
 //!   both succeed the worker resumes by itself.
 //!
 //! The API raises `queue_db_unwritable` and health says "disk full" meanwhile.

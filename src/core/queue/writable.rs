@@ -57,6 +57,31 @@ pub fn probe_queue_db_writable(queue_db: &Path) -> Result<String, String> {
     ))
 }
 
-pub fn human_bytes(bytes: u64) -> String {
+/// Health details spell sizes with binary unit names ("41.2 GiB").
+fn human_bytes(bytes: u64) -> String {
     scaled_bytes(bytes, &["B", "KiB", "MiB", "GiB", "TiB"], " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_details_use_binary_unit_names() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(4 * 1024 * 1024), "4.0 MiB");
+        assert_eq!(human_bytes(44_238_597_734), "41.2 GiB");
+    }
+
+    #[test]
+    fn probe_names_the_directory_and_accepts_a_db_not_created_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        let detail = probe_queue_db_writable(&dir.path().join("ingest.sqlite3")).unwrap();
+        assert!(
+            detail.contains(&dir.path().display().to_string()),
+            "{detail}"
+        );
+        let missing_dir = dir.path().join("absent").join("ingest.sqlite3");
+        assert!(probe_queue_db_writable(&missing_dir).is_err());
+    }
 }
