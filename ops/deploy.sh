@@ -2,7 +2,7 @@
 # deploy.sh — build, install, start and health-check contimg in one command.
 #
 #   ./ops/deploy.sh [--mode streaming|manual|both] [--env-file PATH] [--demo]
-#                   [--backend auto|system|user|process] [--no-build] [--uninstall [--purge]]
+#                   [--backend auto|system|user|process|docker] [--no-build] [--uninstall [--purge]]
 #
 # Modes (they differ):
 #   streaming  the worker (started, enabled) + the API, no dashboard (headless node)
@@ -48,6 +48,14 @@ backend=auto
 build=true
 uninstall=false
 purge=false
+
+# --backend docker: images and containers, deployed by ops/deploy-docker.sh (same flags).
+for ((arg = 1; arg <= $#; arg++)); do
+    next=$((arg + 1))
+    if [[ ${!arg} == --backend=docker || (${!arg} == --backend && ${!next:-} == docker) ]]; then
+        exec "$repo/ops/deploy-docker.sh" "$@"
+    fi
+done
 
 usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 log() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
