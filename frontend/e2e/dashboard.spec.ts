@@ -238,3 +238,23 @@ test('screenshots at laptop and wall-screen widths, light and dark', async ({ pa
   }
   expect(errors).toEqual([]);
 });
+
+test('each history chart spans the picked window ending now (a fresh install once showed 2027..2029)', async ({ page }) => {
+  await openDashboard(page);
+  const history = page.getByRole('region', { name: 'History' });
+  const span = async (label: string) => {
+    const chart = history.getByRole('img', { name: label });
+    await expect(chart).toHaveAttribute('data-x-max', /^\d+/);
+    const [min, max] = await Promise.all([chart.getAttribute('data-x-min'), chart.getAttribute('data-x-max')]);
+    return { min: Number(min), max: Number(max) };
+  };
+  for (const [win, seconds] of [['1h', 3600], ['24h', 86_400], ['7d', 7 * 86_400]] as const) {
+    await history.getByRole('button', { name: `Last ${win}` }).click();
+    for (const title of ['CPU', 'Memory', 'Queue depth', 'Processing rate']) {
+      const { min, max } = await span(`${title} over the last ${win}`);
+      expect(max - min, `${title} ${win}`).toBe(seconds);
+      // Ends when the window's data was fetched, which picking it just did.
+      expect(Math.abs(Date.now() / 1000 - max), `${title} ${win} ends now`).toBeLessThan(120);
+    }
+  }
+});

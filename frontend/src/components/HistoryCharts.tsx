@@ -2,7 +2,7 @@ import { Box, Skeleton, ToggleButton, ToggleButtonGroup, Typography, useMediaQue
 import { useMemo, useState } from 'react';
 import { useHistory } from '../api/queries';
 import type { HistoryWindow } from '../api/types';
-import { toColumns, type Pick } from '../chartData';
+import { toColumns, windowSpan, type Pick } from '../chartData';
 import { Panel, QueryError } from './Panel';
 import { UPlotChart, type SeriesDef } from './UPlotChart';
 
@@ -14,6 +14,10 @@ export function HistoryCharts() {
   const t = useTheme();
   const wall = useMediaQuery(t.breakpoints.up('wall'));
   const pts = q.data?.points;
+  // Ends when the shown data was fetched (charts render only once there is data),
+  // so the span moves with every refetch.
+  const fetchedAt = q.dataUpdatedAt;
+  const xRange = useMemo(() => windowSpan(win, fetchedAt), [win, fetchedAt]);
 
   const charts = useMemo(() => {
     const p = pts ?? [];
@@ -88,7 +92,7 @@ export function HistoryCharts() {
                     </Typography>
                   ) : null}
                 </Typography>
-                <UPlotChart label={`${c.title} over the last ${win}`} series={c.series} data={c.data} unit={c.unit} height={wall ? 300 : 180} />
+                <UPlotChart label={`${c.title} over the last ${win}`} series={c.series} data={c.data} xRange={xRange} unit={c.unit} height={wall ? 300 : 180} />
               </Box>
             ))}
           </Box>

@@ -18,11 +18,15 @@ interface Props {
   data: uPlot.AlignedData;
   unit?: string;
   height?: number;
+  /** Fixed x span [min, max] (unix seconds); without it the axis fits the data. */
+  xRange?: [number, number];
 }
 
-export function UPlotChart({ label, series, data, unit, height = 180 }: Props) {
+export function UPlotChart({ label, series, data, unit, height = 180, xRange }: Props) {
   const el = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
+  // Read by the x scale's range function, which uPlot calls on every setData.
+  const span = useRef(xRange);
   const theme = useTheme();
   const axisColor = theme.palette.text.secondary;
   const gridColor = theme.palette.divider;
@@ -37,8 +41,20 @@ export function UPlotChart({ label, series, data, unit, height = 180 }: Props) {
       width: Math.max(200, node.clientWidth),
       height,
       legend: { show: true },
+      // The x span the chart shows, readable by tests and e2e checks (the canvas is not).
+      hooks: {
+        setScale: [
+          (u, key) => {
+            if (key !== 'x') return;
+            node.dataset.xMin = String(u.scales.x.min);
+            node.dataset.xMax = String(u.scales.x.max);
+          },
+        ],
+      },
       cursor: { drag: { x: true, y: false } },
-      scales: { x: { time: true }, y: { range: (_u, min, max) => [Math.min(0, min), max > 0 ? max * 1.1 : 1] } },
+      scales: {
+        x: { time: true, range: (_u, min, max) => span.current ?? [min, max] },
+        y: { range: (_u, min, max) => [Math.min(0, min), max > 0 ? max * 1.1 : 1] } },
       axes: [
         axis,
         { ...axis, size: 48, values: (_u, vals) => vals.map((v) => (v == null ? '' : formatCompact(v))) },
@@ -71,8 +87,9 @@ export function UPlotChart({ label, series, data, unit, height = 180 }: Props) {
   }, [seriesKey, axisColor, gridColor, height, unit]);
 
   useEffect(() => {
+    span.current = xRange;
     plot.current?.setData(data);
-  }, [data]);
+  }, [data, xRange]);
 
   return <Box ref={el} role="img" aria-label={label} sx={{ width: '100%', minWidth: 0, '& .u-legend': { fontSize: 12, color: 'text.secondary' } }} />;
 }
