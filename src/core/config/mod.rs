@@ -14,12 +14,14 @@ use serde_json::{Map, Value};
 
 mod checks;
 mod error;
+mod executor;
 mod store;
 #[cfg(test)]
 mod tests;
 
 use checks::*;
 pub use error::{ConfigError, FieldError, ValidationErrors};
+pub use executor::{ExecutorKind, SlurmConfig};
 pub use store::{ConfigSource, ConfigStore};
 
 /// File name of the configuration inside the state directory.
@@ -111,7 +113,30 @@ pub struct StreamingConfig {
     pub drain_timeout_s: f64,
     /// Check each subband file's UVH5 layout when it is registered.
     pub validate_uvh5: bool,
+
+    /// Inputs of a completed group are removed (or moved to `archive_dir`) this
+    /// many hours after the group completed.
+    pub retain_input_hours: f64,
+    /// Where retention moves inputs instead of deleting them; unset means delete.
+    pub archive_dir: Option<PathBuf>,
+    /// Inputs of failed and never-completed groups are kept this many days for
+    /// inspection.
+    pub retain_failed_days: f64,
+    /// Outputs older than this many days are removed; unset means never.
+    pub retain_output_days: Option<f64>,
+    /// Seconds between retention sweeps (the original pipeline's was hourly).
+    pub retention_interval_s: f64,
+    /// The worker claims no conversion while a directory it writes has less
+    /// free space than this.
+    pub min_free_gb: f64,
+    /// ... nor while it has less than the group's input size times this factor.
+    pub free_space_factor: f64,
+
+    /// Where conversions run.
+    pub executor: ExecutorKind,
     pub converter: ConverterConfig,
+    /// Used when `executor = "slurm"`.
+    pub slurm: SlurmConfig,
 }
 
 impl Default for StreamingConfig {
@@ -148,7 +173,16 @@ impl StreamingConfig {
             convert_timeout_s: 3600.0,
             drain_timeout_s: 60.0,
             validate_uvh5: true,
+            retain_input_hours: 48.0,
+            archive_dir: None,
+            retain_failed_days: 14.0,
+            retain_output_days: None,
+            retention_interval_s: 3600.0,
+            min_free_gb: 10.0,
+            free_space_factor: 2.0,
+            executor: ExecutorKind::Local,
             converter: ConverterConfig::Builtin,
+            slurm: SlurmConfig::default(),
         }
     }
 
@@ -183,13 +217,35 @@ impl StreamingConfig {
             if key == "converter" && !check_converter_keys(&mut errors, value) {
                 continue;
             }
+            // A `[slurm]` patch names only the keys it changes; the rest keep
+            // their current values.
+            let value = match (key.as_str(), value, base.get(key)) {
+                ("slurm", Value::Object(changes), Some(Value::Object(current))) => {
+                    let mut table = current.clone();
+                    for (sub, sub_value) in changes {
+                        if current.contains_key(sub) {
+                            table.insert(sub.clone(), sub_value.clone());
+                        } else {
+                            errors.push(&format!("slurm.{sub}"), "unknown field");
+                        }
+                    }
+                    Value::Object(table)
+                }
+                // An operator clears an optional setting with an empty value.
+                ("archive_dir" | "retain_output_days", Value::String(text), _)
+                    if text.is_empty() =>
+                {
+                    Value::Null
+                }
+                _ => value.clone(),
+            };
             // Deserialize with only this key changed, so a type error is attributed
             // to the field that caused it.
             let mut trial = base.clone();
             trial.insert(key.clone(), value.clone());
             match serde_json::from_value::<Self>(Value::Object(trial)) {
                 Ok(_) => {
-                    merged.insert(key.clone(), value.clone());
+                    merged.insert(key.clone(), value);
                 }
                 Err(err) => errors.push(key, &describe_type_error(&err.to_string())),
             }
@@ -220,11 +276,13 @@ impl StreamingConfig {
             let key = key.trim();
             let raw = raw.trim();
             let value = parse_operator_value(raw);
-            // Nested converter fields: converter.kind=command, converter.argv=[...]
-            if let Some(sub) = key.strip_prefix("converter.") {
-                let entry = patch.entry("converter".to_string()).or_insert_with(|| {
-                    serde_json::to_value(&self.converter).unwrap_or(Value::Null)
-                });
+            // Table fields: converter.kind=command, converter.argv=[...], slurm.partition=gpu
+            if let Some((table, sub)) = key.split_once('.')
+                && let Some(current) = self.to_json().get(table).filter(|v| v.is_object())
+            {
+                let entry = patch
+                    .entry(table.to_string())
+                    .or_insert_with(|| current.clone());
                 if let Value::Object(obj) = entry {
                     obj.insert(sub.to_string(), value);
                 }
@@ -287,6 +345,19 @@ impl StreamingConfig {
             7.0 * 86_400.0,
         );
         range("drain_timeout_s", self.drain_timeout_s, 0.0, 86_400.0);
+        range("retain_input_hours", self.retain_input_hours, 0.0, 87_600.0);
+        range("retain_failed_days", self.retain_failed_days, 0.0, 36_500.0);
+        if let Some(days) = self.retain_output_days {
+            range("retain_output_days", days, 0.01, 36_500.0);
+        }
+        range(
+            "retention_interval_s",
+            self.retention_interval_s,
+            10.0,
+            86_400.0,
+        );
+        range("min_free_gb", self.min_free_gb, 0.0, 1_000_000.0);
+        range("free_space_factor", self.free_space_factor, 0.0, 100.0);
 
         if self.retry_backoff_max_s < self.retry_backoff_s {
             errors.push(
@@ -343,6 +414,13 @@ impl StreamingConfig {
                 errors.push("tmpfs_path", "must not be empty");
             }
         }
+
+        if let Some(archive_dir) = &self.archive_dir
+            && clean_path(&mut errors, "archive_dir", archive_dir)
+        {
+            check_dir(&mut errors, "archive_dir", archive_dir, true);
+        }
+        self.slurm.check(&mut errors);
 
         if let ConverterConfig::Command { argv, env } = &self.converter {
             if argv.is_empty() || argv[0].trim().is_empty() {
@@ -417,7 +495,10 @@ impl StreamingConfig {
             &mut self.registry_db,
             &mut self.scratch_dir,
             &mut self.tmpfs_path,
-        ] {
+        ]
+        .into_iter()
+        .chain(self.archive_dir.as_mut())
+        {
             if path.is_relative() && !path.as_os_str().is_empty() {
                 *path = base.join(&*path);
             }

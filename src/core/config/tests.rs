@@ -295,3 +295,88 @@ fn legacy_json_is_imported_once() {
     assert_eq!(source, ConfigSource::Toml);
     assert_eq!(again, config);
 }
+
+#[test]
+fn retention_and_slurm_settings_round_trip_through_toml_and_assignments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = valid_config(tmp.path());
+    let text = config.to_toml().unwrap();
+    assert!(
+        !text.contains("archive_dir"),
+        "an unset option is left out:\n{text}"
+    );
+    let store = ConfigStore::new(tmp.path());
+    assert_eq!(
+        store.parse_toml(Path::new("x.toml"), &text).unwrap(),
+        config
+    );
+
+    let archive = tmp.path().join("archive");
+    std::fs::create_dir(&archive).unwrap();
+    let changed = config
+        .apply_assignments(&[
+            format!("archive_dir={}", archive.display()),
+            "retain_output_days=30".into(),
+            "executor=slurm".into(),
+            "slurm.partition=compute".into(),
+            "slurm.max_jobs=4".into(),
+        ])
+        .unwrap();
+    assert_eq!(changed.archive_dir.as_deref(), Some(archive.as_path()));
+    assert_eq!(changed.retain_output_days, Some(30.0));
+    assert_eq!(changed.executor, ExecutorKind::Slurm);
+    assert_eq!(changed.slurm.partition, "compute");
+    assert_eq!(changed.slurm.max_jobs, 4);
+    assert_eq!(
+        changed.slurm.cpus_per_task, 1,
+        "untouched keys keep their values"
+    );
+    let text = changed.to_toml().unwrap();
+    assert!(text.contains("[slurm]"), "{text}");
+    assert_eq!(
+        store.parse_toml(Path::new("x.toml"), &text).unwrap(),
+        changed
+    );
+
+    let cleared = changed
+        .apply_assignments(&["archive_dir=".into(), "retain_output_days=".into()])
+        .unwrap();
+    assert_eq!(cleared.archive_dir, None);
+    assert_eq!(cleared.retain_output_days, None);
+}
+
+#[test]
+fn retention_and_slurm_problems_are_reported_per_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = valid_config(tmp.path());
+    let err = config
+        .apply_assignments(&[
+            "retain_input_hours=-1".into(),
+            "min_free_gb=nan".into(),
+            "executor=kubernetes".into(),
+            "slurm.partiton=x".into(),
+            "slurm.time_limit=1h".into(),
+            "slurm.max_jobs=0".into(),
+        ])
+        .unwrap_err();
+    let fields: Vec<_> = err.errors.iter().map(|e| e.field.as_str()).collect();
+    // Type and name problems come first; ranges are judged once every value parses.
+    for expected in ["executor", "min_free_gb", "slurm.partiton"] {
+        assert!(
+            fields.contains(&expected),
+            "{expected} missing from {fields:?}"
+        );
+    }
+    let err = config
+        .apply_assignments(&[
+            "retain_input_hours=-1".into(),
+            "slurm.time_limit=1h".into(),
+            "slurm.max_jobs=0".into(),
+        ])
+        .unwrap_err();
+    let fields: Vec<_> = err.errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["retain_input_hours", "slurm.time_limit", "slurm.max_jobs"]
+    );
+}

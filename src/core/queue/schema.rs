@@ -9,7 +9,7 @@ use rusqlite::{Connection, Transaction, params};
 use super::{QueueError, group_timestamp_from_id};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Brings `conn` up to [`SCHEMA_VERSION`], one transaction per migration.
 pub fn migrate(conn: &mut Connection) -> Result<(), QueueError> {
@@ -20,25 +20,22 @@ pub fn migrate(conn: &mut Connection) -> Result<(), QueueError> {
             supported: SCHEMA_VERSION,
         });
     }
-    if version < 1 {
-        let tx = conn.transaction()?;
-        migrate_to_v1(&tx)?;
-        tx.pragma_update(None, "user_version", 1)?;
-        tx.commit()?;
-    }
-    if version < 2 {
-        let tx = conn.transaction()?;
-        migrate_to_v2(&tx)?;
-        tx.pragma_update(None, "user_version", 2)?;
-        tx.commit()?;
-        tracing::info!("queue DB migrated to schema version 2");
-    }
-    if version < 3 {
-        let tx = conn.transaction()?;
-        migrate_to_v3(&tx)?;
-        tx.pragma_update(None, "user_version", 3)?;
-        tx.commit()?;
-        tracing::info!("queue DB migrated to schema version 3");
+    let steps: [(i64, fn(&Transaction<'_>) -> Result<(), QueueError>); 6] = [
+        (1, migrate_to_v1),
+        (2, migrate_to_v2),
+        (3, migrate_to_v3),
+        (4, migrate_to_v4),
+        (5, migrate_to_v5),
+        (6, migrate_to_v6),
+    ];
+    for (target, step) in steps {
+        if version < target {
+            let tx = conn.transaction()?;
+            step(&tx)?;
+            tx.pragma_update(None, "user_version", target)?;
+            tx.commit()?;
+            tracing::info!("queue DB migrated to schema version {target}");
+        }
     }
     Ok(())
 }
@@ -205,6 +202,64 @@ fn migrate_to_v3(tx: &Transaction<'_>) -> Result<(), QueueError> {
              started_at REAL NOT NULL,
              worker_pid INTEGER NOT NULL
          );",
+    )?;
+    Ok(())
+}
+
+/// Data lifecycle: every file retention removes or archives is recorded, and a
+/// group's inputs are marked once swept so a sweep never scans them again.
+fn migrate_to_v4(tx: &Transaction<'_>) -> Result<(), QueueError> {
+    add_column_if_missing(tx, "ingest_queue", "inputs_removed_at", "REAL")?;
+    add_column_if_missing(tx, "ingest_queue", "output_removed_at", "REAL")?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS removals (
+             id INTEGER PRIMARY KEY AUTOINCREMENT,
+             group_id TEXT,
+             path TEXT NOT NULL,
+             kind TEXT NOT NULL,
+             action TEXT NOT NULL,
+             archived_to TEXT,
+             bytes INTEGER NOT NULL,
+             reason TEXT NOT NULL,
+             removed_at REAL NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS idx_removals_at ON removals(removed_at);
+         CREATE INDEX IF NOT EXISTS idx_ingest_queue_retention
+             ON ingest_queue(state, completed_at) WHERE inputs_removed_at IS NULL;",
+    )?;
+    Ok(())
+}
+
+/// Disk back-pressure: why the worker is not claiming work, readable by the API
+/// and the CLI without asking the worker.
+fn migrate_to_v5(tx: &Transaction<'_>) -> Result<(), QueueError> {
+    add_column_if_missing(tx, "worker_heartbeat", "claim_paused_reason", "TEXT")?;
+    add_column_if_missing(tx, "worker_heartbeat", "claim_paused_since", "REAL")?;
+    Ok(())
+}
+
+/// The Slurm executor: each attempt's batch job, and whether the scheduler answers.
+fn migrate_to_v6(tx: &Transaction<'_>) -> Result<(), QueueError> {
+    for (column, decl) in [
+        ("executor", "TEXT"),
+        ("job_id", "TEXT"),
+        ("job_state", "TEXT"),
+        ("job_node", "TEXT"),
+        ("job_exit_code", "INTEGER"),
+        ("job_log_path", "TEXT"),
+        ("submitted_at", "REAL"),
+    ] {
+        add_column_if_missing(tx, "group_attempts", column, decl)?;
+    }
+    add_column_if_missing(
+        tx,
+        "worker_heartbeat",
+        "scheduler_unreachable_since",
+        "REAL",
+    )?;
+    tx.execute_batch(
+        "CREATE INDEX IF NOT EXISTS idx_group_attempts_job
+             ON group_attempts(job_id) WHERE job_id IS NOT NULL;",
     )?;
     Ok(())
 }
