@@ -10,6 +10,7 @@ pub mod alert_webhook;
 pub mod auth;
 pub mod connections;
 pub mod dashboard;
+pub mod disk;
 pub mod error;
 pub mod events;
 pub mod handlers;
@@ -127,6 +128,19 @@ pub struct ApiArgs {
     /// Enable `GET /api/bench/static` (benchmark baseline).
     #[arg(long)]
     pub bench_routes: bool,
+    /// docker backend: the Docker Engine socket (default /var/run/docker.sock).
+    #[arg(long, env = "CONTIMG_DOCKER_SOCKET")]
+    pub docker_socket: Option<PathBuf>,
+    /// docker backend: the worker image (its entrypoint must be contimg-stream).
+    #[arg(long, env = "CONTIMG_DOCKER_IMAGE")]
+    pub docker_image: Option<String>,
+    /// docker backend: the worker container's name (default contimg-stream).
+    #[arg(long)]
+    pub docker_container: Option<String>,
+    /// docker backend: a host dir bind-mounted at the same path into the worker
+    /// container (input/output dirs; the state dir always is). Repeatable.
+    #[arg(long = "docker-mount", value_name = "DIR")]
+    pub docker_mounts: Vec<PathBuf>,
 }
 
 /// The daemon config file.
@@ -146,6 +160,10 @@ pub struct DaemonFile {
     pub control_timeout: Option<f64>,
     pub worker_bin: Option<PathBuf>,
     pub alerts: Option<AlertThresholds>,
+    pub docker_socket: Option<PathBuf>,
+    pub docker_image: Option<String>,
+    pub docker_container: Option<String>,
+    pub docker_mounts: Option<Vec<PathBuf>>,
 }
 
 /// Resolved daemon settings.
@@ -203,7 +221,21 @@ impl Settings {
             state_dir: state_dir.clone(),
             instance: args.instance.clone().or(file.instance.clone()),
             worker_bin: args.worker_bin.clone().or(file.worker_bin.clone()),
+            docker_socket: args.docker_socket.clone().or(file.docker_socket.clone()),
+            docker_image: args.docker_image.clone().or(file.docker_image.clone()),
             ..ControlOptions::default()
+        };
+        if let Some(container) = args
+            .docker_container
+            .clone()
+            .or(file.docker_container.clone())
+        {
+            control.docker_container = container;
+        }
+        control.docker_mounts = if args.docker_mounts.is_empty() {
+            file.docker_mounts.clone().unwrap_or_default()
+        } else {
+            args.docker_mounts.clone()
         };
         if let Some(unit) = args.unit.clone().or(file.unit.clone()) {
             control.unit = unit;
@@ -483,5 +515,43 @@ mod tests {
             ok.read_requires_token,
             "beyond loopback, reads need the token"
         );
+    }
+
+    /// The docker backend's socket, image, container and mounts reach the control
+    /// options (ops/deploy-docker.sh runs the API with them); flags win over api.toml.
+    #[test]
+    fn docker_settings_reach_the_backend_options() {
+        let file = "docker_socket = \"/run/file.sock\"\ndocker_image = \"file:1\"\n\
+                    docker_container = \"from-file\"\ndocker_mounts = [\"/data/in\"]\n";
+        let from_file = resolve(ApiArgs::default(), Some(file)).expect("valid");
+        assert_eq!(
+            from_file.control.docker_socket.as_deref(),
+            Some(std::path::Path::new("/run/file.sock"))
+        );
+        assert_eq!(from_file.control.docker_image.as_deref(), Some("file:1"));
+        assert_eq!(from_file.control.docker_container, "from-file");
+        assert_eq!(from_file.control.docker_mounts, [PathBuf::from("/data/in")]);
+        let flags = resolve(
+            ApiArgs {
+                docker_image: Some("flag:2".into()),
+                docker_container: Some("from-flag".into()),
+                docker_mounts: vec!["/data/out".into(), "/data/in".into()],
+                ..ApiArgs::default()
+            },
+            Some(file),
+        )
+        .expect("valid");
+        assert_eq!(flags.control.docker_image.as_deref(), Some("flag:2"));
+        assert_eq!(flags.control.docker_container, "from-flag");
+        assert_eq!(
+            flags.control.docker_mounts,
+            [PathBuf::from("/data/out"), PathBuf::from("/data/in")]
+        );
+        let defaults = resolve(ApiArgs::default(), None).expect("valid");
+        assert_eq!(
+            defaults.control.docker_container,
+            contimg_control::DEFAULT_CONTAINER
+        );
+        assert!(defaults.control.docker_image.is_none());
     }
 }
