@@ -21,15 +21,24 @@ pub struct ConfigStore {
 impl ConfigStore {
     pub fn new(state_dir: impl Into<PathBuf>) -> Self {
         Self {
-            state_dir: state_dir.into(),
+            state_dir: without_dot_components(&state_dir.into()),
         }
     }
 
-    /// The state directory from `--state-dir`, else `CONTIMG_STATE_DIR`, else `./state`.
+    /// The state directory from `--state-dir`, else `CONTIMG_STATE_DIR`, else
+    /// `./state`; absolute, so every path shown from it is too. (`contimgctl`
+    /// looks further: `contimg_control::state_dir`.)
     pub fn state_dir_from(flag: Option<&Path>) -> PathBuf {
-        flag.map(Path::to_path_buf)
-            .or_else(|| std::env::var_os(STATE_DIR_ENV).map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("state"))
+        let dir = flag
+            .map(Path::to_path_buf)
+            .or_else(|| {
+                std::env::var_os(STATE_DIR_ENV)
+                    .filter(|value| !value.is_empty())
+                    .map(PathBuf::from)
+            })
+            .unwrap_or_else(|| PathBuf::from("state"));
+        // `absolute` also drops `.` components (lexical: symlinks and `..` stay).
+        std::path::absolute(&dir).unwrap_or(dir)
     }
 
     pub fn state_dir(&self) -> &Path {
@@ -86,7 +95,9 @@ impl ConfigStore {
     }
 
     pub fn defaults(&self) -> StreamingConfig {
-        let mut config = StreamingConfig::with_state_dir(Path::new("."));
+        // Relative defaults (not `./ingest.sqlite3`, which would be shown as
+        // `<state dir>/./ingest.sqlite3`), made absolute against the state dir.
+        let mut config = StreamingConfig::with_state_dir(Path::new(""));
         config.resolve_paths(&self.state_dir);
         config
     }
@@ -143,7 +154,7 @@ impl ConfigStore {
             if let Some(raw) = value.as_str() {
                 let raw_path = Path::new(raw);
                 if raw_path.is_relative() {
-                    let resolved = base.join(raw_path);
+                    let resolved = without_dot_components(&base.join(raw_path));
                     let target = match key.as_str() {
                         "input_dir" => &mut config.input_dir,
                         "output_dir" => &mut config.output_dir,
@@ -178,7 +189,9 @@ impl ConfigStore {
             if let Some(Value::String(raw)) = resolved.get(key) {
                 let raw_path = Path::new(raw);
                 if raw_path.is_relative() && !raw.is_empty() {
-                    let joined = self.state_dir.join(raw_path).to_string_lossy().into_owned();
+                    let joined = without_dot_components(&self.state_dir.join(raw_path))
+                        .to_string_lossy()
+                        .into_owned();
                     resolved.insert(key.to_string(), Value::String(joined));
                 }
             }
@@ -202,5 +215,69 @@ impl ConfigStore {
         let path = self.path();
         crate::fsutil::atomic_write(&path, text.as_bytes())
             .map_err(|source| ConfigError::Write { path, source })
+    }
+}
+
+/// `path` without `.` components (`state/./ingest.sqlite3` → `state/ingest.sqlite3`,
+/// `./state` → `state`), so a path is shown the one way it is meant. Lexical
+/// only: `..` and symlinks stay as they are. `.` alone stays `.`.
+fn without_dot_components(path: &Path) -> PathBuf {
+    let tidy: PathBuf = path
+        .components()
+        .filter(|component| *component != std::path::Component::CurDir)
+        .collect();
+    if tidy.as_os_str().is_empty() && !path.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        tidy
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text a user sees (`Path`'s `==` ignores `.` components, so it cannot
+    /// tell `state/./x` from `state/x`).
+    fn shown(path: impl AsRef<Path>) -> String {
+        path.as_ref().display().to_string()
+    }
+
+    /// Issue 14: `contimgctl` and the dashboard showed `state/./ingest.sqlite3`.
+    #[test]
+    fn paths_from_a_state_dir_have_no_dot_components() {
+        let store = ConfigStore::new("state");
+        let defaults = store.defaults();
+        assert_eq!(shown(defaults.queue_db), "state/ingest.sqlite3");
+        assert_eq!(shown(defaults.registry_db), "state/cal_registry.sqlite3");
+
+        let parsed = store
+            .parse_toml(
+                Path::new("state/streaming.toml"),
+                "queue_db = \"./queue/../q.sqlite3\"\ninput_dir = \"./in/.\"\n",
+            )
+            .unwrap();
+        assert_eq!(shown(parsed.queue_db), "state/queue/../q.sqlite3");
+        assert_eq!(shown(parsed.input_dir), "state/in");
+
+        let dotted = ConfigStore::new("./lab/./state/");
+        assert_eq!(shown(dotted.state_dir()), "lab/state");
+        assert_eq!(
+            shown(dotted.defaults().queue_db),
+            "lab/state/ingest.sqlite3"
+        );
+        assert_eq!(shown(ConfigStore::new(".").state_dir()), ".");
+    }
+
+    #[test]
+    fn state_dir_from_is_absolute_without_dot_components() {
+        let flag = ConfigStore::state_dir_from(Some(Path::new("./x/./state")));
+        assert!(flag.is_absolute(), "{}", flag.display());
+        assert!(flag.ends_with("x/state"), "{}", flag.display());
+        assert!(
+            !flag.to_string_lossy().contains("/./"),
+            "{}",
+            flag.display()
+        );
     }
 }
