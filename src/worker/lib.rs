@@ -29,6 +29,7 @@ mod pause;
 mod recovery;
 mod registration;
 mod reload;
+pub mod slurm;
 mod staging;
 pub mod validator;
 
