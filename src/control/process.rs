@@ -167,6 +167,7 @@ impl ProcessBackend {
             .env_remove("WATCHDOG_USEC")
             .env_remove("WATCHDOG_PID")
             .env_remove("JOURNAL_STREAM");
+        contimg_core::process::inherit_only_stdio(&mut command);
         // SAFETY: setsid is async-signal-safe; it gives the worker its own session
         // and process group, so a terminal hangup of the caller does not reach it.
         // Its converters run in process groups of their own, which the worker

@@ -12,5 +12,6 @@ pub mod hash;
 pub mod logging;
 pub mod metrics;
 pub mod names;
+pub mod process;
 pub mod queue;
 pub mod units;

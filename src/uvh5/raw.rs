@@ -940,6 +940,33 @@ pub(crate) fn harden() -> Result<(), String> {
 mod tests {
     use super::*;
 
+    /// Why every child contimg starts goes through `inherit_only_stdio`: libhdf5
+    /// opens files without O_CLOEXEC and flocks them, so a child started while
+    /// a file is open keeps the lock after the file is closed.
+    #[test]
+    fn a_child_started_while_a_file_is_open_does_not_keep_its_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("locked.h5");
+        for isolated in [false, true] {
+            let file = hdf5::File::create(&path).unwrap();
+            let mut sleeper = std::process::Command::new("sleep");
+            sleeper.arg("30");
+            if isolated {
+                contimg_core::process::inherit_only_stdio(&mut sleeper);
+            }
+            let mut child = sleeper.spawn().unwrap();
+            drop(file);
+            let reopened = hdf5::File::open_rw(&path).map(drop);
+            let _ = child.kill();
+            let _ = child.wait();
+            assert_eq!(
+                reopened.is_ok(),
+                isolated,
+                "isolated child: {isolated}, reopen: {reopened:?}"
+            );
+        }
+    }
+
     /// A 4×3 i32 dataset holding 0..12: the whole block is 48 bytes.
     fn small_dataset(dir: &std::path::Path) -> (hdf5::File, Dataset) {
         let file = hdf5::File::create(dir.join("block.h5")).unwrap();

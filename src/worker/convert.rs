@@ -228,6 +228,7 @@ async fn run_command(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    contimg_core::process::inherit_only_stdio(command.as_std_mut());
     // If the worker is killed outright (kill -9), its converters must not live on
     // as orphans writing outputs nobody will record.
     // SAFETY: the closure runs in the forked child before exec, where only

@@ -396,6 +396,7 @@ fn spawn(spec: &ValidatorSpec) -> std::io::Result<Validator> {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
+    contimg_core::process::inherit_only_stdio(command.as_std_mut());
     let address_space = spec.address_space_bytes;
     let parent = std::process::id();
     // SAFETY: the closure runs in the forked child before exec, where only

@@ -23,9 +23,12 @@ pub fn script(name: &str) -> PathBuf {
 
 /// Runs a script from `tests/py/`; returns (success, stdout + stderr).
 pub fn run_script(name: &str, args: &[&str]) -> (bool, String) {
-    let output = Command::new(python())
-        .arg(script(name))
-        .args(args)
+    let mut command = Command::new(python());
+    command.arg(script(name)).args(args);
+    // Another test's in-process merge may hold an HDF5 file open (and flocked):
+    // a Python child inheriting it would keep the lock for its whole run.
+    contimg::process::inherit_only_stdio(&mut command);
+    let output = command
         .output()
         .unwrap_or_else(|e| {
             panic!(
