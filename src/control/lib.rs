@@ -18,6 +18,7 @@ pub mod docker;
 pub mod logs;
 pub mod process;
 pub mod report;
+pub mod state_dir;
 pub mod systemd;
 pub mod testing;
 
