@@ -16,6 +16,17 @@ pub enum ExecutorKind {
     Slurm,
 }
 
+impl ExecutorKind {
+    /// The name stored with each attempt (`group_attempts.executor`) and written
+    /// in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutorKind::Local => "local",
+            ExecutorKind::Slurm => "slurm",
+        }
+    }
+}
+
 /// How conversions are submitted to Slurm. Empty strings leave the choice to the
 /// cluster's defaults (the partition's time limit, the default partition, …).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,6 +47,11 @@ pub struct SlurmConfig {
     /// On SIGTERM, cancel submitted jobs instead of leaving them to be adopted at
     /// the next start.
     pub cancel_on_stop: bool,
+    /// Seconds between two looks at the jobs in flight (one `squeue` call each).
+    pub poll_interval_s: f64,
+    /// Where each attempt's log and exit-status file go; must be on storage the
+    /// compute nodes share with the worker. Empty: `<scratch_dir>/slurm-jobs`.
+    pub log_dir: PathBuf,
 }
 
 impl Default for SlurmConfig {
@@ -50,6 +66,8 @@ impl Default for SlurmConfig {
             max_jobs: 16,
             extra_args: Vec::new(),
             cancel_on_stop: false,
+            poll_interval_s: 5.0,
+            log_dir: PathBuf::new(),
         }
     }
 }
@@ -68,6 +86,15 @@ const RESERVED_SBATCH_OPTIONS: [&str; 8] = [
 ];
 
 impl SlurmConfig {
+    /// The directory of the jobs' logs and exit-status files.
+    pub fn log_dir_for(&self, scratch_dir: &Path) -> PathBuf {
+        if self.log_dir.as_os_str().is_empty() {
+            scratch_dir.join("slurm-jobs")
+        } else {
+            self.log_dir.clone()
+        }
+    }
+
     pub(super) fn check(&self, errors: &mut ValidationErrors) {
         for (field, value) in [
             ("slurm.partition", &self.partition),
@@ -115,6 +142,22 @@ impl SlurmConfig {
             errors.push(
                 "slurm.max_jobs",
                 &format!("must be between 1 and 10000, got {}", self.max_jobs),
+            );
+        }
+        if !self.poll_interval_s.is_finite() || !(0.1..=3600.0).contains(&self.poll_interval_s) {
+            errors.push(
+                "slurm.poll_interval_s",
+                &format!("must be between 0.1 and 3600, got {}", self.poll_interval_s),
+            );
+        }
+        let log_dir = self.log_dir.to_string_lossy();
+        if check_text(errors, "slurm.log_dir", &log_dir)
+            && !log_dir.is_empty()
+            && !self.log_dir.is_absolute()
+        {
+            errors.push(
+                "slurm.log_dir",
+                &format!("must be an absolute path on storage every node sees, got {log_dir:?}"),
             );
         }
         for arg in &self.extra_args {
@@ -195,6 +238,23 @@ mod tests {
         for bad in ["", "G", "4GB", "4.5G", "-1G"] {
             assert!(!is_slurm_memory(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn poll_interval_and_log_dir_are_checked_per_field() {
+        let config = SlurmConfig {
+            poll_interval_s: 0.0,
+            log_dir: PathBuf::from("relative/logs"),
+            ..SlurmConfig::default()
+        };
+        let mut errors = ValidationErrors::default();
+        config.check(&mut errors);
+        let fields: Vec<_> = errors.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["slurm.poll_interval_s", "slurm.log_dir"]);
+        assert_eq!(
+            SlurmConfig::default().log_dir_for(Path::new("/scratch")),
+            PathBuf::from("/scratch/slurm-jobs")
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod blocking;
 mod error;
 mod groups;
 mod inspections;
+mod jobs;
 pub mod model;
 mod reader;
 mod register;
@@ -36,6 +37,7 @@ use rusqlite::Connection;
 
 pub use blocking::{SharedQueue, open_shared, with_queue, with_reader};
 pub use error::QueueError;
+pub use jobs::{JOB_STATE_SUBMITTING, OpenJob};
 pub use model::*;
 pub use reader::QueueReader;
 pub use retry::{request_retry, retry_request_dir};

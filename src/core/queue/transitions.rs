@@ -11,6 +11,11 @@ use super::{
     RetryPolicy, Timings, group_timestamp_from_id,
 };
 
+/// A group whose open attempt is a batch job (submitted, or being submitted): the
+/// job outlives the worker, so start-up recovery leaves it to the executor to adopt.
+const NOT_A_JOB_IN_FLIGHT: &str = "group_id NOT IN (SELECT group_id FROM group_attempts
+     WHERE finished_at IS NULL AND job_state IS NOT NULL)";
+
 /// Why a crashed worker's attempts ended, and the group error if it had none.
 const CRASH_REASON: &str = "the worker stopped during conversion";
 
@@ -273,21 +278,26 @@ impl Queue {
     }
 
     /// At start: groups a crashed worker left `in_progress` go back to `pending`
-    /// with `retry_count + 1`. Returns their ids and the output paths they may
+    /// with `retry_count + 1`, except those whose attempt is a batch job in flight
+    /// (see [`Queue::open_jobs`]). Returns their ids and the output paths they may
     /// have half-written.
     pub fn recover_in_progress(&mut self, now: f64) -> Result<Vec<String>, QueueError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let stuck: Vec<String> = {
-            let mut stmt = tx.prepare("SELECT group_id FROM ingest_queue WHERE state = ?1")?;
+            let mut stmt = tx.prepare(&format!(
+                "SELECT group_id FROM ingest_queue WHERE state = ?1 AND {NOT_A_JOB_IN_FLIGHT}"
+            ))?;
             stmt.query_map([GroupState::InProgress], |row| row.get(0))?
                 .collect::<Result<_, _>>()?
         };
         tx.execute(
-            "UPDATE ingest_queue SET state = ?1, retry_count = retry_count + 1, last_update = ?2,
-                 next_attempt_at = NULL, processing_stage = ?3, error = COALESCE(error, ?4)
-             WHERE state = ?5",
+            &format!(
+                "UPDATE ingest_queue SET state = ?1, retry_count = retry_count + 1, last_update = ?2,
+                     next_attempt_at = NULL, processing_stage = ?3, error = COALESCE(error, ?4)
+                 WHERE state = ?5 AND {NOT_A_JOB_IN_FLIGHT}"
+            ),
             params![
                 GroupState::Pending,
                 now,
@@ -298,7 +308,7 @@ impl Queue {
         )?;
         tx.execute(
             "UPDATE group_attempts SET finished_at = ?1, outcome = ?2, error = ?3
-             WHERE finished_at IS NULL",
+             WHERE finished_at IS NULL AND job_state IS NULL",
             params![now, AttemptOutcome::Interrupted, CRASH_REASON],
         )?;
         tx.commit()?;
@@ -360,7 +370,7 @@ fn subband_indices(conn: &Connection, group_id: &str) -> Result<Vec<u32>, QueueE
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-fn group_files(conn: &Connection, group_id: &str) -> Result<Vec<(u32, PathBuf)>, QueueError> {
+pub(super) fn group_files(conn: &Connection, group_id: &str) -> Result<Vec<(u32, PathBuf)>, QueueError> {
     let mut stmt = conn.prepare(
         "SELECT subband_idx, path FROM subband_files WHERE group_id = ?1 ORDER BY subband_idx",
     )?;
