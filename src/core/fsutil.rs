@@ -170,6 +170,120 @@ pub fn create_fresh(path: &Path) -> std::io::Result<fs::File> {
         .open(path)
 }
 
+/// A file [`place_copy_in`] put into a directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedCopy {
+    pub path: PathBuf,
+    pub bytes: u64,
+    /// A hard link (same filesystem) rather than a copy.
+    pub linked: bool,
+}
+
+/// Puts the regular file `source` into `dir` under its own name, durably, and
+/// leaves `source` for the caller to remove: a hard link when both are on one
+/// filesystem, else a copy written beside the target, fsynced, then linked into
+/// place. Never follows a symlink at `source` (not a regular file: an error) and
+/// never replaces anything in `dir`; a target that already is this file (a link
+/// from an interrupted run) or a complete copy of its size is accepted, since
+/// only finished copies ever get the name.
+pub fn place_copy_in(source: &Path, dir: &Path) -> std::io::Result<PlacedCopy> {
+    use std::io::ErrorKind;
+    let name = source.file_name().ok_or_else(|| {
+        std::io::Error::new(
+            ErrorKind::InvalidInput,
+            format!("{} has no file name", source.display()),
+        )
+    })?;
+    let target = dir.join(name);
+    let meta = fs::symlink_metadata(source)?;
+    if !meta.file_type().is_file() {
+        return Err(std::io::Error::new(
+            ErrorKind::InvalidInput,
+            format!("{} is not a regular file", source.display()),
+        ));
+    }
+    let linked = match fs::hard_link(source, &target) {
+        Ok(()) => true,
+        Err(err) if err.raw_os_error() == Some(libc::EXDEV) => {
+            copy_then_link(source, &target)?;
+            false
+        }
+        Err(err) if err.kind() == ErrorKind::AlreadyExists => false,
+        Err(err) => return Err(err),
+    };
+    // Whatever now has the name must be this file (linked) or a same-size
+    // regular file: not a symlink that a swap of `source` slipped in.
+    let placed = fs::symlink_metadata(&target)?;
+    let ours = placed.file_type().is_file()
+        && (same_inode(&placed, &meta) || (!linked && placed.len() == meta.len()));
+    if !ours {
+        if linked {
+            let _ = fs::remove_file(&target);
+        }
+        return Err(std::io::Error::new(
+            ErrorKind::AlreadyExists,
+            format!(
+                "{} already exists and is not a copy of {}",
+                target.display(),
+                source.display()
+            ),
+        ));
+    }
+    fs::File::open(dir)?.sync_all()?;
+    Ok(PlacedCopy {
+        path: target,
+        bytes: meta.len(),
+        linked,
+    })
+}
+
+fn copy_then_link(source: &Path, target: &Path) -> std::io::Result<()> {
+    let mut from = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(source)?;
+    let from_meta = from.metadata()?;
+    if !from_meta.file_type().is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", source.display()),
+        ));
+    }
+    let mut temp = AtomicFile::beside(target)?;
+    std::io::copy(&mut from, temp.file())?;
+    if let Ok(modified) = from_meta.modified() {
+        let _ = temp.file().set_modified(modified);
+    }
+    temp.file().sync_all()?;
+    // A link, unlike a rename, never replaces what has the name already; the
+    // temporary is then dropped (unlinked), the target keeps the inode.
+    match fs::hard_link(temp.temp_path(), target) {
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    }
+}
+
+/// Renames `path` to a fresh hidden name in its own directory
+/// (`.<tag>-<pid>-<n>`), refusing to replace anything, so a tree can be
+/// deleted at leisure after it stopped being visible under its name.
+pub fn rename_aside(path: &Path, tag: &str) -> std::io::Result<PathBuf> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let aside = parent_dir(path).join(format!(
+        ".{tag}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    nix::fcntl::renameat2(
+        nix::fcntl::AT_FDCWD,
+        path,
+        nix::fcntl::AT_FDCWD,
+        &aside,
+        nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+    )
+    .map_err(std::io::Error::from)?;
+    Ok(aside)
+}
+
 fn parent_dir(path: &Path) -> &Path {
     path.parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -256,6 +370,60 @@ mod tests {
         assert!(name.to_string_lossy().ends_with(PARTIAL_SUFFIX));
         drop(temp);
         assert!(!name.exists());
+    }
+
+    #[test]
+    fn place_copy_in_links_without_replacing_and_refuses_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("archive");
+        fs::create_dir(&archive).unwrap();
+        let source = dir.path().join("a.hdf5");
+        fs::write(&source, b"subband").unwrap();
+        let placed = place_copy_in(&source, &archive).unwrap();
+        assert_eq!((placed.bytes, placed.linked), (7, true));
+        assert_eq!(fs::read(archive.join("a.hdf5")).unwrap(), b"subband");
+        // Again (an interrupted run): the same inode is accepted.
+        assert!(place_copy_in(&source, &archive).is_ok());
+        // A different file already there is never replaced.
+        let other = dir.path().join("b.hdf5");
+        fs::write(&other, b"other!!!").unwrap();
+        fs::write(archive.join("b.hdf5"), b"theirs").unwrap();
+        let err = place_copy_in(&other, &archive).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists, "{err}");
+        assert_eq!(fs::read(archive.join("b.hdf5")).unwrap(), b"theirs");
+        // A symlink is not followed.
+        let link = dir.path().join("c.hdf5");
+        std::os::unix::fs::symlink(&other, &link).unwrap();
+        assert!(place_copy_in(&link, &archive).is_err());
+        assert!(!archive.join("c.hdf5").exists());
+    }
+
+    #[test]
+    fn the_copy_path_writes_a_complete_file_and_no_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("s.hdf5");
+        fs::write(&source, vec![7u8; 100_000]).unwrap();
+        let target = dir.path().join("out").join("s.hdf5");
+        fs::create_dir(target.parent().unwrap()).unwrap();
+        copy_then_link(&source, &target).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), vec![7u8; 100_000]);
+        let names: Vec<_> = fs::read_dir(target.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["s.hdf5"]);
+    }
+
+    #[test]
+    fn rename_aside_hides_an_entry_under_a_fresh_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = dir.path().join("leftover");
+        fs::create_dir(&entry).unwrap();
+        fs::write(entry.join("f"), b"x").unwrap();
+        let aside = rename_aside(&entry, "gc").unwrap();
+        assert!(!entry.exists());
+        assert_eq!(fs::read(aside.join("f")).unwrap(), b"x");
+        assert!(aside.file_name().unwrap().to_string_lossy().starts_with(".gc-"));
     }
 
     #[test]

@@ -14,4 +14,5 @@ pub mod metrics;
 pub mod names;
 pub mod process;
 pub mod queue;
+pub mod retention;
 pub mod units;

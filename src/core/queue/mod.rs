@@ -12,7 +12,7 @@
 //! `writer` (opening, registering, rejecting), `register` (grouping one file),
 //! `transitions` (claim, complete, fail, retry, recover), `inspections` (the
 //! validator journal), `reader`, `groups` (list/detail queries both handles
-//! share), `stats`, [`retry`] (retry request files), [`schema`] (migrations) and
+//! share), `stats`, [`retention`] (what is due, removal records), [`retry`] (retry request files), [`schema`] (migrations) and
 //! `blocking` (calls from async code).
 
 mod blocking;
@@ -23,6 +23,7 @@ mod jobs;
 pub mod model;
 mod reader;
 mod register;
+pub mod retention;
 pub mod retry;
 pub mod schema;
 pub mod state;
@@ -42,7 +43,7 @@ pub use model::*;
 pub use reader::QueueReader;
 pub use retry::{request_retry, retry_request_dir};
 pub use schema::SCHEMA_VERSION;
-pub use state::{AttemptOutcome, GroupState, ProcessingStage};
+pub use state::{AttemptOutcome, GroupState, ProcessingStage, RemovalAction, RemovalKind};
 pub use stats::QueueStats;
 pub use writer::Queue;
 

@@ -11,7 +11,7 @@ use super::{
 
 /// Read-only handle for the CLI and the API. Never writes; safe beside the worker.
 pub struct QueueReader {
-    conn: Connection,
+    pub(super) conn: Connection,
 }
 
 impl QueueReader {

@@ -224,8 +224,27 @@ fn migrate_to_v4(tx: &Transaction<'_>) -> Result<(), QueueError> {
              removed_at REAL NOT NULL
          );
          CREATE INDEX IF NOT EXISTS idx_removals_at ON removals(removed_at);
+         -- Due inputs: a range of one state's unswept groups by the time they
+         -- ended (completed_at; last_update for failed and legacy rows). Swept
+         -- groups leave the index, so a sweep's cost follows what is due.
          CREATE INDEX IF NOT EXISTS idx_ingest_queue_retention
-             ON ingest_queue(state, completed_at) WHERE inputs_removed_at IS NULL;",
+             ON ingest_queue(state, COALESCE(completed_at, last_update))
+             WHERE inputs_removed_at IS NULL;
+         CREATE INDEX IF NOT EXISTS idx_ingest_queue_output_retention
+             ON ingest_queue(state, completed_at)
+             WHERE output_removed_at IS NULL AND output_path IS NOT NULL;
+         -- Totals per kind kept by a trigger, so /metrics reads O(kinds) rows.
+         CREATE TABLE IF NOT EXISTS removal_totals (
+             kind TEXT PRIMARY KEY,
+             files INTEGER NOT NULL,
+             bytes INTEGER NOT NULL
+         );
+         CREATE TRIGGER IF NOT EXISTS trg_removals_totals AFTER INSERT ON removals
+             WHEN NEW.action != 'skipped'
+         BEGIN
+             INSERT INTO removal_totals(kind, files, bytes) VALUES (NEW.kind, 1, NEW.bytes)
+                 ON CONFLICT(kind) DO UPDATE SET files = files + 1, bytes = bytes + NEW.bytes;
+         END;",
     )?;
     Ok(())
 }

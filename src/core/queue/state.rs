@@ -134,6 +134,29 @@ stored_enum! {
     }
 }
 
+stored_enum! {
+    /// What retention removed (`removals.kind`).
+    pub enum RemovalKind in "kind" {
+        /// A subband file of a group (`subband_files.path`).
+        Input = "input",
+        /// A group's converted output (`ingest_queue.output_path`).
+        Output = "output",
+        /// A leftover under `scratch_dir` or the worker's staging dir.
+        Scratch = "scratch",
+    }
+}
+
+stored_enum! {
+    /// What retention did with a file (`removals.action`).
+    pub enum RemovalAction in "action" {
+        Deleted = "deleted",
+        /// Moved to `archive_dir`.
+        Archived = "archived",
+        /// Left in place, with the reason (a path outside our directories).
+        Skipped = "skipped",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rusqlite::Connection;

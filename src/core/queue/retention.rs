@@ -1,0 +1,478 @@
+//! The queue DB side of retention: which groups' inputs and outputs are due,
+//! the rule re-checked inside the transaction that records a removal, and the
+//! record itself (`removals`, with per-kind totals kept by a trigger).
+//!
+//! Due groups come from one indexed range query per final state
+//! (`idx_ingest_queue_retention` is partial on `inputs_removed_at IS NULL`, so a
+//! swept group leaves it and months of history cost nothing per sweep).
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
+
+use super::{GroupState, Queue, QueueError, QueueReader, RemovalAction, RemovalKind, table_exists};
+
+/// The times before which a group's files are due, from the config's ages.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetentionCutoffs {
+    /// Inputs of groups completed at or before this are due.
+    pub completed_inputs: f64,
+    /// Inputs of groups that failed (last updated) at or before this are due.
+    pub failed_inputs: f64,
+    /// Outputs of groups completed at or before this are due; `None`: never.
+    pub outputs: Option<f64>,
+}
+
+impl RetentionCutoffs {
+    pub fn new(
+        now: f64,
+        retain_input_hours: f64,
+        retain_failed_days: f64,
+        retain_output_days: Option<f64>,
+    ) -> Self {
+        Self {
+            completed_inputs: now - retain_input_hours * 3600.0,
+            failed_inputs: now - retain_failed_days * 86_400.0,
+            outputs: retain_output_days.map(|days| now - days * 86_400.0),
+        }
+    }
+}
+
+/// A group whose inputs are due, with its registered subband paths.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueInputs {
+    pub group_id: String,
+    pub state: GroupState,
+    pub files: Vec<String>,
+}
+
+/// A completed group whose output is due.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueOutput {
+    pub group_id: String,
+    pub output_path: String,
+}
+
+/// A group that is not in a final state (its files are never removed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActiveGroup {
+    pub group_id: String,
+    pub state: GroupState,
+    /// When its current conversion started (`in_progress` only).
+    pub started_at: Option<f64>,
+}
+
+/// One removal (or a file left in place with the reason) as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Removal {
+    pub group_id: Option<String>,
+    pub path: String,
+    pub kind: RemovalKind,
+    pub action: RemovalAction,
+    pub archived_to: Option<String>,
+    pub bytes: u64,
+    pub reason: String,
+}
+
+/// Files and bytes removed so far, per kind (`contimg_retention_*_total`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovalTotal {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// The due rule for one group's inputs, shared by the listing and the
+/// in-transaction re-check so both judge by exactly the same predicate.
+const INPUTS_DUE: &str = "inputs_removed_at IS NULL AND state = ?1
+     AND COALESCE(completed_at, last_update) <= ?2";
+
+fn due_inputs(conn: &Connection, cutoffs: &RetentionCutoffs) -> Result<Vec<DueInputs>, QueueError> {
+    // LEFT JOIN: a group with no file rows is still marked swept.
+    let sql = format!(
+        "SELECT q.group_id, q.state, f.path FROM ingest_queue AS q
+         LEFT JOIN subband_files AS f ON f.group_id = q.group_id
+         WHERE q.{}",
+        INPUTS_DUE.replace("AND state", "AND q.state")
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut due: Vec<DueInputs> = Vec::new();
+    for (state, cutoff) in [
+        (GroupState::Completed, cutoffs.completed_inputs),
+        (GroupState::Failed, cutoffs.failed_inputs),
+    ] {
+        let rows = stmt.query_map(params![state, cutoff], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, GroupState>(1)?,
+                row.get::<_, Option<String>>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (group_id, state, path) =
+                row.map_err(|e| QueueError::from(e).in_column("state"))?;
+            // The join yields one group's files together.
+            let same_group = due.last().is_some_and(|last| last.group_id == group_id);
+            if !same_group {
+                due.push(DueInputs {
+                    group_id,
+                    state,
+                    files: Vec::new(),
+                });
+            }
+            if let (Some(path), Some(last)) = (path, due.last_mut()) {
+                last.files.push(path);
+            }
+        }
+    }
+    Ok(due)
+}
+
+fn due_outputs(conn: &Connection, before: f64) -> Result<Vec<DueOutput>, QueueError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT group_id, output_path FROM ingest_queue
+         WHERE output_removed_at IS NULL AND output_path IS NOT NULL
+             AND state = ?1 AND completed_at <= ?2",
+    )?;
+    let rows = stmt.query_map(params![GroupState::Completed, before], |row| {
+        Ok(DueOutput {
+            group_id: row.get(0)?,
+            output_path: row.get(1)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn active_groups(conn: &Connection) -> Result<Vec<ActiveGroup>, QueueError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT group_id, state, started_at FROM ingest_queue WHERE state IN (?1, ?2, ?3)",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            GroupState::Collecting,
+            GroupState::Pending,
+            GroupState::InProgress
+        ],
+        |row| {
+            let state: GroupState = row.get(1)?;
+            Ok(ActiveGroup {
+                group_id: row.get(0)?,
+                started_at: if state == GroupState::InProgress {
+                    row.get(2)?
+                } else {
+                    None
+                },
+                state,
+            })
+        },
+    )?;
+    rows.collect::<Result<_, _>>()
+        .map_err(|e| QueueError::from(e).in_column("state"))
+}
+
+fn removal_totals(conn: &Connection) -> Result<BTreeMap<RemovalKind, RemovalTotal>, QueueError> {
+    let mut totals = BTreeMap::new();
+    if !table_exists(conn, "removal_totals")? {
+        return Ok(totals);
+    }
+    let mut stmt = conn.prepare_cached("SELECT kind, files, bytes FROM removal_totals")?;
+    let rows = stmt.query_map([], |row| {
+        Ok((
+            row.get::<_, RemovalKind>(0)?,
+            row.get::<_, i64>(1)?,
+            row.get::<_, i64>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (kind, files, bytes) = row.map_err(|e| QueueError::from(e).in_column("kind"))?;
+        totals.insert(
+            kind,
+            RemovalTotal {
+                files: files.max(0) as u64,
+                bytes: bytes.max(0) as u64,
+            },
+        );
+    }
+    Ok(totals)
+}
+
+impl QueueReader {
+    /// Groups whose inputs are due under `cutoffs` (what a dry run lists).
+    pub fn retention_due_inputs(
+        &self,
+        cutoffs: &RetentionCutoffs,
+    ) -> Result<Vec<DueInputs>, QueueError> {
+        due_inputs(&self.conn, cutoffs)
+    }
+
+    pub fn retention_due_outputs(&self, before: f64) -> Result<Vec<DueOutput>, QueueError> {
+        due_outputs(&self.conn, before)
+    }
+
+    pub fn active_groups(&self) -> Result<Vec<ActiveGroup>, QueueError> {
+        active_groups(&self.conn)
+    }
+
+    /// Files and bytes retention removed so far, per kind.
+    pub fn removal_totals(&self) -> Result<BTreeMap<RemovalKind, RemovalTotal>, QueueError> {
+        removal_totals(&self.conn)
+    }
+}
+
+/// A write transaction of retention: while it is open no group changes state
+/// (the worker's transitions wait for it), so what it checks holds until commit.
+pub struct RetentionTx<'q> {
+    tx: Transaction<'q>,
+    now: f64,
+}
+
+impl Queue {
+    pub fn retention_due_inputs(
+        &self,
+        cutoffs: &RetentionCutoffs,
+    ) -> Result<Vec<DueInputs>, QueueError> {
+        due_inputs(&self.conn, cutoffs)
+    }
+
+    pub fn retention_due_outputs(&self, before: f64) -> Result<Vec<DueOutput>, QueueError> {
+        due_outputs(&self.conn, before)
+    }
+
+    pub fn removal_totals(&self) -> Result<BTreeMap<RemovalKind, RemovalTotal>, QueueError> {
+        removal_totals(&self.conn)
+    }
+
+    /// Opens a `BEGIN IMMEDIATE` transaction for checking and recording removals.
+    pub fn retention_tx(&mut self, now: f64) -> Result<RetentionTx<'_>, QueueError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        Ok(RetentionTx { tx, now })
+    }
+}
+
+impl RetentionTx<'_> {
+    /// Whether `group_id`'s inputs are still due: in the final `state` the
+    /// listing found, past its cutoff, not yet swept. False once an operator's
+    /// retry or a straggler reopened it, or it failed again later.
+    pub fn inputs_still_due(
+        &self,
+        group_id: &str,
+        state: GroupState,
+        cutoffs: &RetentionCutoffs,
+    ) -> Result<bool, QueueError> {
+        let cutoff = match state {
+            GroupState::Completed => cutoffs.completed_inputs,
+            GroupState::Failed => cutoffs.failed_inputs,
+            GroupState::Collecting | GroupState::Pending | GroupState::InProgress => {
+                return Ok(false);
+            }
+        };
+        let sql = format!(
+            "SELECT EXISTS(SELECT 1 FROM ingest_queue WHERE {INPUTS_DUE} AND group_id = ?3)"
+        );
+        Ok(self
+            .tx
+            .query_row(&sql, params![state, cutoff, group_id], |row| row.get(0))?)
+    }
+
+    /// Groups not in a final state, read inside the transaction (no claim can
+    /// start a new one until it ends).
+    pub fn active_groups(&self) -> Result<Vec<ActiveGroup>, QueueError> {
+        active_groups(&self.tx)
+    }
+
+    pub fn record(&self, removal: &Removal) -> Result<(), QueueError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO removals(group_id, path, kind, action, archived_to, bytes, reason, removed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                removal.group_id,
+                removal.path,
+                removal.kind,
+                removal.action,
+                removal.archived_to,
+                removal.bytes as i64,
+                removal.reason,
+                self.now
+            ])?;
+        Ok(())
+    }
+
+    /// Every input of the group is handled: the group leaves the due index.
+    pub fn mark_inputs_removed(&self, group_id: &str) -> Result<(), QueueError> {
+        self.tx.execute(
+            "UPDATE ingest_queue SET inputs_removed_at = ?1 WHERE group_id = ?2",
+            params![self.now, group_id],
+        )?;
+        Ok(())
+    }
+
+    pub fn mark_output_removed(&self, group_id: &str) -> Result<(), QueueError> {
+        self.tx.execute(
+            "UPDATE ingest_queue SET output_removed_at = ?1 WHERE group_id = ?2",
+            params![self.now, group_id],
+        )?;
+        Ok(())
+    }
+
+    pub fn commit(self) -> Result<(), QueueError> {
+        Ok(self.tx.commit()?)
+    }
+}
+
+/// When `group_id`'s inputs were swept, if they were.
+pub fn inputs_removed_at(conn: &Connection, group_id: &str) -> Result<Option<f64>, QueueError> {
+    Ok(conn
+        .query_row(
+            "SELECT inputs_removed_at FROM ingest_queue WHERE group_id = ?1",
+            [group_id],
+            |row| row.get::<_, Option<f64>>(0),
+        )
+        .optional()?
+        .flatten())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::{NewFile, Timings};
+
+    fn file(dir: &str, ts: f64, sb: u32) -> NewFile {
+        NewFile {
+            path: format!(
+                "{dir}/{}_sb{sb:02}.hdf5",
+                crate::names::format_timestamp(ts)
+            ),
+            subband_idx: sb,
+            timestamp: ts,
+            size_bytes: Some(10),
+            mtime: Some(ts),
+            meta_json: None,
+        }
+    }
+
+    /// Two groups, both converted at `done_at`; returns their ids.
+    fn two_completed(queue: &mut Queue, done_at: f64) -> Vec<String> {
+        let mut ids = Vec::new();
+        for ts in [1_700_000_000.0, 1_700_000_300.0] {
+            for sb in 0..2 {
+                queue
+                    .register_file(&file("/in", ts, sb), 2, 60.0, ts)
+                    .unwrap();
+            }
+            let claimed = queue.claim_next(done_at).unwrap().unwrap();
+            queue
+                .complete(
+                    &claimed.group_id,
+                    claimed.attempt,
+                    &Timings::default(),
+                    None,
+                    done_at,
+                )
+                .unwrap();
+            ids.push(claimed.group_id);
+        }
+        ids
+    }
+
+    #[test]
+    fn due_inputs_are_past_the_cutoff_and_leave_once_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut queue = Queue::open(&dir.path().join("q.db")).unwrap();
+        let ids = two_completed(&mut queue, 1000.0);
+        let early = RetentionCutoffs::new(1000.0 + 3599.0, 1.0, 1.0, None);
+        assert!(queue.retention_due_inputs(&early).unwrap().is_empty());
+        let late = RetentionCutoffs::new(1000.0 + 3600.0, 1.0, 1.0, None);
+        let due = queue.retention_due_inputs(&late).unwrap();
+        assert_eq!(due.len(), 2);
+        assert_eq!(due[0].files.len(), 2);
+        let tx = queue.retention_tx(5000.0).unwrap();
+        assert!(
+            tx.inputs_still_due(&ids[0], GroupState::Completed, &late)
+                .unwrap()
+        );
+        tx.mark_inputs_removed(&ids[0]).unwrap();
+        tx.commit().unwrap();
+        let due = queue.retention_due_inputs(&late).unwrap();
+        assert_eq!(
+            due.iter().map(|d| &d.group_id).collect::<Vec<_>>(),
+            [&ids[1]]
+        );
+        assert_eq!(
+            inputs_removed_at(&queue.conn, &ids[0]).unwrap(),
+            Some(5000.0)
+        );
+    }
+
+    #[test]
+    fn the_due_queries_search_their_partial_indexes_never_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::open(&dir.path().join("q.db")).unwrap();
+        let plan = |sql: &str| -> String {
+            let mut stmt = queue
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap();
+            let rows = stmt
+                .query_map(params!["completed", 1.0], |row| row.get::<_, String>(3))
+                .unwrap();
+            rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("; ")
+        };
+        let inputs = plan(&format!(
+            "SELECT q.group_id, q.state, f.path FROM ingest_queue AS q
+             LEFT JOIN subband_files AS f ON f.group_id = q.group_id WHERE q.{}",
+            INPUTS_DUE.replace("AND state", "AND q.state")
+        ));
+        assert!(
+            inputs.contains("USING INDEX idx_ingest_queue_retention"),
+            "{inputs}"
+        );
+        assert!(!inputs.contains("SCAN"), "{inputs}");
+        let outputs = plan(
+            "SELECT group_id, output_path FROM ingest_queue
+             WHERE output_removed_at IS NULL AND output_path IS NOT NULL
+                 AND state = ?1 AND completed_at <= ?2",
+        );
+        assert!(
+            outputs.contains("USING INDEX idx_ingest_queue_output_retention"),
+            "{outputs}"
+        );
+        assert!(!outputs.contains("SCAN"), "{outputs}");
+    }
+
+    #[test]
+    fn totals_count_removals_but_not_skips() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut queue = Queue::open(&dir.path().join("q.db")).unwrap();
+        let tx = queue.retention_tx(1.0).unwrap();
+        for (action, bytes) in [
+            (RemovalAction::Deleted, 100),
+            (RemovalAction::Archived, 20),
+            (RemovalAction::Skipped, 7),
+        ] {
+            tx.record(&Removal {
+                group_id: None,
+                path: "/in/x".into(),
+                kind: RemovalKind::Input,
+                action,
+                archived_to: None,
+                bytes,
+                reason: "test".into(),
+            })
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        let totals = queue.removal_totals().unwrap();
+        assert_eq!(
+            totals.get(&RemovalKind::Input),
+            Some(&RemovalTotal {
+                files: 2,
+                bytes: 120
+            })
+        );
+        assert_eq!(totals.get(&RemovalKind::Output), None);
+    }
+}
