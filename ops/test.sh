@@ -119,6 +119,9 @@ if [[ " $stages " == *" lint "* ]]; then
   mapfile -t scripts < <(shell_scripts)
   echo "${#scripts[@]} scripts"
   shellcheck -x "${scripts[@]}" || failed_stages+=("shellcheck")
+  stage "Prometheus rules (promtool check rules, promtool test rules)"
+  (cd packaging/prometheus && promtool check rules contimg-rules.yml &&
+    promtool test rules contimg-rules.test.yml) || failed_stages+=("promtool")
   stage "unused dependencies (cargo machete, every workspace member)"
   cargo machete || failed_stages+=("unused-deps")
   stage "dependency direction (contimgctl: no hdf5/axum; core: no axum/zbus/hdf5)"

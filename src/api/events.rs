@@ -20,11 +20,12 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::watch;
 
 use super::AppState;
+use super::disk::{self, DirUsage};
 use super::history::Sample;
 use super::models::{HealthResponse, MetricsResponse, StatusResponse};
 use super::prometheus::{self, DurationHistogram};
 use super::supervisor::Liveness;
-use contimg_control::alerts::{AlertInputs, AlertRule, measure_disks, watched_dirs};
+use contimg_control::alerts::{AlertInputs, AlertRule};
 use contimg_control::report::{HealthInputs, QueueView, health_verdict};
 use contimg_control::{Backend, BackendKind, ControlError, ServiceStatus};
 use contimg_core::config::{ConfigStore, StreamingConfig};
@@ -82,6 +83,8 @@ pub struct Snapshot {
     pub backend_seen: bool,
     /// The health verdict (`GET health`, SSE `health`), as of this refresh.
     pub health: HealthResponse,
+    /// Usage of the configured directories, measured every `DISK_CHECK_EVERY`.
+    pub disks: Arc<Vec<DirUsage>>,
 }
 
 /// The verdict for a status, queue snapshot and config, at `now`.
@@ -139,6 +142,7 @@ impl Snapshot {
             health,
             false,
             &[],
+            Arc::default(),
         )
     }
 
@@ -150,6 +154,7 @@ impl Snapshot {
         health: HealthResponse,
         backend_seen: bool,
         firing: &[AlertRule],
+        disks: Arc<Vec<DirUsage>>,
     ) -> Self {
         let status_json = Bytes::from(serde_json::to_vec(&status).unwrap_or_default());
         let metrics_json = Bytes::from(serde_json::to_vec(&metrics).unwrap_or_default());
@@ -158,6 +163,8 @@ impl Snapshot {
             &queue.view,
             &queue.durations,
             firing,
+            &disks,
+            config.as_ref(),
         ));
         Self {
             status,
@@ -170,6 +177,7 @@ impl Snapshot {
             config_error,
             backend_seen,
             health,
+            disks,
         }
     }
 }
@@ -263,7 +271,7 @@ struct Producer {
     config: (Option<StreamingConfig>, Option<String>),
     last_status_push: Instant,
     last_metrics_push: Instant,
-    disks: Vec<(String, PathBuf, Option<f64>)>,
+    disks: Arc<Vec<DirUsage>>,
     last_disk_check: Option<Instant>,
     first_seen: bool,
 }
@@ -275,7 +283,7 @@ impl Producer {
             config: load_config(&state.store),
             last_status_push: Instant::now(),
             last_metrics_push: Instant::now(),
-            disks: Vec::new(),
+            disks: Arc::default(),
             last_disk_check: None,
             first_seen: false,
         }
@@ -347,7 +355,7 @@ impl Producer {
             .is_none_or(|at| at.elapsed() >= DISK_CHECK_EVERY)
         {
             self.last_disk_check = Some(Instant::now());
-            self.disks = disk_inputs(self.config.0.as_ref()).await;
+            self.disks = Arc::new(measure_disks(self.config.0.as_ref()).await);
         }
         let mut inputs = AlertInputs::from_state(
             now,
@@ -357,7 +365,11 @@ impl Producer {
             status.restart_count,
             queue.view.stats.as_ref(),
         );
-        inputs.disks = self.disks.clone();
+        inputs.disks = self
+            .disks
+            .iter()
+            .map(|d| (d.dir.clone(), PathBuf::from(&d.path), d.free_percent()))
+            .collect();
         inputs.queue_db_unwritable = queue.view.unwritable_reason().map(str::to_string);
         if kind == BackendKind::Process {
             inputs.supervisor = state.supervisor.alerts(now);
@@ -397,6 +409,7 @@ impl Producer {
             health,
             true,
             &firing,
+            self.disks.clone(),
         );
         let push_status = !previous.backend_seen
             || !snapshot.status.same_state_as(&previous.status)
@@ -467,13 +480,13 @@ fn health_changed(before: &HealthResponse, after: &HealthResponse) -> bool {
             .any(|(a, b)| a.name != b.name || a.ok != b.ok)
 }
 
-async fn disk_inputs(config: Option<&StreamingConfig>) -> Vec<(String, PathBuf, Option<f64>)> {
+async fn measure_disks(config: Option<&StreamingConfig>) -> Vec<DirUsage> {
     let Some(config) = config else {
         return Vec::new();
     };
-    let dirs = watched_dirs(config);
+    let dirs = disk::configured_dirs(config);
     // statvfs can hang on a dead network mount: keep it off the async threads.
-    tokio::task::spawn_blocking(move || measure_disks(dirs))
+    tokio::task::spawn_blocking(move || disk::measure(dirs))
         .await
         .unwrap_or_default()
 }
@@ -604,6 +617,11 @@ pub fn spawn_history_sampler(state: Arc<AppState>) {
                 completed: stats.map(|s| s.count(GroupState::Completed)),
                 rate: stats.map(|s| s.processing_rate_per_hour),
                 running: snapshot.status.running,
+                disk_free: snapshot
+                    .disks
+                    .iter()
+                    .filter_map(|d| Some((d.dir.clone(), d.free_bytes?)))
+                    .collect(),
             });
             let interval = snapshot
                 .config

@@ -4,6 +4,8 @@
 //!
 //! Retention: raw samples for 26 h (serves 1h and 24h), 5-minute rollups for
 //! 8 days (serves 7d). Both are pruned on every insert, so the file stays bounded.
+//! Free space per configured directory (`disk_samples`) is kept raw for 26 h too:
+//! the dashboard's disk trend spans 24 h.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
@@ -70,6 +72,24 @@ pub struct Sample {
     pub completed: Option<u64>,
     pub rate: Option<f64>,
     pub running: bool,
+    /// Free bytes per configured directory (`DirUsage::dir`), when measured.
+    pub disk_free: Vec<(String, u64)>,
+}
+
+/// One bucket of a directory's free-space trend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FreeSample {
+    /// Bucket start, ISO-8601 UTC.
+    pub t: String,
+    /// Average free bytes over the bucket.
+    pub free_bytes: f64,
+}
+
+/// The free-space trend of one configured directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DiskTrend {
+    pub dir: String,
+    pub points: Vec<FreeSample>,
 }
 
 /// The supported windows: name → (length, bucket step). 1h and 24h read raw
@@ -89,6 +109,11 @@ enum Command {
         window: String,
         now: f64,
         reply: oneshot::Sender<Result<HistoryResponse, HistoryError>>,
+    },
+    DiskTrend {
+        window: String,
+        now: f64,
+        reply: oneshot::Sender<Result<Vec<DiskTrend>, HistoryError>>,
     },
 }
 
@@ -118,7 +143,9 @@ impl History {
              CREATE INDEX IF NOT EXISTS samples_t ON samples(t);
              CREATE TABLE IF NOT EXISTS rollup_5m (
                  t REAL PRIMARY KEY, cpu REAL, mem REAL, pending REAL, in_progress REAL,
-                 collecting REAL, failed REAL, completed REAL, rate REAL, running REAL NOT NULL);",
+                 collecting REAL, failed REAL, completed REAL, rate REAL, running REAL NOT NULL);
+             CREATE TABLE IF NOT EXISTS disk_samples (t REAL NOT NULL, dir TEXT NOT NULL, free REAL NOT NULL);
+             CREATE INDEX IF NOT EXISTS disk_samples_t ON disk_samples(t);",
         )
         .map_err(wrap)?;
         let (tx, rx) = std_mpsc::channel::<Command>();
@@ -148,6 +175,20 @@ impl History {
             .map_err(|_| HistoryError::Gone)?;
         rx.await.map_err(|_| HistoryError::Gone)?
     }
+
+    /// Free space per directory over `window` (1h, 24h; 7d reads what the 26 h
+    /// of raw samples hold), one average per bucket of the window's step.
+    pub async fn disk_trend(&self, window: &str, now: f64) -> Result<Vec<DiskTrend>, HistoryError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::DiskTrend {
+                window: window.to_string(),
+                now,
+                reply,
+            })
+            .map_err(|_| HistoryError::Gone)?;
+        rx.await.map_err(|_| HistoryError::Gone)?
+    }
 }
 
 fn serve(conn: Connection, path: PathBuf, rx: std_mpsc::Receiver<Command>) {
@@ -164,6 +205,9 @@ fn serve(conn: Connection, path: PathBuf, rx: std_mpsc::Receiver<Command>) {
             }
             Command::Query { window, now, reply } => {
                 let _ = reply.send(query(&conn, &window, now).map_err(wrap));
+            }
+            Command::DiskTrend { window, now, reply } => {
+                let _ = reply.send(disk_trend(&conn, &window, now).map_err(wrap));
             }
         }
     }
@@ -199,7 +243,17 @@ fn insert(conn: &Connection, s: &Sample) -> rusqlite::Result<()> {
         ),
         params![bucket, bucket + ROLLUP_STEP_S],
     )?;
+    for (dir, free) in &s.disk_free {
+        conn.execute(
+            "INSERT INTO disk_samples VALUES (?1, ?2, ?3)",
+            params![s.t, dir, *free as f64],
+        )?;
+    }
     conn.execute("DELETE FROM samples WHERE t < ?1", [s.t - RAW_RETENTION_S])?;
+    conn.execute(
+        "DELETE FROM disk_samples WHERE t < ?1",
+        [s.t - RAW_RETENTION_S],
+    )?;
     conn.execute(
         "DELETE FROM rollup_5m WHERE t < ?1",
         [s.t - ROLLUP_RETENTION_S],
@@ -249,6 +303,37 @@ fn query(conn: &Connection, window: &str, now: f64) -> rusqlite::Result<HistoryR
     })
 }
 
+fn disk_trend(conn: &Connection, window: &str, now: f64) -> rusqlite::Result<Vec<DiskTrend>> {
+    let (length, step) = window_spec(window).unwrap_or((86400.0, 600.0));
+    let mut stmt = conn.prepare(
+        "SELECT dir, CAST(t / ?1 AS INTEGER) * ?1 AS bucket, AVG(free) FROM disk_samples
+         WHERE t >= ?2 GROUP BY dir, bucket ORDER BY dir, bucket",
+    )?;
+    let rows = stmt.query_map(params![step, now - length], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, f64>(1)?,
+            row.get::<_, f64>(2)?,
+        ))
+    })?;
+    let mut trends: Vec<DiskTrend> = Vec::new();
+    for row in rows {
+        let (dir, bucket, free) = row?;
+        let point = FreeSample {
+            t: iso_from_unix(bucket).unwrap_or_default(),
+            free_bytes: free,
+        };
+        match trends.last_mut() {
+            Some(trend) if trend.dir == dir => trend.points.push(point),
+            _ => trends.push(DiskTrend {
+                dir,
+                points: vec![point],
+            }),
+        }
+    }
+    Ok(trends)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,5 +365,42 @@ mod tests {
         let week = history.query("7d", now).await.unwrap();
         // Rollups survive past raw retention: ~48 hourly buckets.
         assert!(week.points.len() >= 47, "{}", week.points.len());
+    }
+
+    #[tokio::test]
+    async fn free_space_per_dir_is_averaged_per_bucket_and_pruned_after_26_h() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = History::open(&dir.path().join("h.sqlite3")).unwrap();
+        let now = 1_800_000_000.0;
+        // 30 h of one sample a minute; output_dir loses 1 MB a minute.
+        for i in (0..30 * 60).rev() {
+            let free = 10_000_000_000 - (30 * 60 - i) * 1_000_000;
+            history.record(Sample {
+                t: now - f64::from(i as u32) * 60.0,
+                disk_free: vec![
+                    ("output_dir".to_string(), free),
+                    ("state_dir".to_string(), 5_000_000_000),
+                ],
+                ..Default::default()
+            });
+        }
+        let day = history.disk_trend("24h", now).await.unwrap();
+        let names: Vec<&str> = day.iter().map(|t| t.dir.as_str()).collect();
+        assert_eq!(names, ["output_dir", "state_dir"]);
+        let output = &day[0].points;
+        assert!((144..=145).contains(&output.len()), "{}", output.len());
+        assert!(output.windows(2).all(|w| w[1].free_bytes < w[0].free_bytes));
+        assert!(day[1].points.iter().all(|p| p.free_bytes == 5e9));
+        // `now` starts a bucket: the last one holds the newest sample only, the
+        // one before averages ten minutes 10..1 min ago.
+        assert_eq!(output[output.len() - 1].free_bytes, 8_200_000_000.0);
+        assert_eq!(output[output.len() - 2].free_bytes, 8_205_500_000.0);
+        // Raw samples older than 26 h are gone, so a 7d trend starts 26 h back.
+        let week = history.disk_trend("7d", now).await.unwrap();
+        assert!(
+            (26..=27).contains(&week[0].points.len()),
+            "{}",
+            week[0].points.len()
+        );
     }
 }

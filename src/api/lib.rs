@@ -11,6 +11,7 @@ pub mod auth;
 pub mod connections;
 pub mod dashboard;
 pub mod disk;
+pub mod disk;
 pub mod error;
 pub mod events;
 pub mod handlers;

@@ -3,9 +3,11 @@
 
 use std::fmt::Write;
 
+use super::disk::DirUsage;
 use super::models::StatusResponse;
 use contimg_control::alerts::AlertRule;
 use contimg_control::report::QueueView;
+use contimg_core::config::StreamingConfig;
 use contimg_core::queue::GroupState;
 
 /// Upper bounds (seconds) of the group-duration histogram buckets.
@@ -35,12 +37,16 @@ impl DurationHistogram {
     }
 }
 
-/// `firing`: the rule of each active alert (one entry per alert).
+/// `firing`: the rule of each active alert (one entry per alert); `disks`: the
+/// configured directories as last measured; `config`: the live configuration,
+/// when readable, for the thresholds alerting rules compare against.
 pub fn render(
     status: &StatusResponse,
     queue: &QueueView,
     durations: &DurationHistogram,
     firing: &[AlertRule],
+    disks: &[DirUsage],
+    config: Option<&StreamingConfig>,
 ) -> String {
     let mut out = String::with_capacity(2048);
     let _ = writeln!(
@@ -132,7 +138,70 @@ pub fn render(
         let n = firing.iter().filter(|firing| **firing == rule).count();
         let _ = writeln!(out, "contimg_alerts_firing{{rule=\"{rule}\"}} {n}");
     }
+    render_disks(&mut out, disks);
+    if let Some(config) = config {
+        render_config(&mut out, config);
+    }
     out
+}
+
+/// One series per configured directory, even when several share a filesystem
+/// (the `filesystem` label tells them apart, so sums can deduplicate).
+fn render_disks(out: &mut String, disks: &[DirUsage]) {
+    type Pick = fn(&DirUsage) -> Option<u64>;
+    let gauges: [(&str, &str, Pick); 2] = [
+        (
+            "contimg_disk_free_bytes",
+            "Bytes an unprivileged writer may still use on the filesystem of each configured directory.",
+            |d| d.free_bytes,
+        ),
+        (
+            "contimg_disk_total_bytes",
+            "Size of the filesystem of each configured directory.",
+            |d| d.total_bytes,
+        ),
+    ];
+    for (name, help, pick) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for usage in disks {
+            if let Some(value) = pick(usage) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{dir=\"{}\",path=\"{}\",filesystem=\"{}\"}} {value}",
+                    label_value(&usage.dir),
+                    label_value(&usage.path),
+                    label_value(usage.filesystem.as_deref().unwrap_or_default()),
+                );
+            }
+        }
+    }
+}
+
+/// Bytes per `_gb` of a config field: decimal, as `df -H` and disk vendors count.
+const BYTES_PER_GB: f64 = 1e9;
+
+/// The thresholds the packaged alerting rules compare the gauges with, so a
+/// rule follows the live config instead of a copy of it.
+fn render_config(out: &mut String, config: &StreamingConfig) {
+    let _ = writeln!(
+        out,
+        "# HELP contimg_config_min_free_bytes min_free_gb: the worker claims no conversion while a directory it writes has less free space.\n\
+         # TYPE contimg_config_min_free_bytes gauge\ncontimg_config_min_free_bytes {}",
+        (config.min_free_gb * BYTES_PER_GB).round()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP contimg_config_free_space_factor free_space_factor: a claim also needs the group's input size times this free.\n\
+         # TYPE contimg_config_free_space_factor gauge\ncontimg_config_free_space_factor {}",
+        config.free_space_factor
+    );
+}
+
+/// A label value in the text format: backslash, double quote and newline escaped.
+fn label_value(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -161,6 +230,8 @@ mod tests {
                 AlertRule::LowDisk,
                 AlertRule::WorkerHung,
             ],
+            &[],
+            None,
         );
         assert!(
             text.contains("contimg_alerts_firing{rule=\"low_disk\"} 2\n"),
@@ -183,7 +254,14 @@ mod tests {
         for seconds in [0.5, 1.0, 7.0, 4000.0] {
             histogram.observe(seconds);
         }
-        let text = render(&stopped(), &QueueView::default(), &histogram, &[]);
+        let text = render(
+            &stopped(),
+            &QueueView::default(),
+            &histogram,
+            &[],
+            &[],
+            None,
+        );
         assert!(
             text.contains("contimg_group_duration_seconds_bucket{le=\"1\"} 2\n"),
             "{text}"
@@ -193,5 +271,72 @@ mod tests {
         assert!(text.contains("contimg_group_duration_seconds_bucket{le=\"+Inf\"} 4\n"));
         assert!(text.contains("contimg_group_duration_seconds_count 4\n"));
         assert!(text.contains("contimg_group_duration_seconds_sum 4008.5\n"));
+    }
+
+    #[test]
+    fn every_configured_dir_has_its_own_disk_series_with_escaped_labels() {
+        let dir = |name: &str, path: &str, free: Option<u64>| DirUsage {
+            dir: name.to_string(),
+            path: path.to_string(),
+            filesystem: Some("0:42".to_string()),
+            total_bytes: free.map(|_| 1000),
+            used_bytes: free.map(|f| 1000 - f),
+            free_bytes: free,
+            error: None,
+        };
+        let disks = [
+            dir("output_dir", "/data/out", Some(250)),
+            dir("scratch_dir", "/data/a \"quoted\" \\dir", Some(250)),
+            dir("input_dir", "/gone", None),
+        ];
+        let text = render(
+            &stopped(),
+            &QueueView::default(),
+            &DurationHistogram::default(),
+            &[],
+            &disks,
+            None,
+        );
+        assert!(
+            text.contains(
+                "contimg_disk_free_bytes{dir=\"output_dir\",path=\"/data/out\",filesystem=\"0:42\"} 250\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "contimg_disk_total_bytes{dir=\"scratch_dir\",path=\"/data/a \\\"quoted\\\" \\\\dir\",filesystem=\"0:42\"} 1000\n"
+        ), "{text}");
+        // A dir that could not be measured has no series rather than a made-up 0.
+        assert!(!text.contains("dir=\"input_dir\""), "{text}");
+        assert_eq!(
+            text.matches("# TYPE contimg_disk_free_bytes gauge").count(),
+            1
+        );
+        // No config read: no threshold series.
+        assert!(!text.contains("contimg_config_min_free_bytes"), "{text}");
+    }
+
+    #[test]
+    fn the_free_space_threshold_is_exported_in_bytes() {
+        let config = StreamingConfig {
+            min_free_gb: 20.5,
+            ..StreamingConfig::default()
+        };
+        let text = render(
+            &stopped(),
+            &QueueView::default(),
+            &DurationHistogram::default(),
+            &[],
+            &[],
+            Some(&config),
+        );
+        assert!(
+            text.contains("\ncontimg_config_min_free_bytes 20500000000\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\ncontimg_config_free_space_factor 2\n"),
+            "{text}"
+        );
     }
 }

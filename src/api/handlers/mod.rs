@@ -15,6 +15,7 @@
 //! | `operation.rs` | running one operation through the backend, its answer |
 //! | `logs.rs` | `GET logs` |
 //! | `history.rs` | `GET history` |
+//! | `disk.rs` | `GET disk` |
 //! | `groups.rs` | `GET groups`, `GET groups/{id}`, `POST groups/{id}/retry` (`with_queue`) |
 //! | `limits.rs` | `GET/POST limits` |
 //! | `alerts.rs` | `GET alerts` |
@@ -23,6 +24,7 @@
 pub mod alerts;
 pub mod config;
 pub mod control;
+pub mod disk;
 pub mod groups;
 pub mod history;
 pub mod limits;
@@ -90,6 +92,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/api/streaming/events", get(sse::events))
         .route("/api/streaming/logs", get(logs::logs))
         .route("/api/streaming/history", get(history::history))
+        .route("/api/streaming/disk", get(disk::disk))
         .route("/api/streaming/groups", get(groups::groups))
         .route("/api/streaming/groups/{id}", get(groups::group))
         .route(

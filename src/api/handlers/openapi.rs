@@ -8,9 +8,11 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::disk::DirUsage;
 use crate::error::{ControlFailure, ErrorBody, FieldProblem};
 use crate::handlers;
-use crate::history::{HistoryPoint, HistoryResponse};
+use crate::handlers::disk::DiskResponse;
+use crate::history::{DiskTrend, FreeSample, HistoryPoint, HistoryResponse};
 use crate::models::{
     AttemptView, ControlResponse, GroupDetailView, GroupFileView, GroupList, GroupView,
     HealthCheck, HealthResponse, LimitsRequest, LimitsView, LogLine, LogsResponse, MetricsResponse,
@@ -40,13 +42,14 @@ impl Modify for BearerAuth {
         handlers::logs::logs, handlers::history::history, handlers::groups::groups,
         handlers::groups::group, handlers::groups::retry_group, handlers::limits::get_limits,
         handlers::limits::post_limits, handlers::alerts::alerts, handlers::metrics::prometheus,
+        handlers::disk::disk,
     ),
     components(schemas(
         StatusResponse, HealthResponse, HealthCheck, MetricsResponse, ControlResponse,
         LogLine, LogsResponse, GroupView, GroupList, GroupDetailView, GroupFileView,
         AttemptView, RetryResponse, LimitsView, Alert, AlertList, Severity,
         HistoryPoint, HistoryResponse, ErrorBody, FieldProblem, LimitsRequest, ControlFailure,
-        ServerSentEvent,
+        ServerSentEvent, DiskResponse, DirUsage, DiskTrend, FreeSample,
     )),
     modifiers(&BearerAuth),
 )]

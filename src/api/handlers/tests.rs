@@ -743,3 +743,244 @@ mod sse {
         assert_eq!(verdict["running"], true);
     }
 }
+
+/// `GET disk`, the disk gauges of `/metrics` and the free-space trend, from the
+/// producer's real statvfs of real directories.
+mod disk {
+    use super::*;
+
+    /// The config's input, output, scratch and staging dirs, all under the test's
+    /// temp dir (so on one filesystem), with staging on.
+    fn configure_dirs(api: &TestApi) -> PathBuf {
+        let root = api.state_dir().parent().expect("temp root").to_path_buf();
+        let mut config = api.state.store.defaults();
+        for (name, field) in [
+            ("in", &mut config.input_dir),
+            ("out", &mut config.output_dir),
+            ("scratch", &mut config.scratch_dir),
+            ("shm", &mut config.tmpfs_path),
+        ] {
+            *field = root.join(name);
+            std::fs::create_dir_all(&*field).expect("dir");
+        }
+        config.stage_to_tmpfs = true;
+        config.monitor_interval = 1.0;
+        api.state.store.save(&config).expect("save config");
+        root
+    }
+
+    #[tokio::test]
+    async fn every_configured_dir_is_reported_exported_and_sampled() {
+        let api = TestApi::new();
+        let root = configure_dirs(&api);
+        let api = api.with_producer().await;
+        api.wait_snapshot(|s| s.disks.len() == 5).await;
+        events::spawn_history_sampler(api.state.clone());
+
+        let (status, body) = api.get("/api/streaming/disk").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["window"], "24h");
+        let dirs = body["dirs"].as_array().expect("dirs");
+        let names: Vec<&str> = dirs.iter().filter_map(|d| d["dir"].as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "input_dir",
+                "output_dir",
+                "scratch_dir",
+                "state_dir",
+                "tmpfs_path"
+            ]
+        );
+        assert_eq!(dirs[1]["path"], root.join("out").display().to_string());
+        for dir in dirs {
+            assert!(dir["error"].is_null(), "{dir}");
+            assert!(dir["total_bytes"].as_u64().unwrap_or(0) > 0, "{dir}");
+            assert!(dir["free_bytes"].as_u64().is_some(), "{dir}");
+            assert_eq!(dir["filesystem"], dirs[0]["filesystem"], "{dir}");
+        }
+
+        let (_, text) = api.get("/metrics").await;
+        let text = text.as_str().expect("text");
+        for name in names {
+            assert!(
+                text.contains(&format!("contimg_disk_free_bytes{{dir=\"{name}\",")),
+                "no free series for {name}:\n{text}"
+            );
+            assert!(text.contains(&format!("contimg_disk_total_bytes{{dir=\"{name}\",")));
+        }
+
+        // The sampler's first sample (2 s after it starts) reaches the trend.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let trend = loop {
+            let (status, body) = api.get("/api/streaming/disk?window=1h").await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            if body["trend"].as_array().is_some_and(|t| t.len() == 5) {
+                break body["trend"].clone();
+            }
+            assert!(Instant::now() < deadline, "no trend: {body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(trend[4]["dir"], "tmpfs_path", "{trend}");
+        let free = trend[4]["points"][0]["free_bytes"].as_f64().expect("free");
+        assert!(free > 0.0, "{trend}");
+
+        let (status, body) = api.get("/api/streaming/disk?window=2h").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    }
+}
+
+/// The packaged Prometheus rules and Grafana dashboard use only metric names this
+/// API exports, so neither can drift from `/metrics` unnoticed.
+mod observability {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// Used by the rules but exported by code this test's worker does not run:
+    /// `contimg_slurm_scheduler_up` appears with `executor = "slurm"` only.
+    const EXPORTED_ELSEWHERE: [&str; 1] = ["contimg_slurm_scheduler_up"];
+
+    fn packaging(path: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../packaging")
+            .join(path);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// Every `contimg_*` identifier in a text (PromQL, YAML, JSON).
+    fn contimg_names(text: &str) -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        let mut rest = text;
+        while let Some(at) = rest.find("contimg_") {
+            let boundary = rest[..at]
+                .chars()
+                .next_back()
+                .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'));
+            let tail = &rest[at..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            if boundary {
+                names.insert(tail[..end].to_string());
+            }
+            rest = &tail[end..];
+        }
+        names
+    }
+
+    /// The names `/metrics` declares (`# TYPE`) or has a sample of.
+    fn exported(metrics: &str) -> BTreeSet<String> {
+        metrics
+            .lines()
+            .filter_map(|line| match line.strip_prefix("# TYPE ") {
+                Some(declared) => declared.split(' ').next(),
+                None if line.starts_with('#') => None,
+                None => line.split(['{', ' ']).next(),
+            })
+            .filter(|name| !name.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Every `expr` of a Grafana dashboard, panels and nested rows included.
+    fn grafana_exprs(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    match (key.as_str(), value) {
+                        ("expr" | "definition", Value::String(expr)) => out.push(expr.clone()),
+                        _ => grafana_exprs(value, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| grafana_exprs(item, out)),
+            _ => {}
+        }
+    }
+
+    #[tokio::test]
+    async fn rules_and_dashboard_use_only_exported_metric_names() {
+        let api = TestApi::new();
+        // Everything that adds series: a readable queue DB, measured dirs, a config.
+        let mut config = api.state.store.defaults();
+        let root = api.state_dir().parent().expect("root").to_path_buf();
+        for (name, field) in [
+            ("in", &mut config.input_dir),
+            ("out", &mut config.output_dir),
+            ("scratch", &mut config.scratch_dir),
+        ] {
+            *field = root.join(name);
+            std::fs::create_dir_all(&*field).expect("dir");
+        }
+        api.state.store.save(&config).expect("config");
+        drop(contimg_core::queue::Queue::open(&config.queue_db).expect("queue DB"));
+        let api = api.with_producer().await;
+        api.wait_snapshot(|s| s.queue.view.stats.is_some() && !s.disks.is_empty())
+            .await;
+        let (status, metrics) = api.get("/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        let exported = exported(metrics.as_str().expect("text"));
+        assert!(exported.contains("contimg_disk_free_bytes"), "{exported:?}");
+
+        let rules = contimg_names(&packaging("prometheus/contimg-rules.yml"));
+        let mut dashboard_exprs = Vec::new();
+        let dashboard: Value =
+            serde_json::from_str(&packaging("grafana/contimg-dashboard.json")).expect("JSON");
+        grafana_exprs(&dashboard, &mut dashboard_exprs);
+        let dashboard_names = contimg_names(&dashboard_exprs.join("\n"));
+
+        for (what, used) in [("rules", &rules), ("dashboard", &dashboard_names)] {
+            let unknown: Vec<&String> = used
+                .iter()
+                .filter(|n| !exported.contains(*n) && !EXPORTED_ELSEWHERE.contains(&n.as_str()))
+                .collect();
+            assert!(
+                unknown.is_empty(),
+                "the {what} use names /metrics does not export: {unknown:?}\nexported: {exported:?}"
+            );
+        }
+        for name in EXPORTED_ELSEWHERE {
+            assert!(rules.contains(name), "{name} is listed but no rule uses it");
+        }
+        // Each rule the API raises has a Prometheus counterpart.
+        for needed in [
+            "contimg_restarts_total",
+            "contimg_groups",
+            "contimg_groups_completed_total",
+            "contimg_disk_free_bytes",
+            "contimg_config_min_free_bytes",
+            "contimg_alerts_firing",
+            "contimg_slurm_scheduler_up",
+        ] {
+            assert!(rules.contains(needed), "no rule reads {needed}");
+        }
+
+        // The dashboard's main panels, each with a query.
+        let panels = dashboard["panels"].as_array().expect("panels");
+        let titles: Vec<&str> = panels.iter().filter_map(|p| p["title"].as_str()).collect();
+        for title in [
+            "Service up",
+            "CPU",
+            "Memory",
+            "Queue by state",
+            "Processing rate",
+            "Failed groups",
+            "Disk free per directory",
+        ] {
+            assert!(titles.contains(&title), "no panel {title:?} in {titles:?}");
+        }
+        for panel in panels {
+            let targets = panel["targets"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            assert!(
+                targets
+                    .iter()
+                    .any(|t| t["expr"].as_str().is_some_and(|e| !e.is_empty())),
+                "panel {} has no query",
+                panel["title"]
+            );
+        }
+    }
+}
