@@ -29,7 +29,7 @@ impl Worker {
 
     /// Claims groups until every slot is busy or nothing is due.
     pub(crate) async fn fill_slots(&mut self) -> Result<(), WorkerError> {
-        while self.running.len() < self.config.max_workers as usize {
+        while self.has_free_slot() {
             let Some(group) = with_queue(&self.queue, |q| q.claim_next(unix_now())).await? else {
                 break;
             };
@@ -41,6 +41,10 @@ impl Worker {
                 group.files.len()
             );
             self.status_dirty = true;
+            if self.submits_to_slurm() {
+                self.hand_to_slurm(group).await?;
+                continue;
+            }
             self.claimed.insert(group.group_id.clone(), group.clone());
             let job = self.job_for(&group);
             let converter = self.config.converter.clone();
@@ -57,10 +61,11 @@ impl Worker {
                 Finished { group, result }
             });
         }
+        self.kick_slurm();
         Ok(())
     }
 
-    fn job_for(&self, group: &ClaimedGroup) -> ConvertJob {
+    pub(crate) fn job_for(&self, group: &ClaimedGroup) -> ConvertJob {
         ConvertJob {
             group_id: group.group_id.clone(),
             group_ts: group.group_ts,
@@ -216,6 +221,7 @@ impl Worker {
             }
             self.running.abort_all();
         }
+        self.stop_slurm().await?;
         tracing::info!("stopped");
         Ok(())
     }

@@ -58,6 +58,7 @@ pub async fn run(args: StreamArgs, log: LogLevelHandle) -> Result<(), WorkerErro
         cancel,
         started_at: unix_now(),
         status_dirty: true,
+        slurm: None,
         watcher: None,
         file_events: file_tx,
     };
@@ -121,6 +122,9 @@ pub async fn run(args: StreamArgs, log: LogLevelHandle) -> Result<(), WorkerErro
                     }
                     Err(err) => tracing::error!("conversion task failed: {err}"),
                 }
+            }
+            event = crate::executor::slurm::next_event(&mut worker.slurm), if !pause.is_paused() => {
+                pause.absorb(worker.on_slurm_event(event).await)?;
             }
             _ = poll.tick(), if !pause.is_paused() => {
                 pause.absorb(worker.scan(false).await)?;

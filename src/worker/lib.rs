@@ -8,6 +8,7 @@
 //! - `registration`: scans, admission, registering files, expiring groups;
 //! - `inspection`: file checks and the validator pool ([`validator`]);
 //! - `conversions`: claiming, recording outcomes, retry requests, the drain;
+//! - `executor`: where conversions run (local tasks, or Slurm batch jobs);
 //! - `staging`: tmpfs copies of a group's inputs around its conversion;
 //! - `recovery`: cleaning up after a crash or an interrupted conversion;
 //! - `reload`: SIGHUP; `pause`: surviving a full state disk;
@@ -20,6 +21,7 @@ mod conversions;
 pub mod convert;
 mod error;
 mod event_loop;
+mod executor;
 pub mod ingest;
 mod inspection;
 pub mod job;
@@ -81,6 +83,9 @@ struct Worker {
     cancel: watch::Sender<bool>,
     started_at: f64,
     status_dirty: bool,
+    /// The Slurm executor, when conversions run as Slurm jobs or a previous run
+    /// left jobs in flight (see `executor`).
+    slurm: Option<executor::slurm::SlurmExecutor>,
     watcher: Option<notify::RecommendedWatcher>,
     file_events: mpsc::UnboundedSender<PathBuf>,
 }

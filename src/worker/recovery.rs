@@ -12,12 +12,16 @@ impl Worker {
     /// After a crash: requeue interrupted groups, remove what they half-wrote and
     /// any stale staging copies.
     pub(crate) async fn recover(&mut self) -> Result<(), WorkerError> {
+        // Jobs a previous run left in Slurm are adopted, not requeued: their
+        // groups stay in progress and their partial outputs stay.
+        self.start_slurm().await?;
         let recovered = with_queue(&self.queue, |q| q.recover_in_progress(unix_now())).await?;
         for group_id in &recovered {
             tracing::warn!(group_id = %group_id, state = %GroupState::Pending, "recovered a group interrupted by a previous run");
             remove_outputs_of(&self.config.output_dir, group_id);
         }
-        remove_partials(&self.config.output_dir);
+        let in_slurm = self.slurm_groups();
+        remove_partials(&self.config.output_dir, &in_slurm);
         let stage = stage_root(&self.config);
         if stage.exists()
             && let Err(err) = std::fs::remove_dir_all(&stage)
@@ -56,14 +60,18 @@ pub(crate) fn remove_outputs_of(output_dir: &Path, group_id: &str) {
     }
 }
 
-/// Removes half-written outputs (`.*.partial`) left by a crash.
-fn remove_partials(output_dir: &Path) {
+/// Removes half-written outputs (`.*.partial`) left by a crash, except those of
+/// the groups in `keep` (converting in Slurm jobs right now).
+fn remove_partials(output_dir: &Path, keep: &[String]) {
     let Ok(entries) = std::fs::read_dir(output_dir) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') && name.ends_with(PARTIAL_SUFFIX) {
+        let kept = keep
+            .iter()
+            .any(|group_id| name.starts_with(&format!(".{group_id}.")));
+        if name.starts_with('.') && name.ends_with(PARTIAL_SUFFIX) && !kept {
             let _ = std::fs::remove_file(entry.path());
         }
     }

@@ -58,6 +58,7 @@ impl Worker {
                 if let Err(err) = prepare_directories(&self.config) {
                     tracing::error!("{err}");
                 }
+                self.reconfigure_slurm();
                 if input_changed {
                     self.seen.clear();
                     self.refused.clear();
