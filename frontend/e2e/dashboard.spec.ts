@@ -11,7 +11,7 @@ test('the dashboard loads with no console errors', async ({ page }, info) => {
   await page.goto('/');
   await expect(page).toHaveURL(/\/streaming$/);
   await expect(serviceState(page)).toBeVisible();
-  for (const name of ['Service Status', 'Queue Statistics', 'Resource Usage', 'Health', 'Alerts', 'History', 'Current Configuration', 'Groups', 'Logs']) {
+  for (const name of ['Service Status', 'Queue Statistics', 'Resource Usage', 'Health', 'Alerts', 'History', 'Disk', 'Current Configuration', 'Groups', 'Logs']) {
     await expect(page.getByRole('region', { name })).toBeVisible();
   }
   // Every panel finished loading (no skeletons left) and none shows a load error.
@@ -257,4 +257,17 @@ test('each history chart spans the picked window ending now (a fresh install onc
       expect(Math.abs(Date.now() / 1000 - max), `${title} ${win} ends now`).toBeLessThan(120);
     }
   }
+});
+
+test('the Disk card shows used and free space of each configured directory and the retention settings', async ({ page }) => {
+  await openDashboard(page);
+  const region = page.getByRole('region', { name: 'Disk' });
+  for (const dir of ['input_dir', 'output_dir', 'scratch_dir', 'state_dir']) {
+    const bar = region.getByRole('progressbar', { name: dir });
+    await expect(bar).toBeVisible();
+    await expect(bar).toHaveAttribute('aria-valuetext', / free, .* used of /);
+  }
+  const retention = region.getByLabel('Retention settings');
+  await expect(retention).toContainText('Keep outputs');
+  await expect(retention).toContainText('Minimum free space');
 });

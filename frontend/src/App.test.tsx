@@ -38,6 +38,7 @@ function apiHandlers(extra: Record<string, unknown> = {}) {
     '/api/streaming/alerts': { active: [], recent: [] },
     '/api/streaming/history': { window: '1h', step_seconds: 60, points: [{ t: '2026-11-25T10:00:00Z', cpu_percent: 1, memory_mb: 100, queue_depth: 2, processing_rate_per_hour: 3 }] },
     '/api/streaming/groups': { groups: [], next_before: null },
+    '/api/streaming/disk': { window: '24h', step_seconds: 600, dirs: [], trend: [] },
     '/api/streaming/logs': { lines: [{ timestamp: '2026-11-25T10:00:00Z', level: 'INFO', message: 'hello', group_id: null, pid: 1 }] },
     ...extra,
   };
@@ -67,7 +68,7 @@ describe('the dashboard', () => {
     const sse = controllableSse();
     mockFetch(apiHandlers({ '/api/streaming/events': sse.response }));
     renderApp('/');
-    for (const name of ['Service Status', 'Queue Statistics', 'Resource Usage', 'Health', 'Alerts', 'Resource Limits', 'History', 'Current Configuration', 'Groups', 'Logs']) {
+    for (const name of ['Service Status', 'Queue Statistics', 'Resource Usage', 'Health', 'Alerts', 'Resource Limits', 'History', 'Disk', 'Current Configuration', 'Groups', 'Logs']) {
       expect(await screen.findByRole('region', { name })).toBeInTheDocument();
     }
     await screen.findByText('hello');

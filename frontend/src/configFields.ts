@@ -8,6 +8,8 @@ export interface FieldDef {
   kind: FieldKind;
   help?: string;
   unit?: string;
+  /** An optional setting (null in the config, empty in the editor): what unset means. */
+  unset?: string;
 }
 
 export interface FieldSection {
@@ -53,6 +55,24 @@ export const CONFIG_SECTIONS: FieldSection[] = [
     ],
   },
   {
+    title: 'Disk and retention',
+    fields: [
+      {
+        name: 'retain_input_hours',
+        label: 'Keep inputs of completed groups',
+        kind: 'float',
+        unit: 'h',
+        help: 'Then they are deleted, or moved to the archive directory',
+      },
+      { name: 'archive_dir', label: 'Archive directory', kind: 'path', unset: 'none (delete)', help: 'Empty: inputs are deleted, not archived' },
+      { name: 'retain_failed_days', label: 'Keep inputs of failed groups', kind: 'float', unit: 'd', help: 'Also of groups that never completed' },
+      { name: 'retain_output_days', label: 'Keep outputs', kind: 'float', unit: 'd', unset: 'forever', help: 'Empty: outputs are never removed' },
+      { name: 'retention_interval_s', label: 'Retention sweep interval', kind: 'float', unit: 's' },
+      { name: 'min_free_gb', label: 'Minimum free space', kind: 'float', unit: 'GB', help: 'Below it in a directory it writes, the worker claims no conversion' },
+      { name: 'free_space_factor', label: 'Free space per input', kind: 'float', unit: '×', help: "A claim also needs the group's input size times this free" },
+    ],
+  },
+  {
     title: 'Switches',
     fields: [
       { name: 'use_subprocess', label: 'Use subprocess', kind: 'bool' },
@@ -62,6 +82,14 @@ export const CONFIG_SECTIONS: FieldSection[] = [
     ],
   },
 ];
+
+/** A setting as the summary cards show it: with its unit, or what "unset" means. */
+export function displayValue(cfg: StreamingConfig, def: FieldDef): string {
+  const v = (cfg as unknown as Record<string, unknown>)[def.name];
+  if (typeof v === 'boolean') return v ? 'on' : 'off';
+  if (v == null || v === '') return def.unset ?? '—';
+  return def.unit ? `${v} ${def.unit}` : String(v);
+}
 
 const KNOWN = new Set(['converter', ...CONFIG_SECTIONS.flatMap((s) => s.fields.map((f) => f.name))]);
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { sectionsFor } from './configFields';
 import { buildPayload, mapFieldErrors, toForm } from './configForm';
 import { config } from './test/fixtures';
 
@@ -61,5 +62,56 @@ describe('config form', () => {
     expect(f.values.future_knob).toBe('3');
     f.values.future_flag = false;
     expect(buildPayload(extended, f).payload).toEqual({ future_flag: false });
+  });
+});
+
+describe('config form: disk and retention', () => {
+  const withRetention = {
+    ...config,
+    retain_input_hours: 48,
+    archive_dir: null,
+    retain_failed_days: 14,
+    retain_output_days: null,
+    retention_interval_s: 3600,
+    min_free_gb: 20,
+    free_space_factor: 2,
+  };
+
+  it('shows the settings in their own section, unset ones empty, and round-trips', () => {
+    const section = sectionsFor(withRetention).find((s) => s.title === 'Disk and retention');
+    expect(section?.fields.map((f) => f.name)).toEqual([
+      'retain_input_hours',
+      'archive_dir',
+      'retain_failed_days',
+      'retain_output_days',
+      'retention_interval_s',
+      'min_free_gb',
+      'free_space_factor',
+    ]);
+    const f = toForm(withRetention);
+    expect(f.values.archive_dir).toBe('');
+    expect(f.values.retain_output_days).toBe('');
+    expect(buildPayload(withRetention, f)).toEqual({ payload: {}, errors: {} });
+  });
+
+  it('sets an unset optional and clears a set one with null (empty = unset)', () => {
+    const f = toForm(withRetention);
+    f.values.archive_dir = '/data/archive';
+    f.values.retain_output_days = '30';
+    expect(buildPayload(withRetention, f).payload).toEqual({ archive_dir: '/data/archive', retain_output_days: 30 });
+
+    const set = { ...withRetention, archive_dir: '/data/archive', retain_output_days: 30 };
+    const g = toForm(set);
+    expect(g.values.retain_output_days).toBe('30');
+    g.values.archive_dir = '  ';
+    g.values.retain_output_days = '';
+    expect(buildPayload(set, g)).toEqual({ payload: { archive_dir: null, retain_output_days: null }, errors: {} });
+  });
+
+  it('still requires the non-optional numbers', () => {
+    const f = toForm(withRetention);
+    f.values.min_free_gb = '';
+    f.values.retain_output_days = 'soon';
+    expect(buildPayload(withRetention, f).errors).toEqual({ min_free_gb: 'Enter a number', retain_output_days: 'Enter a number' });
   });
 });

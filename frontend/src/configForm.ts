@@ -37,6 +37,8 @@ export function toForm(cfg: StreamingConfig): ConfigForm {
 function parseValue(f: FieldDef, raw: string | boolean): { value?: unknown; error?: string } {
   if (f.kind === 'bool') return { value: Boolean(raw) };
   const s = String(raw).trim();
+  // An optional setting left empty is unset: null clears it on the server.
+  if (f.unset !== undefined && s === '') return { value: null };
   if (f.kind === 'int' || f.kind === 'float') {
     if (s === '') return { error: 'Enter a number' };
     const n = Number(s);
@@ -84,7 +86,7 @@ export function buildPayload(original: StreamingConfig, form: ConfigForm): Built
     for (const f of s.fields) {
       const r = parseValue(f, form.values[f.name] ?? '');
       if (r.error) errors[f.name] = r.error;
-      else if (!sameJson(r.value, rec[f.name] ?? (f.kind === 'bool' ? false : ''))) payload[f.name] = r.value;
+      else if (!sameJson(r.value, rec[f.name] ?? (f.kind === 'bool' ? false : f.unset !== undefined ? null : ''))) payload[f.name] = r.value;
     }
   }
   const conv = parseConverter(form);

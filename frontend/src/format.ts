@@ -59,6 +59,19 @@ export function formatMb(mb: number | null | undefined): string {
   return `${mb.toFixed(1)} MiB`;
 }
 
+/** Disk sizes in decimal units, as min_free_gb and `df -H` count them. */
+export function formatBytes(bytes: number | null | undefined): string {
+  if (bytes == null || !Number.isFinite(bytes)) return '—';
+  const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
+  let v = bytes;
+  let i = 0;
+  while (Math.abs(v) >= 1000 && i < units.length - 1) {
+    v /= 1000;
+    i += 1;
+  }
+  return i === 0 ? `${v} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
+}
+
 export function formatPercent(p: number | null | undefined): string {
   if (p == null || !Number.isFinite(p)) return '—';
   return `${p.toFixed(1)} %`;

@@ -3,6 +3,7 @@ import { get, getJson, post } from './client';
 import type {
   AlertsResponse,
   ControlResponse,
+  DiskResponse,
   GroupDetail,
   GroupsResponse,
   Health,
@@ -56,6 +57,7 @@ export const api = {
     post<ControlResponse>(`${API}/config`, cfg, { ifMatch: etag }),
   control: (action: ControlAction) => post<ControlResponse>(`${API}/${action}`, {}),
   logs: (q: LogQuery, s?: AbortSignal) => get<LogsResponse>(`${API}/logs?${logsQueryString(q)}`, s),
+  disk: (s?: AbortSignal) => get<DiskResponse>(`${API}/disk?window=24h`, s),
   history: (w: HistoryWindow, s?: AbortSignal) =>
     get<HistoryResponse>(`${API}/history?window=${encodeURIComponent(w)}`, s),
   groups: (state: string | null, before: string | null, limit: number, s?: AbortSignal) => {

@@ -9,6 +9,7 @@ export const keys = {
   limits: ['limits'] as const,
   alerts: ['alerts'] as const,
   history: (w: HistoryWindow) => ['history', w] as const,
+  disk: ['disk'] as const,
   groupsAll: ['groups'] as const,
   groups: (state: string | null) => ['groups', state ?? 'all'] as const,
   group: (id: string) => ['group', id] as const,

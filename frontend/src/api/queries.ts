@@ -77,6 +77,15 @@ export function useHistory(window: HistoryWindow) {
   });
 }
 
+/** Disk usage and its 24 h trend: measured every 30 s, sampled every monitor_interval. */
+export function useDisk() {
+  return useQuery({
+    queryKey: keys.disk,
+    queryFn: ({ signal }) => api.disk(signal),
+    refetchInterval: 60_000,
+  });
+}
+
 export const GROUPS_PAGE = 50;
 
 export function useGroups(state: string | null) {

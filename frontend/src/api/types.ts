@@ -38,6 +38,17 @@ export interface StreamingConfig {
   convert_timeout_s?: number;
   drain_timeout_s?: number;
   validate_uvh5?: boolean;
+  /** Hours after completion before a completed group's inputs are removed or archived. */
+  retain_input_hours?: number;
+  /** Where retention moves inputs; null = delete them. */
+  archive_dir?: string | null;
+  retain_failed_days?: number;
+  /** null = outputs are never removed. */
+  retain_output_days?: number | null;
+  retention_interval_s?: number;
+  /** Below this much free space (decimal GB) in a directory it writes, the worker claims nothing. */
+  min_free_gb?: number;
+  free_space_factor?: number;
   converter?: ConverterConfig;
 }
 
@@ -131,6 +142,32 @@ export interface LogsResponse {
 }
 
 export type HistoryWindow = '1h' | '24h' | '7d';
+
+/** One configured directory and its filesystem (GET disk). */
+export interface DirUsage {
+  /** The config field: input_dir, output_dir, scratch_dir, state_dir, tmpfs_path, archive_dir. */
+  dir: string;
+  path: string;
+  /** major:minor of the filesystem; dirs that share one have the same value. */
+  filesystem: string | null;
+  total_bytes: number | null;
+  used_bytes: number | null;
+  /** Free for an unprivileged writer (root's reserve not counted). */
+  free_bytes: number | null;
+  error: string | null;
+}
+
+export interface DiskTrend {
+  dir: string;
+  points: { t: string; free_bytes: number }[];
+}
+
+export interface DiskResponse {
+  dirs: DirUsage[];
+  window: HistoryWindow;
+  step_seconds: number;
+  trend: DiskTrend[];
+}
 
 export interface HistoryPoint {
   t: string;

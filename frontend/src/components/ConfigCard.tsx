@@ -2,18 +2,11 @@ import EditIcon from '@mui/icons-material/Edit';
 import { Alert, Box, Button, Typography } from '@mui/material';
 import { useState } from 'react';
 import { useConfig } from '../api/queries';
-import type { ControlResponse, StreamingConfig } from '../api/types';
-import { sectionsFor } from '../configFields';
+import type { ControlResponse } from '../api/types';
+import { displayValue, sectionsFor } from '../configFields';
 import { ConfigDialog } from './ConfigDialog';
 import { Facts } from './Facts';
 import { Loadable, Panel } from './Panel';
-
-function display(cfg: StreamingConfig, name: string, unit?: string): string {
-  const v = (cfg as unknown as Record<string, unknown>)[name];
-  if (typeof v === 'boolean') return v ? 'on' : 'off';
-  if (v == null || v === '') return '—';
-  return unit ? `${v} ${unit}` : String(v);
-}
 
 export function ConfigCard() {
   const q = useConfig();
@@ -43,7 +36,7 @@ export function ConfigCard() {
                 <Typography variant="subtitle2" color="text.secondary" component="h3" sx={{ mb: 0.5 }}>
                   {s.title}
                 </Typography>
-                <Facts label={`${s.title} settings`} minColumn={170} items={s.fields.map((f) => [f.label, display(config, f.name, f.unit)])} />
+                <Facts label={`${s.title} settings`} minColumn={170} items={s.fields.map((f) => [f.label, displayValue(config, f)])} />
               </Box>
             ))}
             <Box>

@@ -7,11 +7,14 @@ interface Props {
   percent: number | null;
   value: string;
   caption?: string;
+  /** Overrides the colour the percentage alone would give (a disk below its free-space floor). */
+  level?: 'success' | 'warning' | 'error';
 }
 
 /** A labelled usage bar: green, orange above 50 %, red above 80 %. */
-export function UsageBar({ label, percent, value, caption }: Props) {
+export function UsageBar({ label, percent, value, caption, level }: Props) {
   const clamped = percent == null ? 0 : Math.min(100, Math.max(0, percent));
+  const color = level ?? (percent == null ? 'success' : usageColor(percent));
   return (
     <Box>
       <Box sx={{ display: 'flex', justifyContent: 'space-between', alignItems: 'baseline', mb: 0.5 }}>
@@ -26,10 +29,10 @@ export function UsageBar({ label, percent, value, caption }: Props) {
         <LinearProgress
           variant="determinate"
           value={clamped}
-          color={usageColor(percent)}
+          color={color}
           aria-label={label}
           aria-valuetext={`${value}${caption ? `, ${caption}` : ''}`}
-          data-level={usageColor(percent)}
+          data-level={color}
           sx={{ height: 10, borderRadius: 5 }}
         />
       ) : null}

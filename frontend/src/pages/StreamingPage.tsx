@@ -2,6 +2,7 @@ import { Box } from '@mui/material';
 import { useNavigate, useParams } from 'react-router';
 import { AlertsPanel } from '../components/AlertsPanel';
 import { ConfigCard } from '../components/ConfigCard';
+import { DiskCard } from '../components/DiskCard';
 import { GroupDialog } from '../components/GroupDialog';
 import { GroupsTable } from '../components/GroupsTable';
 import { HealthCard } from '../components/HealthCard';
@@ -56,7 +57,10 @@ export function StreamingPage() {
       <Box sx={span(12, 15)}>
         <HistoryCharts />
       </Box>
-      <Box sx={span(12, 9)}>
+      <Box sx={span(6, 9)}>
+        <DiskCard />
+      </Box>
+      <Box sx={span(6, 24)}>
         <ConfigCard />
       </Box>
       <Box sx={span(12, 12)}>
