@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { sectionsFor } from './configFields';
 import { buildPayload, mapFieldErrors, toForm } from './configForm';
-import { config } from './test/fixtures';
+import { config, configWithRetention } from './test/fixtures';
 
 describe('config form', () => {
   it('round-trips without changes', () => {
@@ -66,16 +66,7 @@ describe('config form', () => {
 });
 
 describe('config form: disk and retention', () => {
-  const withRetention = {
-    ...config,
-    retain_input_hours: 48,
-    archive_dir: null,
-    retain_failed_days: 14,
-    retain_output_days: null,
-    retention_interval_s: 3600,
-    min_free_gb: 20,
-    free_space_factor: 2,
-  };
+  const withRetention = configWithRetention;
 
   it('shows the settings in their own section, unset ones empty, and round-trips', () => {
     const section = sectionsFor(withRetention).find((s) => s.title === 'Disk and retention');

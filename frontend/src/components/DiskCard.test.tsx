@@ -1,7 +1,7 @@
 import { screen, waitFor, within } from '@testing-library/react';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { DiskResponse } from '../api/types';
-import { config } from '../test/fixtures';
+import { configWithRetention } from '../test/fixtures';
 import { json, mockFetch, renderWithProviders } from '../test/utils';
 import { DiskCard } from './DiskCard';
 
@@ -23,16 +23,7 @@ const disk: DiskResponse = {
   ],
 };
 
-const retention = {
-  ...config,
-  retain_input_hours: 48,
-  archive_dir: null,
-  retain_failed_days: 14,
-  retain_output_days: null,
-  retention_interval_s: 3600,
-  min_free_gb: 20,
-  free_space_factor: 2,
-};
+const retention = configWithRetention;
 
 describe('DiskCard', () => {
   beforeEach(() => {

@@ -26,6 +26,18 @@ export const config: StreamingConfig = {
   converter: { kind: 'builtin' },
 };
 
+/** `config` with the disk and retention settings at their defaults (archive and output retention unset). */
+export const configWithRetention: StreamingConfig = {
+  ...config,
+  retain_input_hours: 48,
+  archive_dir: null,
+  retain_failed_days: 14,
+  retain_output_days: null,
+  retention_interval_s: 3600,
+  min_free_gb: 20,
+  free_space_factor: 2,
+};
+
 export function status(over: Partial<ServiceStatus> = {}): ServiceStatus {
   return {
     running: true,
