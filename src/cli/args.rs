@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use contimg_control::state_dir::{StateDir, StateDirError};
 use contimg_control::{BackendChoice, DEFAULT_UNIT};
 
 pub const EXIT_CODES_HELP: &str = "\
@@ -41,9 +42,16 @@ pub struct Cli {
     /// Template instance: controls contimg-stream@NAME.service.
     #[arg(long, global = true, value_name = "NAME")]
     pub instance: Option<String>,
-    /// State directory (config, queue DB, PID and log files).
-    #[arg(long, global = true, env = "CONTIMG_STATE_DIR", value_name = "DIR")]
+    /// State directory (config, queue DB, PID and log files). Without it:
+    /// $CONTIMG_STATE_DIR, else what the worker's unit says (ExecStart=
+    /// --state-dir, Environment=CONTIMG_STATE_DIR), else /var/lib/contimg if the
+    /// contimg package is installed, else ./state at the top of a contimg checkout.
+    #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// The state dir `run` found for the command (see `contimg_control::state_dir`);
+    /// read through [`Cli::state_dir`](crate::Cli::state_dir).
+    #[arg(skip)]
+    pub found_state_dir: std::sync::OnceLock<Result<StateDir, StateDirError>>,
     /// Machine-readable output (the API's field names).
     #[arg(long, global = true)]
     pub json: bool,

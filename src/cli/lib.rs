@@ -17,8 +17,9 @@ pub use args::Cli;
 pub use commands::limits::{parse_percent, parse_size};
 
 use contimg_control::logs::{LevelError, SinceError};
+use contimg_control::state_dir::{self, StateDir, StateDirError};
 use contimg_control::{ControlError, ControlOptions, exit_code};
-use contimg_core::config::{ConfigError, ConfigStore};
+use contimg_core::config::ConfigError;
 use contimg_core::queue::QueueError;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,16 @@ pub enum CliError {
     Config(#[from] ConfigError),
     #[error("queue: {0}")]
     Queue(#[from] QueueError),
+    #[error(transparent)]
+    StateDir(#[from] StateDirError),
+    /// A file the state dir should hold is missing: says which rule chose the dir.
+    #[error("{what} {} does not exist{hint}; state dir {state_dir}", path.display())]
+    MissingInStateDir {
+        what: &'static str,
+        path: PathBuf,
+        hint: &'static str,
+        state_dir: StateDir,
+    },
     #[error("{0}")]
     Usage(String),
     #[error("--since {0}")]
@@ -64,7 +75,11 @@ impl CliError {
                 _ => exit_code::FAILED,
             },
             CliError::Usage(_) | CliError::Since(_) | CliError::Level(_) => exit_code::USAGE,
-            CliError::Queue(_)
+            // Nothing says where the worker keeps its state: pass --state-dir.
+            CliError::StateDir(StateDirError::NotFound { .. }) => exit_code::USAGE,
+            CliError::StateDir(StateDirError::Missing { .. })
+            | CliError::MissingInStateDir { .. }
+            | CliError::Queue(_)
             | CliError::WorkerBinary { .. }
             | CliError::Editor(_)
             | CliError::NotRetryable { .. }
@@ -75,17 +90,48 @@ impl CliError {
 }
 
 impl Cli {
-    pub fn state_dir(&self) -> PathBuf {
-        ConfigStore::state_dir_from(self.state_dir.as_deref())
+    /// The state dir the command works on and the rule that chose it (found by
+    /// [`Cli::find_state_dir`], which [`run`] calls first).
+    pub fn state_dir(&self) -> Result<&StateDir, CliError> {
+        match self.found_state_dir.get() {
+            Some(Ok(found)) => Ok(found),
+            Some(Err(err)) => Err(err.clone().into()),
+            None => Err(StateDirError::NotFound {
+                tried: vec!["nothing: the state dir was not looked for".into()],
+            }
+            .into()),
+        }
     }
 
+    /// Looks for the state dir (`contimg_control::state_dir` has the rules).
+    pub async fn find_state_dir(&self) -> &Result<StateDir, StateDirError> {
+        if let Some(found) = self.found_state_dir.get() {
+            return found;
+        }
+        let mut options = self.control_options();
+        options.state_dir = PathBuf::new();
+        let found = state_dir::discover(
+            self.state_dir.as_deref(),
+            &options,
+            &state_dir::HostProbe::from_host(),
+        )
+        .await;
+        self.found_state_dir.get_or_init(|| found)
+    }
+
+    /// The options for reaching the worker. Its `state_dir` is empty when none was
+    /// found: only the systemd backend can do without one (see `commands::connect`).
     pub fn control_options(&self) -> ControlOptions {
+        let state_dir = match self.found_state_dir.get() {
+            Some(Ok(found)) => found.path.clone(),
+            _ => PathBuf::new(),
+        };
         ControlOptions {
             backend: self.backend,
             user: self.user,
             unit: self.unit.clone(),
             instance: self.instance.clone(),
-            state_dir: self.state_dir(),
+            state_dir,
             worker_bin: self.worker_bin.clone(),
             log_file: self.log_file.clone(),
             docker_socket: self.docker_socket.clone(),
@@ -108,6 +154,9 @@ fn seconds(value: f64) -> Duration {
 
 /// Runs a parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> Result<i32, CliError> {
+    if commands::uses_state_dir(&cli.command) {
+        cli.find_state_dir().await;
+    }
     commands::dispatch(&cli).await
 }
 
@@ -175,6 +224,18 @@ mod tests {
                 exit_code::FAILED,
             ),
             (CliError::Io(io()), exit_code::FAILED),
+            (
+                StateDirError::NotFound { tried: Vec::new() }.into(),
+                exit_code::USAGE,
+            ),
+            (
+                StateDirError::Missing {
+                    path: "/nope".into(),
+                    rule: state_dir::StateDirRule::Flag,
+                }
+                .into(),
+                exit_code::FAILED,
+            ),
         ];
         for (error, code) in cases {
             assert_eq!(error.exit_code(), code, "{error}");

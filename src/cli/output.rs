@@ -7,6 +7,7 @@ use std::io::IsTerminal;
 use chrono::{DateTime, Local, Utc};
 
 use contimg_control::report::{HealthResponse, Snapshot};
+use contimg_control::state_dir::StateDir;
 use contimg_control::{ControlOutcome, LogEntry, ResourceLimits};
 use contimg_core::queue::{
     AttemptOutcome, GroupDetail, GroupState, GroupSummary, LateFile, QueueStats, UnrecognisedFile,
@@ -62,7 +63,7 @@ fn local_time(time: DateTime<Utc>) -> String {
         .to_string()
 }
 
-pub fn status_text(snapshot: &Snapshot, backend_detail: &str) -> String {
+pub fn status_text(snapshot: &Snapshot, backend_detail: &str, state_dir: &StateDir) -> String {
     let s = &snapshot.status;
     let mut out = format!(
         "{} {} - DSA-110 streaming worker\n",
@@ -73,6 +74,12 @@ pub fn status_text(snapshot: &Snapshot, backend_detail: &str) -> String {
         let _ = writeln!(out, "{key:>12}: {value}");
     };
     line("Backend", backend_detail.to_string());
+    let missing = if state_dir.path.is_dir() {
+        ""
+    } else {
+        "; does not exist"
+    };
+    line("State dir", format!("{state_dir}{missing}"));
     let state_word = format!("{} ({})", s.active_state, s.sub_state);
     let state_word = match s.active_state.as_str() {
         "active" => paint(&state_word, "1;32"),
@@ -123,6 +130,19 @@ pub fn status_text(snapshot: &Snapshot, backend_detail: &str) -> String {
             format!("{} ago (PID {})", human_duration(age), beat.pid),
         );
     }
+    let claim_pause = (snapshot.queue.heartbeat.as_ref())
+        .and_then(|beat| beat.claim_paused.as_ref())
+        .filter(|_| s.running);
+    if let Some(pause) = claim_pause {
+        let paused_for = human_duration((snapshot.taken_at - pause.since).max(0.0));
+        line(
+            "Claiming",
+            paint(
+                &format!("PAUSED for {paused_for}: {}", pause.reason),
+                "1;33",
+            ),
+        );
+    }
     match (&snapshot.queue.stats, &snapshot.queue.error) {
         (Some(stats), _) => {
             line("Queue", stats.summary_line());
@@ -134,7 +154,10 @@ pub fn status_text(snapshot: &Snapshot, backend_detail: &str) -> String {
                 ),
             );
         }
-        (None, Some(error)) => line("Queue", format!("unavailable: {error}")),
+        (None, Some(error)) => line(
+            "Queue",
+            format!("unavailable: {error} (state dir from {})", state_dir.rule),
+        ),
         _ => {}
     }
     if let Some(error) = s.error.clone().or_else(|| snapshot.config_error.clone()) {

@@ -43,6 +43,20 @@ pub enum BackendKind {
     Process,
 }
 
+impl BackendKind {
+    /// The backend in words, for `contimgctl status` and the dashboard:
+    /// "systemd system unit contimg-stream.service", "Docker container NAME",
+    /// "direct process (PID file)". `manager` ("system", "user") when known.
+    pub fn describe(self, target: &str, manager: Option<&str>) -> String {
+        match (self, manager) {
+            (BackendKind::Systemd, Some(manager)) => format!("systemd {manager} unit {target}"),
+            (BackendKind::Systemd, None) => format!("systemd unit {target}"),
+            (BackendKind::Docker, _) => format!("Docker container {target}"),
+            (BackendKind::Process, _) => "direct process (PID file)".to_string(),
+        }
+    }
+}
+
 impl std::fmt::Display for BackendKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -419,6 +433,10 @@ pub trait Backend: Send + Sync {
     fn kind(&self) -> BackendKind;
     /// The unit/container name this backend controls.
     fn target(&self) -> &str;
+    /// What controls the worker, in words ([`BackendKind::describe`]).
+    fn describe(&self) -> String {
+        self.kind().describe(self.target(), None)
+    }
     async fn start(&self, timeout: Duration) -> Result<ControlOutcome, ControlError>;
     async fn stop(&self, timeout: Duration) -> Result<ControlOutcome, ControlError>;
     async fn restart(&self, timeout: Duration) -> Result<ControlOutcome, ControlError>;

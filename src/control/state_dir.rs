@@ -89,7 +89,7 @@ impl std::fmt::Display for StateDirRule {
                 f,
                 "{} of {unit} on the {} manager",
                 setting.describe(),
-                manager_word(*manager)
+                manager.as_str()
             ),
             StateDirRule::Packaged => write!(
                 f,
@@ -99,13 +99,6 @@ impl std::fmt::Display for StateDirRule {
                 write!(f, "./state of the contimg checkout {}", root.display())
             }
         }
-    }
-}
-
-fn manager_word(scope: ManagerScope) -> &'static str {
-    match scope {
-        ManagerScope::System => "system",
-        ManagerScope::User => "user",
     }
 }
 
@@ -242,7 +235,7 @@ async fn from_units(
         BackendChoice::Auto | BackendChoice::Systemd => &[ManagerScope::System, ManagerScope::User],
     };
     for scope in scopes {
-        let word = manager_word(*scope);
+        let word = scope.as_str();
         match read_unit(*scope, options, &unit).await {
             Ok(None) => tried.push(format!("the {word} manager does not know {unit}")),
             Ok(Some(settings)) => {

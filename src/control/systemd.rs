@@ -42,6 +42,16 @@ pub enum ManagerScope {
     User,
 }
 
+impl ManagerScope {
+    /// `system` or `user`, as in "the system manager".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ManagerScope::System => "system",
+            ManagerScope::User => "user",
+        }
+    }
+}
+
 pub struct SystemdBackend {
     connection: Connection,
     manager: ManagerProxy<'static>,
@@ -412,6 +422,10 @@ impl Backend for SystemdBackend {
 
     fn target(&self) -> &str {
         &self.unit
+    }
+
+    fn describe(&self) -> String {
+        BackendKind::Systemd.describe(&self.unit, Some(self.scope.as_str()))
     }
 
     async fn start(&self, timeout: Duration) -> Result<ControlOutcome, ControlError> {

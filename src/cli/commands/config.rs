@@ -9,11 +9,11 @@ use chrono::Utc;
 use contimg_control::{Backend, exit_code};
 use contimg_core::config::{ConfigError, ConfigStore, StreamingConfig};
 
-use super::{config_store, connect_backend, print_json};
+use super::{config_store, connect_backend, existing_config_store, print_json};
 use crate::{Cli, CliError, output};
 
 pub fn show(cli: &Cli) -> Result<i32, CliError> {
-    let store = config_store(cli);
+    let store = existing_config_store(cli)?;
     let (config, source) = store.load()?;
     if cli.json {
         print_json(&config.to_json())?;
@@ -67,7 +67,15 @@ pub async fn edit(cli: &Cli, no_restart: bool) -> Result<i32, CliError> {
 }
 
 pub fn validate(cli: &Cli, file: &Path) -> Result<i32, CliError> {
-    let store = config_store(cli);
+    // Relative paths resolve against the state dir the file would go to, or
+    // without one against the file's own directory.
+    let store = config_store(cli).unwrap_or_else(|_| {
+        ConfigStore::new(
+            file.parent()
+                .filter(|dir| !dir.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+        )
+    });
     let text = std::fs::read_to_string(file)?;
     match store.parse_toml(file, &text) {
         Ok(_) => {
@@ -100,8 +108,8 @@ pub fn validate(cli: &Cli, file: &Path) -> Result<i32, CliError> {
 async fn prepare_change(
     cli: &Cli,
 ) -> Result<(Arc<dyn Backend>, ConfigStore, StreamingConfig), CliError> {
+    let store = existing_config_store(cli)?;
     let backend = connect_backend(cli).await?;
-    let store = config_store(cli);
     let (current, _) = store.load()?;
     Ok((backend, store, current))
 }

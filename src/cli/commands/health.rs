@@ -8,7 +8,7 @@ use crate::{Cli, CliError, output};
 
 pub async fn run(cli: &Cli) -> Result<i32, CliError> {
     let backend = connect_backend(cli).await?;
-    let snapshot = report::gather(backend.as_ref(), &config_store(cli)).await?;
+    let snapshot = report::gather(backend.as_ref(), &config_store(cli)?).await?;
     let critical = alerts::critical_for_snapshot(&snapshot);
     let health = snapshot.health_report(&critical);
     if cli.json {

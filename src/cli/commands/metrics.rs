@@ -7,7 +7,7 @@ use crate::{Cli, CliError, output};
 
 pub async fn run(cli: &Cli) -> Result<i32, CliError> {
     let backend = connect_backend(cli).await?;
-    let snapshot = report::gather(backend.as_ref(), &config_store(cli)).await?;
+    let snapshot = report::gather(backend.as_ref(), &config_store(cli)?).await?;
     if cli.json {
         print_json(&snapshot.metrics_report())?;
     } else {

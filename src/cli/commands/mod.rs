@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crate::args::{Command, ConfigCommand, LimitsCommand, QueueAction};
 use crate::{Cli, CliError};
 use contimg_control::detect::Detected;
-use contimg_control::{Backend, Operation};
+use contimg_control::{Backend, BackendKind, Operation};
 use contimg_core::config::ConfigStore;
 
 /// Runs the parsed command; returns the exit code.
@@ -64,17 +64,54 @@ pub async fn dispatch(cli: &Cli) -> Result<i32, CliError> {
     }
 }
 
-/// The backend the flags select (auto-detected by default).
+/// Whether `command` works on the state dir, so [`crate::run`] looks for it
+/// first (and talks to D-Bus for that only then).
+pub fn uses_state_dir(command: &Command) -> bool {
+    match command {
+        Command::Start
+        | Command::Stop
+        | Command::Restart
+        | Command::Status
+        | Command::Health
+        | Command::Logs(_)
+        | Command::Metrics
+        | Command::Config(_)
+        | Command::Queue(_)
+        | Command::Limits(_) => true,
+        Command::Simulate(_) | Command::Completions { .. } | Command::Man => false,
+    }
+}
+
+/// The backend the flags select (auto-detected by default). The process and
+/// Docker backends keep their PID file or mount in the state dir, so they need
+/// one; a systemd unit runs without.
 async fn connect(cli: &Cli) -> Result<Detected, CliError> {
-    Ok(contimg_control::detect::detect(&cli.control_options()).await?)
+    let detected = contimg_control::detect::detect(&cli.control_options()).await?;
+    match detected.backend.kind() {
+        BackendKind::Systemd => {}
+        BackendKind::Process | BackendKind::Docker => {
+            cli.state_dir()?;
+        }
+    }
+    Ok(detected)
 }
 
 async fn connect_backend(cli: &Cli) -> Result<Arc<dyn Backend>, CliError> {
     Ok(connect(cli).await?.backend)
 }
 
-fn config_store(cli: &Cli) -> ConfigStore {
-    ConfigStore::new(cli.state_dir())
+/// The config of the state dir that was found (which may not exist yet).
+fn config_store(cli: &Cli) -> Result<ConfigStore, CliError> {
+    Ok(ConfigStore::new(&cli.state_dir()?.path))
+}
+
+/// Like [`config_store`], for commands that read or write files in the state
+/// dir: a missing dir is an error naming it and the rule that chose it (rather
+/// than the defaults a missing `streaming.toml` would give).
+fn existing_config_store(cli: &Cli) -> Result<ConfigStore, CliError> {
+    let found = cli.state_dir()?;
+    found.require_existing()?;
+    Ok(ConfigStore::new(&found.path))
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {

@@ -1,6 +1,6 @@
 //! `contimgctl queue [show GROUP | retry GROUP]`: the queue DB, read directly.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use contimg_control::exit_code;
@@ -8,7 +8,7 @@ use contimg_core::queue::{
     GroupFilter, GroupState, QueueError, QueueReader, request_retry, unix_now,
 };
 
-use super::{config_store, connect_backend, print_json};
+use super::{connect_backend, existing_config_store, print_json};
 use crate::args::QueueArgs;
 use crate::{Cli, CliError, output, seconds};
 
@@ -16,8 +16,21 @@ use crate::{Cli, CliError, output, seconds};
 const INPUT_PROBLEMS_SHOWN: usize = 5;
 
 fn open_queue(cli: &Cli) -> Result<QueueReader, CliError> {
-    let (config, _) = config_store(cli).load()?;
-    Ok(QueueReader::open(&config.queue_db)?)
+    let (config, _) = existing_config_store(cli)?.load()?;
+    open_reader(cli, &config.queue_db)
+}
+
+/// Opens the queue DB; a missing one is reported with the state dir's rule.
+fn open_reader(cli: &Cli, queue_db: &Path) -> Result<QueueReader, CliError> {
+    QueueReader::open(queue_db).map_err(|err| match (err, cli.state_dir()) {
+        (QueueError::Missing(path), Ok(state_dir)) => CliError::MissingInStateDir {
+            what: "queue DB",
+            path,
+            hint: " (has the worker ever run?)",
+            state_dir: state_dir.clone(),
+        },
+        (err, _) => err.into(),
+    })
 }
 
 pub fn list(cli: &Cli, args: &QueueArgs) -> Result<i32, CliError> {
@@ -68,10 +81,12 @@ pub fn show(cli: &Cli, group_id: &str) -> Result<i32, CliError> {
 /// Asks the worker to retry a failed group and waits up to `wait` seconds for
 /// it to leave `failed` (when the worker runs).
 pub async fn retry(cli: &Cli, group_id: &str, wait: f64) -> Result<i32, CliError> {
+    let store = existing_config_store(cli)?;
     let backend = connect_backend(cli).await?;
-    let store = config_store(cli);
     let (config, _) = store.load()?;
     let queue_db = config.queue_db.clone();
+    // Reported with the state dir's rule when the DB is missing.
+    drop(open_reader(cli, &queue_db)?);
     let read_state = move |queue_db: PathBuf, group: String| {
         QueueReader::open(&queue_db)
             .and_then(|reader| reader.group(&group))

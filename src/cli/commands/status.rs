@@ -8,12 +8,25 @@ use crate::{Cli, CliError, output};
 pub async fn run(cli: &Cli) -> Result<i32, CliError> {
     let detected = connect(cli).await?;
     let backend = detected.backend.as_ref();
-    let snapshot = report::gather(backend, &config_store(cli)).await?;
+    let state_dir = cli.state_dir()?;
+    let snapshot = report::gather(backend, &config_store(cli)?).await?;
     if cli.json {
-        print_json(&snapshot.status_report())?;
+        let mut report = serde_json::to_value(snapshot.status_report())?;
+        if let Some(fields) = report.as_object_mut() {
+            fields.insert("backend_description".into(), backend.describe().into());
+            fields.insert(
+                "state_dir".into(),
+                state_dir.path.display().to_string().into(),
+            );
+            fields.insert("state_dir_rule".into(), state_dir.rule.to_string().into());
+        }
+        print_json(&report)?;
     } else {
-        let detail = format!("{} ({})", backend.kind(), detected.reason);
-        print!("{}", output::status_text(&snapshot, &detail));
+        let backend_line = format!("{} (chosen: {})", backend.describe(), detected.reason);
+        print!(
+            "{}",
+            output::status_text(&snapshot, &backend_line, state_dir)
+        );
     }
     Ok(if snapshot.status.running {
         exit_code::OK
