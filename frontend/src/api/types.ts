@@ -73,6 +73,8 @@ export interface ServiceStatus {
   config: StreamingConfig | null;
   error: string | null;
   backend?: string;
+  /** The backend in words: "systemd system unit contimg-stream.service", "direct process (PID file)", "Docker container NAME". */
+  backend_description?: string;
   unit?: string;
   active_state?: ActiveState;
   sub_state?: string;

@@ -22,6 +22,33 @@ describe('StatusCard', () => {
     expect(screen.getByLabelText('Status text')).toHaveTextContent('collecting 1, pending 0');
   });
 
+  it('says what the backend is in words, not as a unit name', async () => {
+    mockFetch({
+      '/api/streaming/status': status({
+        backend: 'process',
+        unit: 'process',
+        backend_description: 'direct process (PID file)',
+      }),
+    });
+    renderWithProviders(<StatusCard />);
+    const facts = await screen.findByLabelText('Service details');
+    expect(within(facts).getByText('Backend').nextSibling).toHaveTextContent('direct process (PID file)');
+    // "Unit: process" looked like a unit name.
+    expect(within(facts).queryByText('Unit')).toBeNull();
+    expect(facts).not.toHaveTextContent(/\bprocess\b(?! \(PID file\))/);
+  });
+
+  it('names the systemd manager and unit', async () => {
+    mockFetch({
+      '/api/streaming/status': status({ backend_description: 'systemd system unit contimg-stream@lab.service' }),
+    });
+    renderWithProviders(<StatusCard />);
+    const facts = await screen.findByLabelText('Service details');
+    expect(within(facts).getByText('Backend').nextSibling).toHaveTextContent(
+      'systemd system unit contimg-stream@lab.service',
+    );
+  });
+
   it('shows an error state with retry when status cannot load', async () => {
     mockFetch({ '/api/streaming/status': json({ error: 'backend', message: 'backend unreachable' }, 503) });
     renderWithProviders(<StatusCard />);

@@ -91,8 +91,9 @@ function StatusBody({ s, updatedAt }: { s: ServiceStatus; updatedAt: number }) {
       <Facts
         label="Service details"
         items={[
-          ['Backend', s.backend ?? '—'],
-          ['Unit', s.unit ?? '—'],
+          // In words ("direct process (PID file)", "systemd system unit …"): the
+          // bare kind and target read as a unit name ("Unit: process").
+          ['Backend', s.backend_description ?? s.backend ?? '—'],
           ['PID', s.pid ? String(s.pid) : '—'],
           ['Uptime', s.running ? formatDuration(uptime) : '—'],
           ['Started', s.running ? formatTime(s.started_at) : '—'],

@@ -50,6 +50,7 @@ export function status(over: Partial<ServiceStatus> = {}): ServiceStatus {
     config,
     error: null,
     backend: 'systemd',
+    backend_description: 'systemd system unit contimg-stream.service',
     unit: 'contimg-stream.service',
     active_state: 'active',
     sub_state: 'running',
