@@ -94,6 +94,7 @@ pub async fn run(args: StreamArgs, log: LogLevelHandle) -> Result<(), WorkerErro
     let mut work_tick = interval_secs(worker.config.worker_poll_interval);
     let mut monitor = interval_secs(worker.config.monitor_interval);
     let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
+    let mut retention = crate::retention::RetentionTimer::new(&worker.config);
 
     loop {
         if !pause.is_paused() {
@@ -147,6 +148,7 @@ pub async fn run(args: StreamArgs, log: LogLevelHandle) -> Result<(), WorkerErro
                     pause.absorb(worker.refresh_status().await)?;
                 }
             }
+            _ = retention.tick() => retention.start(&worker.config, &worker.queue),
             _ = watchdog.tick(), if watchdog_period.is_some() => {
                 let _ = sd_notify::notify(&[NotifyState::Watchdog]);
             }
@@ -155,6 +157,7 @@ pub async fn run(args: StreamArgs, log: LogLevelHandle) -> Result<(), WorkerErro
                 poll = interval_secs(worker.config.poll_interval);
                 work_tick = interval_secs(worker.config.worker_poll_interval);
                 monitor = interval_secs(worker.config.monitor_interval);
+                retention.reconfigure(&worker.config);
             }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,

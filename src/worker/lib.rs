@@ -12,6 +12,7 @@
 //! - `staging`: tmpfs copies of a group's inputs around its conversion;
 //! - `recovery`: cleaning up after a crash or an interrupted conversion;
 //! - `reload`: SIGHUP; `pause`: surviving a full state disk;
+//! - `retention`: the periodic retention sweep (policy in `contimg_core::retention`);
 //! - [`convert`]: running a converter; [`builtin`]: the UVH5 merge converter;
 //!   [`job`]: what both exchange; `child`: the `convert-group` subprocess side.
 
@@ -31,6 +32,7 @@ mod pause;
 mod recovery;
 mod registration;
 mod reload;
+mod retention;
 pub mod slurm;
 mod staging;
 pub mod validator;

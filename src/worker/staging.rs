@@ -11,10 +11,9 @@ use contimg_core::config::StreamingConfig;
 
 /// Where staged copies of a group's inputs live. Keyed by the queue DB so several
 /// instances sharing one tmpfs never clean up each other's files.
+/// (Defined in core: retention removes staging leftovers too.)
 pub(crate) fn stage_root(config: &StreamingConfig) -> PathBuf {
-    let key = config.queue_db.to_string_lossy();
-    let hash = contimg_core::hash::fnv1a64(key.as_bytes());
-    config.tmpfs_path.join(format!("contimg-stage-{hash:012x}"))
+    contimg_core::retention::stage_root(config)
 }
 
 /// Stages inputs (when asked), converts, and always removes the staged copies.
