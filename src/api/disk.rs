@@ -87,8 +87,8 @@ fn measure_one(dir: String, path: &Path) -> DirUsage {
     }
     match nix::sys::statvfs::statvfs(path) {
         Ok(vfs) => {
-            let block = vfs.fragment_size() as u64;
-            let blocks = |n| (n as u64).saturating_mul(block);
+            let block = vfs.fragment_size();
+            let blocks = |n: u64| n.saturating_mul(block);
             let total = blocks(vfs.blocks());
             usage.total_bytes = Some(total);
             usage.used_bytes = Some(total.saturating_sub(blocks(vfs.blocks_free())));

@@ -141,8 +141,7 @@ impl Snapshot {
             (config, config_error),
             health,
             false,
-            &[],
-            Arc::default(),
+            (&[], Arc::default()),
         )
     }
 
@@ -153,8 +152,9 @@ impl Snapshot {
         (config, config_error): (Option<StreamingConfig>, Option<String>),
         health: HealthResponse,
         backend_seen: bool,
-        firing: &[AlertRule],
-        disks: Arc<Vec<DirUsage>>,
+        // What only `/metrics` and `GET disk` need: the active alerts' rules and
+        // the last disk measurement.
+        (firing, disks): (&[AlertRule], Arc<Vec<DirUsage>>),
     ) -> Self {
         let status_json = Bytes::from(serde_json::to_vec(&status).unwrap_or_default());
         let metrics_json = Bytes::from(serde_json::to_vec(&metrics).unwrap_or_default());
@@ -408,8 +408,7 @@ impl Producer {
             self.config.clone(),
             health,
             true,
-            &firing,
-            self.disks.clone(),
+            (&firing, self.disks.clone()),
         );
         let push_status = !previous.backend_seen
             || !snapshot.status.same_state_as(&previous.status)
