@@ -154,7 +154,7 @@ write_conf() {
     cat > "$conf" <<CONF
 # Written by ops/testenv/slurm.sh for a test cluster on one host.
 ClusterName=contimgtest
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 SlurmctldPort=$ctld_port
 SlurmUser=root
 SlurmdUser=root
@@ -184,6 +184,8 @@ SlurmdTimeout=10
 MessageTimeout=5
 InactiveLimit=0
 KillWait=5
+# Listen on the host name's address (loopback, checked by up), not on every interface.
+CommunicationParameters=NoInAddrAny
 CONF
     local k=1 port
     for port in "$@"; do
@@ -307,7 +309,13 @@ up() {
     echo "n[1-$nodes]" > "$dir/nodes"
 
     local fail=0
-    mungekey --create --keyfile "$dir/munge/munge.key" >/dev/null 2>&1 || fail=1
+    # A dir used before starts clean: no old key, job state, spool or logs.
+    rm -rf "${dir:?}"/{munge,state,spool,run,log}/* "$dir/etc/slurm.conf"
+    if ! mungekey --create --force --keyfile "$dir/munge/munge.key" 2>"$dir/log/mungekey.err"; then
+        echo "slurm.sh: mungekey failed:" >&2
+        cat "$dir/log/mungekey.err" >&2
+        fail=1
+    fi
     if [ $fail = 0 ]; then
         local ctld_port ports=() k
         ctld_port=$(free_port)
