@@ -118,13 +118,14 @@ impl Snapshot {
         let (config, config_error) = load_config(store);
         let pending: Result<ServiceStatus, ControlError> =
             Err(ControlError::Unavailable("status not read yet".to_string()));
-        let status = StatusResponse::assemble(
+        let mut status = StatusResponse::assemble(
             &backend.kind().to_string(),
             backend.target(),
             &pending,
             config.as_ref(),
             None,
         );
+        status.backend_description = backend.describe();
         let queue = Arc::new(QueueWatch::unread());
         let metrics = MetricsResponse::assemble(&status, &queue.view.stats_or_error(), unix_now());
         let health = verdict(
@@ -320,6 +321,7 @@ impl Producer {
             self.config.0.as_ref(),
             queue.view.heartbeat.as_ref(),
         );
+        status.backend_description = state.backend.describe();
         if status.error.is_none() {
             status.error = self.config.1.clone();
         }

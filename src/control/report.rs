@@ -165,6 +165,11 @@ pub struct StatusResponse {
     pub error: Option<String>,
     // Additions.
     pub backend: String,
+    /// The backend in words: "systemd system unit contimg-stream.service",
+    /// "direct process (PID file)", "Docker container NAME"
+    /// ([`Backend::describe`]; without the manager when only the status is known).
+    #[serde(default)]
+    pub backend_description: String,
     pub unit: String,
     pub active_state: String,
     pub sub_state: String,
@@ -204,6 +209,7 @@ impl StatusResponse {
                 config,
                 error: s.error.clone(),
                 backend: s.backend.to_string(),
+                backend_description: s.backend.describe(&s.unit, None),
                 unit: s.unit.clone(),
                 active_state: s.active_state.clone(),
                 sub_state: s.sub_state.clone(),
@@ -229,6 +235,7 @@ impl StatusResponse {
                 config,
                 error: Some(err.to_string()),
                 backend: backend_name.to_string(),
+                backend_description: format!("{backend_name} {unit}"),
                 unit: unit.to_string(),
                 active_state: "unknown".to_string(),
                 sub_state: "unknown".to_string(),
@@ -513,6 +520,28 @@ pub fn health_verdict(input: &HealthInputs<'_>) -> HealthResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 14: "Unit: process" read as a unit name; the status says the
+    /// backend in words.
+    #[test]
+    fn the_status_describes_the_backend_in_words() {
+        use crate::BackendKind;
+        let cases = [
+            (BackendKind::Process, "process", "direct process (PID file)"),
+            (
+                BackendKind::Systemd,
+                "contimg-stream.service",
+                "systemd unit contimg-stream.service",
+            ),
+            (BackendKind::Docker, "w1", "Docker container w1"),
+        ];
+        for (kind, target, words) in cases {
+            let status = ServiceStatus::stopped(kind, target);
+            let report =
+                StatusResponse::assemble(&kind.to_string(), target, &Ok(status), None, None);
+            assert_eq!(report.backend_description, words);
+        }
+    }
 
     fn running(heartbeat: &Heartbeat, now: f64) -> HealthInputs<'_> {
         HealthInputs {

@@ -427,6 +427,11 @@ mod status_and_health {
         assert_eq!(body["running"], true, "{body}");
         assert_eq!(body["pid"], 4321);
         assert_eq!(body["backend"], "systemd");
+        // In words (issue 14); the fake backend knows no manager, SystemdBackend does.
+        assert_eq!(
+            body["backend_description"],
+            "systemd unit contimg-stream.service"
+        );
         assert_eq!(body["active_state"], "active");
 
         api.backend.set_failed("exit-code");
