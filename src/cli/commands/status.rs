@@ -11,9 +11,11 @@ pub async fn run(cli: &Cli) -> Result<i32, CliError> {
     let state_dir = cli.state_dir()?;
     let snapshot = report::gather(backend, &config_store(cli)?).await?;
     if cli.json {
-        let mut report = serde_json::to_value(snapshot.status_report())?;
+        let mut status = snapshot.status_report();
+        // With the manager ("systemd user unit …"), which the snapshot does not know.
+        status.backend_description = backend.describe();
+        let mut report = serde_json::to_value(status)?;
         if let Some(fields) = report.as_object_mut() {
-            fields.insert("backend_description".into(), backend.describe().into());
             fields.insert(
                 "state_dir".into(),
                 state_dir.path.display().to_string().into(),
