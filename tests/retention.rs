@@ -363,24 +363,37 @@ fn gc_as_a_user_who_cannot_delete_names_each_file_and_exits_1() {
             .output()
             .unwrap()
     };
-    // Everything is root's: the queue DB's owner check refuses the run.
     let chmod = |path: &Path, mode: u32| {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
     };
     chmod(lc.env.root.path(), 0o755);
-    let refused = nobody(&[]);
-    assert_eq!(refused.status.code(), Some(1));
+    let give_to_nobody = |path: &Path| {
+        nix::unistd::chown(path, Some(65534.into()), Some(65534.into())).unwrap();
+    };
+    // A user who may not write the configured dirs: the config loader's
+    // verdict (exit 2, naming each dir), before anything is touched.
+    let unconfigured = nobody(&[]);
+    let stderr = String::from_utf8_lossy(&unconfigured.stderr);
+    assert_eq!(unconfigured.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not writable"), "{stderr}");
+
+    // The state, output and scratch dirs are nobody's (the worker's user).
+    for dir in [&lc.env.state_dir, &lc.env.output_dir, &lc.env.scratch_dir] {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            give_to_nobody(&entry.unwrap().path());
+        }
+        give_to_nobody(dir);
+    }
+    // root is not the queue DB's owner: refused, exit 1, nothing touched.
+    let refused = lc.gc(&[]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("owner of the queue DB"), "{stderr}");
+    assert!(stderr.contains("sudo -u nobody"), "{stderr}");
     assert!(files.iter().all(|f| f.exists()));
 
-    // The queue DB is nobody's now, the inputs still root's in a root dir.
-    for entry in std::fs::read_dir(&lc.env.state_dir).unwrap() {
-        let path = entry.unwrap().path();
-        nix::unistd::chown(&path, Some(65534.into()), Some(65534.into())).unwrap();
-    }
-    nix::unistd::chown(&lc.env.state_dir, Some(65534.into()), Some(65534.into())).unwrap();
+    // The owner, but the inputs are root's in root's input_dir.
     let failed = nobody(&[]);
     assert_eq!(failed.status.code(), Some(1), "{failed:?}");
     let stderr = String::from_utf8_lossy(&failed.stderr);
@@ -394,7 +407,7 @@ fn gc_as_a_user_who_cannot_delete_names_each_file_and_exits_1() {
     assert!(lc.removals().is_empty());
     // Still due: once the inputs are nobody's too, the same run removes them.
     for path in files.iter().chain([&lc.env.input_dir]) {
-        nix::unistd::chown(path, Some(65534.into()), Some(65534.into())).unwrap();
+        give_to_nobody(path);
     }
     let ok = nobody(&[]);
     assert!(ok.status.success(), "{ok:?}");

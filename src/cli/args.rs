@@ -116,6 +116,15 @@ pub enum Command {
     Config(ConfigCommand),
     /// List queue groups, show one, or retry a failed one.
     Queue(QueueArgs),
+    /// Remove what the retention policy says is due (inputs of completed groups
+    /// after retain_input_hours, of failed ones after retain_failed_days, outputs
+    /// after retain_output_days when set, scratch leftovers), as the worker does
+    /// every retention_interval_s. Exit 1 if any file could not be removed.
+    Gc {
+        /// Only list what would be removed, with the bytes per kind.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Resource limits of the worker (memory max, CPU quota).
     #[command(subcommand)]
     Limits(LimitsCommand),

@@ -4,6 +4,7 @@
 
 pub mod completions;
 pub mod config;
+pub mod gc;
 pub mod health;
 pub mod limits;
 pub mod logs;
@@ -44,6 +45,7 @@ pub async fn dispatch(cli: &Cli) -> Result<i32, CliError> {
             Some(QueueAction::Show { group }) => queue::show(cli, group),
             Some(QueueAction::Retry { group, wait }) => queue::retry(cli, group, *wait).await,
         },
+        Command::Gc { dry_run } => gc::run(cli, *dry_run),
         Command::Limits(LimitsCommand::Show) => limits::show(cli).await,
         Command::Limits(LimitsCommand::Set {
             memory_max,
@@ -77,6 +79,7 @@ pub fn uses_state_dir(command: &Command) -> bool {
         | Command::Metrics
         | Command::Config(_)
         | Command::Queue(_)
+        | Command::Gc { .. }
         | Command::Limits(_) => true,
         Command::Simulate(_) | Command::Completions { .. } | Command::Man => false,
     }

@@ -21,7 +21,7 @@ fn open_queue(cli: &Cli) -> Result<QueueReader, CliError> {
 }
 
 /// Opens the queue DB; a missing one is reported with the state dir's rule.
-fn open_reader(cli: &Cli, queue_db: &Path) -> Result<QueueReader, CliError> {
+pub(super) fn open_reader(cli: &Cli, queue_db: &Path) -> Result<QueueReader, CliError> {
     QueueReader::open(queue_db).map_err(|err| match (err, cli.state_dir()) {
         (QueueError::Missing(path), Ok(state_dir)) => CliError::MissingInStateDir {
             what: "queue DB",
