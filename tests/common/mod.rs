@@ -4,7 +4,6 @@
 pub mod api;
 pub mod docker;
 pub mod harness;
-pub mod slurm;
 pub mod systemd;
 pub mod tmpfs;
 pub mod worker;
