@@ -8,7 +8,8 @@ use super::models::StatusResponse;
 use contimg_control::alerts::AlertRule;
 use contimg_control::report::QueueView;
 use contimg_core::config::StreamingConfig;
-use contimg_core::queue::GroupState;
+use contimg_core::queue::retention::RemovalTotal;
+use contimg_core::queue::{GroupState, QueueStats, RemovalKind};
 
 /// Upper bounds (seconds) of the group-duration histogram buckets.
 pub const DURATION_BUCKETS: [f64; 11] = [
@@ -102,6 +103,7 @@ pub fn render(
              # TYPE contimg_late_files gauge\ncontimg_late_files {}",
             stats.unrecognised_files, stats.late_files
         );
+        render_retention(&mut out, stats);
     }
     let _ = writeln!(
         out,
@@ -143,6 +145,31 @@ pub fn render(
         render_config(&mut out, config);
     }
     out
+}
+
+/// What retention removed, per kind, with a 0 series for a kind with nothing
+/// removed yet (counters from the queue DB's trigger-kept totals).
+fn render_retention(out: &mut String, stats: &QueueStats) {
+    type Pick = fn(&RemovalTotal) -> u64;
+    let counters: [(&str, &str, Pick); 2] = [
+        (
+            "contimg_retention_freed_bytes_total",
+            "Bytes retention deleted or moved to archive_dir, per kind (input, output, scratch).",
+            |t| t.bytes,
+        ),
+        (
+            "contimg_retention_removed_files_total",
+            "Files retention deleted or moved to archive_dir, per kind.",
+            |t| t.files,
+        ),
+    ];
+    for (name, help, pick) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for kind in RemovalKind::ALL {
+            let total = stats.removed.get(&kind).copied().unwrap_or_default();
+            let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {}", pick(&total));
+        }
+    }
 }
 
 /// One series per configured directory, even when several share a filesystem
@@ -271,6 +298,39 @@ mod tests {
         assert!(text.contains("contimg_group_duration_seconds_bucket{le=\"+Inf\"} 4\n"));
         assert!(text.contains("contimg_group_duration_seconds_count 4\n"));
         assert!(text.contains("contimg_group_duration_seconds_sum 4008.5\n"));
+    }
+
+    #[test]
+    fn retention_counters_have_a_series_per_kind() {
+        let mut stats = QueueStats::default();
+        stats.removed.insert(
+            RemovalKind::Input,
+            RemovalTotal {
+                files: 16,
+                bytes: 2_300_000_000,
+            },
+        );
+        let queue = QueueView {
+            stats: Some(stats),
+            ..QueueView::default()
+        };
+        let text = render(
+            &stopped(),
+            &queue,
+            &DurationHistogram::default(),
+            &[],
+            &[],
+            None,
+        );
+        for line in [
+            "# TYPE contimg_retention_freed_bytes_total counter\n",
+            "contimg_retention_freed_bytes_total{kind=\"input\"} 2300000000\n",
+            "contimg_retention_freed_bytes_total{kind=\"scratch\"} 0\n",
+            "contimg_retention_removed_files_total{kind=\"input\"} 16\n",
+            "contimg_retention_removed_files_total{kind=\"output\"} 0\n",
+        ] {
+            assert!(text.contains(line), "no {line:?} in\n{text}");
+        }
     }
 
     #[test]

@@ -170,7 +170,9 @@ fn active_groups(conn: &Connection) -> Result<Vec<ActiveGroup>, QueueError> {
         .map_err(|e| QueueError::from(e).in_column("state"))
 }
 
-fn removal_totals(conn: &Connection) -> Result<BTreeMap<RemovalKind, RemovalTotal>, QueueError> {
+pub(super) fn removal_totals(
+    conn: &Connection,
+) -> Result<BTreeMap<RemovalKind, RemovalTotal>, QueueError> {
     let mut totals = BTreeMap::new();
     if !table_exists(conn, "removal_totals")? {
         return Ok(totals);

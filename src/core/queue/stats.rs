@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
-use super::{GroupState, QueueError, table_exists};
+use super::retention::{RemovalTotal, removal_totals};
+use super::{GroupState, QueueError, RemovalKind, table_exists};
 
 /// Counts by state, processing rate and a few ages; the shape of the API's `metrics`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct QueueStats {
     /// Every state is present, zero or not.
     pub counts: BTreeMap<String, u64>,
@@ -23,6 +24,10 @@ pub struct QueueStats {
     /// Subbands that arrived after their group was closed.
     #[serde(default)]
     pub late_files: u64,
+    /// Files and bytes retention has deleted or archived so far, per kind
+    /// (kept by a trigger: O(kinds) to read).
+    #[serde(default)]
+    pub removed: BTreeMap<RemovalKind, RemovalTotal>,
 }
 
 impl QueueStats {
@@ -100,6 +105,7 @@ pub(super) fn stats(conn: &Connection, now: f64) -> Result<QueueStats, QueueErro
         rejected_files,
         unrecognised_files: count_rows(conn, "unrecognised_files")?,
         late_files: count_rows(conn, "late_files")?,
+        removed: removal_totals(conn)?,
     })
 }
 
