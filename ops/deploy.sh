@@ -18,8 +18,13 @@
 #              manager's unit dir, the per-deploy values in drop-ins (50-deploy.conf)
 #   process    neither: contimg-api runs in the background (PID file in the state
 #              dir) and supervises the worker itself (the process backend)
-# Steps: check the env file's syntax (every problem listed at once, exit 2) → build
-# (cargo build --release; npm ci && npm run build unless --mode streaming) → ask the
+# Steps: check the env file's syntax (every problem listed at once, exit 2) → the
+# Debian packages building and running need (ops/install-deps.sh's sets build and
+# runtime, plus deb for the system backend; only runtime with --no-build): the
+# missing ones are installed when root, else exit 1 with the `apt-get install` line
+# to run; a complete host needs no root and no apt (dpkg-query only) → build
+# (cargo build --release; npm ci && npm run build unless --mode streaming; Node.js
+# ^20.19 or >=22.12 checked before the build starts) → ask the
 # binary whether the values make a valid config (`contimg-stream check-config`, exit
 # 2 if not; deploy.sh judges no config value itself) → create the directories (owned
 # by the service user) → install → write the live config with `contimgctl config set`
@@ -36,8 +41,10 @@
 # ${XDG_STATE_HOME:-~/.local/state}/contimg/{,incoming,ms}. Pass the same --env-file
 # to --uninstall.
 #
-# Exit codes: 0 deployed and healthy; 1 a step or health check failed; 2 usage, an
-# invalid env file, or values the binary rejects (its check-config verdict).
+# Exit codes: 0 deployed and healthy; 1 a step or health check failed (missing
+# packages without root, a failed cargo/npm build: the step is named, never the
+# compiler's own exit code); 2 usage, an invalid env file, or values the binary
+# rejects (its check-config verdict).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -58,9 +65,22 @@ for ((arg = 1; arg <= $#; arg++)); do
 done
 
 usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-log() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
+log() { current_step=$*; printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
 warn() { printf 'deploy.sh: warning: %s\n' "$*" >&2; }
 die() { printf 'deploy.sh: %s\n' "$*" >&2; exit 1; }
+# Any command that fails outside a test (set -e) ends deploy.sh with exit 1 and the
+# step it was in, whatever that command's own code (cargo's 101, systemctl's 5, …):
+# the exit codes stay 0, 1, 2. Subshells (set -E) exit 1 quietly; their parent reports.
+current_step="preparing"
+on_error() {
+    local rc=$? cmd=$BASH_COMMAND
+    if [[ $BASHPID == "$$" ]]; then
+        printf 'deploy.sh: step "%s" failed: %s exited %s\n' "$current_step" "'$cmd'" "$rc" >&2
+    fi
+    exit 1
+}
+set -E
+trap on_error ERR
 
 while (($#)); do
     case $1 in
@@ -337,15 +357,52 @@ make_dirs() {  # make_dirs OWNER — state/input/output/scratch, logs, run
     chmod 0750 "$state_dir"
 }
 
+# The Debian packages of ops/install-deps.sh's sets that this deploy needs; only the
+# missing ones are installed (as root), so a rerun on a complete host is quick and
+# needs no root. Not root and something missing: exit 1 with the line to run.
+ensure_packages() {
+    command -v dpkg-query >/dev/null || { warn "no dpkg-query (not Debian?): not checking the system packages"; return 0; }
+    local sets=(runtime) missing
+    if $build; then
+        sets+=(build)
+        [[ $backend == system ]] && sets+=(deb)
+    fi
+    missing=$("$repo/ops/install-deps.sh" --missing "${sets[@]}") || die "ops/install-deps.sh --missing ${sets[*]} failed"
+    missing=$(tr '\n' ' ' <<<"$missing")
+    missing=${missing% }
+    [[ -z $missing ]] && return 0
+    if [[ $(id -u) != 0 ]]; then
+        {
+            echo "deploy.sh: packages needed for building and running contimg are missing: $missing"
+            echo "As root, run:"
+            echo "  apt-get install -y --no-install-recommends $missing"
+            echo "then run deploy.sh again (run as root, deploy.sh installs them itself)."
+        } >&2
+        exit 1
+    fi
+    log "installing missing packages: $missing (ops/install-deps.sh --apt-only ${sets[*]})"
+    "$repo/ops/install-deps.sh" --apt-only "${sets[@]}" ||
+        die "installing the packages failed (ops/install-deps.sh --apt-only ${sets[*]}); run: apt-get install -y --no-install-recommends $missing"
+}
+
 build_all() {
     $build || { log "skipping the build (--no-build)"; return 0; }
-    command -v cargo >/dev/null || die "cargo not found (install Rust: https://rustup.rs)"
-    log "cargo build --release (several minutes on a cold tree)"
-    (cd "$repo" && cargo build --release --bins)
+    command -v cargo >/dev/null || die "cargo not found (install Rust with rustup: https://rustup.rs; Debian's rustc is too old)"
+    local dashboard=false
     if $want_dashboard || [[ $backend == system ]]; then
-        command -v npm >/dev/null || die "npm not found (apt-get install nodejs npm)"
+        dashboard=true
+        # Before the long cargo build: the dashboard's toolchain.
+        "$repo/ops/install-deps.sh" --check-node || exit 1
+    fi
+    log "cargo build --release (several minutes on a cold tree)"
+    (cd "$repo" && cargo build --release --bins) ||
+        die "step \"cargo build --release\" failed (cargo exit $?; its errors are above)"
+    if $dashboard; then
         log "dashboard: npm ci && npm run build"
-        (cd "$repo/frontend" && npm ci --no-audit --no-fund && npm run build)
+        (cd "$repo/frontend" && npm ci --no-audit --no-fund) ||
+            die "step \"npm ci\" (frontend) failed (npm exit $?; its errors are above)"
+        (cd "$repo/frontend" && npm run build) ||
+            die "step \"npm run build\" (frontend) failed (npm exit $?; its errors are above)"
     fi
 }
 
@@ -580,7 +637,8 @@ deploy_system() {
     local deb
     if $build; then
         log "building the .deb (packaging/build-deb.sh)"
-        deb=$("$repo/packaging/build-deb.sh" --no-build)
+        deb=$("$repo/packaging/build-deb.sh" --no-build) ||
+            die "step \"packaging/build-deb.sh --no-build\" failed (exit $?; its errors are above)"
     else
         deb=$(find "$repo/target/debian" -name 'contimg_*.deb' -printf '%T@ %p\n' 2>/dev/null | sort -rn | head -n 1 | cut -d' ' -f2-)
         [[ -n $deb ]] || die "no .deb in target/debian (run without --no-build)"
@@ -711,6 +769,7 @@ fi
 
 # ---------------------------------------------------------------- deploy
 log "deploying: mode $mode, backend $backend, state $state_dir, API $api_url"
+ensure_packages
 build_all
 check_config
 mkdir -p "$state_dir"

@@ -20,6 +20,8 @@
 #   ./ops/install-deps.sh --missing SET…    # print those not installed (dpkg-query; no root)
 #   ./ops/install-deps.sh --apt-only SET…   # only the apt packages of the sets, only the
 #                                           # missing ones (ops/deploy.sh uses this)
+#   ./ops/install-deps.sh --check-node      # exit 1 (and say why) unless node/npm can
+#                                           # build the dashboard
 #
 # Without root the apt part is skipped with the packages named (exit 0, as before);
 # CI runs it as root through ./ops/test.sh --install. Exit codes: 0 done, 1 a step
@@ -51,6 +53,7 @@ case ${1:-} in
   --packages) action=packages; shift ;;
   --missing) action=missing; shift ;;
   --apt-only) action='apt-only'; shift ;;
+  --check-node) action=check-node; shift ;;
   -h|--help) usage ;;
   -*) echo "install-deps.sh: unknown option $1" >&2; usage ;;
 esac
@@ -81,9 +84,23 @@ missing_packages() {
   done < <(set_packages)
 }
 
+# Vite (frontend/package.json) needs Node.js ^20.19 or >=22.12.
+check_node() {
+  if command -v node >/dev/null && command -v npm >/dev/null && node -e '
+      const [a, b] = process.versions.node.split(".").map(Number);
+      process.exit((a === 20 && b >= 19) || (a === 22 && b >= 12) || a > 22 ? 0 : 1)'; then
+    return 0
+  fi
+  echo "install-deps.sh: building the dashboard needs Node.js ^20.19 or >=22.12 with npm" \
+    "(found: node $(node --version 2>/dev/null || echo none), npm $(npm --version 2>/dev/null || echo none));" \
+    "Debian 12's nodejs is 18: install NodeSource's nodejs 20 or 22 (it includes npm)" >&2
+  return 1
+}
+
 case $action in
   packages) set_packages; exit 0 ;;
   missing) missing_packages; exit 0 ;;
+  check-node) check_node; exit ;;
 esac
 
 # Installs the missing ones. The local package lists are tried first (no network when
@@ -134,11 +151,8 @@ fi
 if has_set build; then
   command -v cargo >/dev/null ||
     echo "install-deps.sh: cargo not found: install Rust with rustup (https://rustup.rs; Debian's rustc is too old for edition 2024)" >&2
-  if ! command -v node >/dev/null || ! node -e '
-      const [a, b] = process.versions.node.split(".").map(Number);
-      process.exit((a === 20 && b >= 19) || (a === 22 && b >= 12) || a > 22 ? 0 : 1)'; then
-    echo "install-deps.sh: the dashboard needs Node.js ^20.19 or >=22.12 with npm (found: $(node --version 2>/dev/null || echo none));" \
-      "Debian 12's nodejs is 18: install NodeSource's nodejs 20 or 22" >&2
+  if ! check_node; then
+    :  # said why; the Rust side and the other sets go on
   elif [[ ! -f frontend/node_modules/.package-lock.json || frontend/package-lock.json -nt frontend/node_modules/.package-lock.json ]]; then
     (cd frontend && npm ci --no-audit --no-fund) || die "npm ci (frontend) failed"
   fi

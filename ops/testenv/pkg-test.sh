@@ -19,6 +19,10 @@
 #   process      ops/deploy.sh in process mode on this machine (--demo: a group is
 #                converted), converging rerun that keeps keys and tables set with
 #                `contimgctl config set`, manual mode stops the worker, uninstall
+#   fresh-host   the README's first command on a host without libhdf5-dev and pkg-config
+#                (removed inside a booted container): as a user it exits 1 naming the
+#                apt-get line; as root it installs them, builds (hdf5-metno-sys
+#                again), deploys (system backend) and passes its health checks
 #   user         ops/deploy.sh in a real systemd user manager (ops/testenv/user-manager.sh):
 #                the units under systemd/ installed byte-identical, the paths and port in
 #                50-deploy.conf drop-ins, config set values kept, modes, uninstall
@@ -35,7 +39,7 @@ cd "$(dirname "$0")/../.."
 repo=$(pwd)
 NSPAWN=$repo/ops/testenv/nspawn.sh
 sections=("$@")
-((${#sections[@]})) || sections=(badenv process user deb deploy-system)
+((${#sections[@]})) || sections=(badenv process user deb deploy-system fresh-host)
 
 pass=0 fail=0 n=0
 ok() { n=$((n + 1)); pass=$((pass + 1)); echo "ok $n - $*"; }
@@ -442,6 +446,82 @@ EOF
     "$NSPAWN" cleanup "$C"
 }
 
+# ------------------------------------------------------------------ fresh-host
+# The README's first command on a host that lacks the build packages (issue 12): inside
+# a booted container, libhdf5-dev and pkg-config are removed; deploy.sh run as a user
+# must name the apt-get line (exit 1), run as root must install them and deploy.
+test_fresh_host() {
+    section "first install on a fresh host: deploy.sh installs what building needs"
+    local removed=(pkg-config libhdf5-dev) cargo_bin
+    cargo_bin=$(dirname "$(command -v cargo)")
+    C=contimg-fresh-$$
+    # The checkout must be writable inside (cargo and npm write into it): under /tmp
+    # (nspawn's own /tmp) it is bound read-only and overlaid below; elsewhere the
+    # container's volatile overlay makes it copy-on-write already.
+    local bind=false
+    [[ $repo == /tmp/* ]] && bind=true
+    $bind && export NSPAWN_BIND_RO=$repo
+    boot "$C" || { unset NSPAWN_BIND_RO; return 0; }
+    unset NSPAWN_BIND_RO
+    if $bind; then
+        # shellcheck disable=SC2016  # expanded inside the container
+        in_c bash -c 'mkdir -p /run/fresh-src && mount -t tmpfs tmpfs /run/fresh-src &&
+            mkdir /run/fresh-src/upper /run/fresh-src/work &&
+            mount -t overlay overlay -o "lowerdir=$1,upperdir=/run/fresh-src/upper,workdir=/run/fresh-src/work" "$1"' _ "$repo"
+    fi
+    in_c rm -f /usr/sbin/policy-rc.d
+    # The container has no network: apt gets the removed packages from its cache,
+    # filled with the same versions fetched on the host (once; kept in target/).
+    local debs=$repo/target/pkg-test-debs
+    mkdir -p "$debs"
+    if ! (cd "$debs" && apt-get download "${removed[@]}") >"$tmp/apt-download.log" 2>&1; then
+        ls "$debs"/*.deb >/dev/null 2>&1 || { not_ok "apt-get download ${removed[*]}"; sed 's/^/#   /' "$tmp/apt-download.log"; "$NSPAWN" cleanup "$C"; return 0; }
+    fi
+    check "apt-get remove ${removed[*]} inside" in_c apt-get remove -y -qq "${removed[@]}"
+    # (Debian 12's pkg-config is a transitional package: /usr/bin/pkg-config is pkgconf's
+    # and stays; what the build misses is hdf5-serial.pc and the headers.)
+    # shellcheck disable=SC2016  # expanded inside the container
+    check "${removed[*]} gone (removed; no hdf5-serial.pc, no hdf5.h)" in_c bash -c '! dpkg-query -W -f="\${Status}" "$@" | grep -q "ok installed" &&
+        test ! -e /usr/lib/x86_64-linux-gnu/pkgconfig/hdf5-serial.pc && test ! -e /usr/include/hdf5/serial/hdf5.h' _ "${removed[@]}"
+    local f
+    for f in "$debs"/*.deb; do "$NSPAWN" copy-in "$C" "$f" "/var/cache/apt/archives/$(basename "$f")"; done
+    # Not root: nothing is installed or built; the exact apt-get line is printed.
+    in_c useradd -m carol
+    local rc=0 out
+    out=$(in_c runuser -u carol -- "$repo/ops/deploy.sh" --mode both --demo 2>&1) || rc=$?
+    check "not root, ${removed[*]} missing: exit 1 (got $rc)" test "$rc" = 1
+    check "not root: prints the apt-get install line" grep -qxF "  apt-get install -y --no-install-recommends ${removed[*]}" <<<"$out"
+    printf '%s\n' "$out" | sed 's/^/#   carol: /'
+    # Root: the build must need the headers again, not reuse hdf5-metno-sys's earlier
+    # build-script output (the checkout is copy-on-write in here; the host's target/ is
+    # untouched).
+    # shellcheck disable=SC2016  # expanded inside the container
+    in_c bash -c 'rm -rf "$1"/target/release/.fingerprint/hdf5-metno-sys-* "$1"/target/release/build/hdf5-metno-sys-*' _ "$repo"
+    local started=$SECONDS
+    rc=0
+    in_c env "PATH=$cargo_bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+        "$repo/ops/deploy.sh" --mode both --demo >"$tmp/fresh-deploy.log" 2>&1 || rc=$?
+    echo "# fresh-host: deploy.sh (install packages, build, .deb, deploy, health) took $((SECONDS - started)) s"
+    if test "$rc" = 0; then ok "root: deploy.sh --mode both --demo exits 0"; else
+        not_ok "root: deploy.sh --mode both --demo exits 0 (got $rc)"; tail -n 30 "$tmp/fresh-deploy.log" | sed 's/^/#   /'
+    fi
+    # shellcheck disable=SC2016  # expanded inside the container
+    check "root: deploy.sh installed ${removed[*]}" in_c bash -c 'for p; do
+        [ "$(dpkg-query -W -f="\${Status}" "$p")" = "install ok installed" ] || { echo "$p: not installed"; exit 1; }; done' _ "${removed[@]}"
+    check "root: it said which packages it installed" grep -qF "installing missing packages: ${removed[*]}" "$tmp/fresh-deploy.log"
+    check "root: hdf5-metno-sys was built again, after the packages were installed" python3 -c '
+import sys
+log = open(sys.argv[1], errors="replace").read()
+installed, compiled = log.find("installing missing packages:"), log.find("Compiling hdf5-metno-sys")
+sys.exit(0 if 0 <= installed < compiled else 1)' "$tmp/fresh-deploy.log"
+    check "root: system backend, worker and API active" in_c systemctl is-active -q contimg-stream.service contimg-api.service
+    local again=$SECONDS
+    rc=0; out=$(in_c runuser -u carol -- "$repo/ops/install-deps.sh" --missing build runtime 2>&1) || rc=$?
+    check "afterwards nothing is missing for a user either (install-deps.sh --missing: '$out')" test "$rc/$out" = 0/
+    echo "# fresh-host: dependency check on a complete host took $((SECONDS - again)) s"
+    "$NSPAWN" cleanup "$C"
+}
+
 for s in "${sections[@]}"; do
     case $s in
         badenv) test_badenv ;;
@@ -449,7 +529,8 @@ for s in "${sections[@]}"; do
         user) test_user ;;
         deb) test_deb ;;
         deploy-system) test_deploy_system ;;
-        *) echo "pkg-test.sh: unknown section $s (badenv process user deb deploy-system)" >&2; exit 2 ;;
+        fresh-host) test_fresh_host ;;
+        *) echo "pkg-test.sh: unknown section $s (badenv process user deb deploy-system fresh-host)" >&2; exit 2 ;;
     esac
 done
 
