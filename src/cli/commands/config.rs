@@ -108,7 +108,9 @@ pub fn validate(cli: &Cli, file: &Path) -> Result<i32, CliError> {
 async fn prepare_change(
     cli: &Cli,
 ) -> Result<(Arc<dyn Backend>, ConfigStore, StreamingConfig), CliError> {
-    let store = existing_config_store(cli)?;
+    // A state dir that does not exist yet is created by the save (deploy.sh
+    // seeds a fresh one this way).
+    let store = config_store(cli)?;
     let backend = connect_backend(cli).await?;
     let (current, _) = store.load()?;
     Ok((backend, store, current))
