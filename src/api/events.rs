@@ -25,7 +25,7 @@ use super::history::Sample;
 use super::models::{HealthResponse, MetricsResponse, StatusResponse};
 use super::prometheus::{self, DurationHistogram};
 use super::supervisor::Liveness;
-use contimg_control::alerts::{AlertInputs, AlertRule};
+use contimg_control::alerts::{AlertInputs, AlertRule, claim_pause_of};
 use contimg_control::report::{HealthInputs, QueueView, health_verdict};
 use contimg_control::{Backend, BackendKind, ControlError, ServiceStatus};
 use contimg_core::config::{ConfigStore, StreamingConfig};
@@ -373,6 +373,7 @@ impl Producer {
             .map(|d| (d.dir.clone(), PathBuf::from(&d.path), d.free_percent()))
             .collect();
         inputs.queue_db_unwritable = queue.view.unwritable_reason().map(str::to_string);
+        inputs.claim_paused = claim_pause_of(queue.view.heartbeat.as_ref(), now);
         if kind == BackendKind::Process {
             inputs.supervisor = state.supervisor.alerts(now);
         }

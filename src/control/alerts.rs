@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::report::iso_from_unix;
+use crate::report::{HEARTBEAT_STALE_SECONDS, iso_from_unix};
 use contimg_core::config::StreamingConfig;
-use contimg_core::queue::{GroupState, QueueStats};
+use contimg_core::queue::{ClaimPause, GroupState, Heartbeat, QueueStats};
 
 /// How many cleared alerts `GET /alerts` remembers.
 const RECENT_LIMIT: usize = 100;
@@ -47,6 +47,9 @@ pub enum AlertRule {
     WorkerHung,
     /// The process-mode supervisor stopped restarting a crashing worker.
     SupervisorGaveUp,
+    /// The worker claims no conversion: a directory it writes is short of space
+    /// (id `claim_paused:<field>`; from the heartbeat row, see `worker::disk`).
+    ClaimPaused,
 }
 
 impl AlertRule {
@@ -60,6 +63,7 @@ impl AlertRule {
         AlertRule::QueueDbUnwritable,
         AlertRule::WorkerHung,
         AlertRule::SupervisorGaveUp,
+        AlertRule::ClaimPaused,
     ];
 
     /// The serialized name, e.g. `queue_db_unwritable`.
@@ -74,6 +78,7 @@ impl AlertRule {
             AlertRule::QueueDbUnwritable => "queue_db_unwritable",
             AlertRule::WorkerHung => "worker_hung",
             AlertRule::SupervisorGaveUp => "supervisor_gave_up",
+            AlertRule::ClaimPaused => "claim_paused",
         }
     }
 
@@ -170,6 +175,9 @@ pub struct AlertInputs {
     pub queue_db_unwritable: Option<String>,
     /// Alerts the process-mode supervisor raises about its own actions.
     pub supervisor: Vec<SupervisorAlert>,
+    /// Why the worker claims no conversion (disk back-pressure), from a fresh
+    /// heartbeat: see [`claim_pause_of`].
+    pub claim_paused: Option<ClaimPause>,
 }
 
 impl AlertInputs {
@@ -197,6 +205,14 @@ impl AlertInputs {
             ..Default::default()
         }
     }
+}
+
+/// The worker's claim pause, from its heartbeat while that is fresh (a stopped
+/// worker's last pause is history, and `service_down` speaks for it).
+pub fn claim_pause_of(heartbeat: Option<&Heartbeat>, now: f64) -> Option<ClaimPause> {
+    heartbeat
+        .filter(|beat| now - beat.heartbeat_at <= HEARTBEAT_STALE_SECONDS)
+        .and_then(|beat| beat.claim_paused.clone())
 }
 
 /// The directories whose free space the `low_disk` rule watches: the config's
@@ -244,6 +260,7 @@ pub fn critical_for_snapshot(snapshot: &crate::report::Snapshot) -> Vec<String> 
         .writable
         .as_ref()
         .and_then(|w| w.as_ref().err().cloned());
+    inputs.claim_paused = claim_pause_of(snapshot.queue.heartbeat.as_ref(), snapshot.taken_at);
     AlertEngine::critical_now(AlertThresholds::default(), &inputs)
 }
 
@@ -474,6 +491,19 @@ impl AlertEngine {
             );
         }
 
+        if let Some(pause) = &input.claim_paused {
+            fire(
+                AlertRule::ClaimPaused,
+                Some(&pause.dir),
+                Severity::Critical,
+                format!(
+                    "the worker claims no conversion, groups stay pending: {}; free space \
+                     there (or lower min_free_gb / free_space_factor) and it resumes by itself",
+                    pause.reason
+                ),
+            );
+        }
+
         for alert in &input.supervisor {
             fire(alert.rule, None, alert.severity, alert.message.clone());
         }
@@ -624,6 +654,7 @@ mod tests {
                 "queue_db_unwritable",
                 "worker_hung",
                 "supervisor_gave_up",
+                "claim_paused",
             ]
         );
         for rule in AlertRule::ALL {
@@ -631,6 +662,41 @@ mod tests {
             let back: AlertRule = serde_json::from_value(serde_json::json!(rule.as_str())).unwrap();
             assert_eq!(back, rule);
         }
+    }
+
+    /// Disk back-pressure: the worker's pause (from a fresh heartbeat) raises
+    /// `claim_paused:<dir>` naming the directory; it clears when the pause ends,
+    /// and a stale heartbeat's pause raises nothing.
+    #[test]
+    fn a_claim_pause_in_a_fresh_heartbeat_raises_an_alert_naming_the_dir() {
+        let pause = ClaimPause {
+            dir: "output_dir".into(),
+            reason: "/data/ms (output_dir) has 1.0 GiB free, needs 10.0 GiB".into(),
+            since: 990.0,
+        };
+        let mut beat = Heartbeat {
+            pid: 7,
+            started_at: 0.0,
+            heartbeat_at: 999.0,
+            version: String::new(),
+            claim_paused: Some(pause.clone()),
+        };
+        let mut engine = AlertEngine::new(AlertThresholds::default());
+        let mut input = base(1000.0);
+        input.claim_paused = claim_pause_of(Some(&beat), input.now);
+        let raised = engine.evaluate(&input);
+        assert_eq!(raised.len(), 1);
+        assert_eq!(raised[0].alert.id, "claim_paused:output_dir");
+        assert_eq!(raised[0].alert.severity, Severity::Critical);
+        assert!(raised[0].alert.message.contains(&pause.reason));
+        beat.claim_paused = None;
+        input.claim_paused = claim_pause_of(Some(&beat), input.now);
+        assert_eq!(engine.evaluate(&input)[0].event, AlertEvent::Cleared);
+        beat.claim_paused = Some(pause);
+        assert_eq!(
+            claim_pause_of(Some(&beat), 999.0 + HEARTBEAT_STALE_SECONDS + 1.0),
+            None
+        );
     }
 
     #[test]

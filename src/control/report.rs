@@ -159,6 +159,14 @@ pub struct StatusResponse {
     pub memory_mb: Option<f64>,
     /// The worker's last heartbeat in the queue DB; `null` if it never ran.
     pub last_heartbeat: Option<String>,
+    /// Why the running worker claims no conversion (disk back-pressure: which
+    /// directory, free against needed), from its heartbeat row; `null` while it
+    /// claims.
+    #[serde(default)]
+    pub claim_paused: Option<String>,
+    /// When that pause began.
+    #[serde(default)]
+    pub claim_paused_since: Option<String>,
     /// The streaming configuration (same shape as `GET /api/streaming/config`).
     #[schema(value_type = Object)]
     pub config: Option<Value>,
@@ -197,6 +205,12 @@ impl StatusResponse {
     ) -> Self {
         let config = config.map(|c| Value::Object(c.to_json()));
         let last_heartbeat = heartbeat.and_then(|h| iso_from_unix(h.heartbeat_at));
+        let claim_pause = match status {
+            Ok(s) if s.running => heartbeat.and_then(|h| h.claim_paused.as_ref()),
+            _ => None,
+        };
+        let claim_paused = claim_pause.map(|p| p.reason.clone());
+        let claim_paused_since = claim_pause.and_then(|p| iso_from_unix(p.since));
         match status {
             Ok(s) => Self {
                 running: s.running,
@@ -206,6 +220,8 @@ impl StatusResponse {
                 cpu_percent: s.resources.cpu_percent,
                 memory_mb: s.resources.memory_bytes.map(|b| b as f64 / BYTES_PER_MB),
                 last_heartbeat,
+                claim_paused,
+                claim_paused_since,
                 config,
                 error: s.error.clone(),
                 backend: s.backend.to_string(),
@@ -232,6 +248,8 @@ impl StatusResponse {
                 cpu_percent: None,
                 memory_mb: None,
                 last_heartbeat,
+                claim_paused,
+                claim_paused_since,
                 config,
                 error: Some(err.to_string()),
                 backend: backend_name.to_string(),
@@ -262,6 +280,7 @@ impl StatusResponse {
             && self.error == other.error
             && self.config == other.config
             && self.last_heartbeat.is_some() == other.last_heartbeat.is_some()
+            && self.claim_paused == other.claim_paused
     }
 }
 
@@ -567,6 +586,7 @@ mod tests {
             started_at: 0.0,
             heartbeat_at,
             version: String::new(),
+            claim_paused: None,
         }
     }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use sd_notify::NotifyState;
 
 use crate::convert::{ConvertError, ConvertJob, ConvertOutput};
+use crate::disk::{classify_failure, written_dirs};
 use crate::recovery::remove_outputs_of;
 use crate::staging::{convert_group, stage_root};
 use crate::{Worker, WorkerError, with_queue};
@@ -30,6 +31,9 @@ impl Worker {
     /// Claims groups until every slot is busy or nothing is due.
     pub(crate) async fn fill_slots(&mut self) -> Result<(), WorkerError> {
         while self.has_free_slot() {
+            if !self.space_for_next_claim().await? {
+                break;
+            }
             let Some(group) = with_queue(&self.queue, |q| q.claim_next(unix_now())).await? else {
                 break;
             };
@@ -55,9 +59,12 @@ impl Worker {
                 .config
                 .stage_to_tmpfs
                 .then(|| stage_root(&self.config).join(&group.group_id));
+            let written = written_dirs(&self.config);
             self.running.spawn(async move {
                 let result =
                     convert_group(job, stage, &converter, use_subprocess, timeout, cancel).await;
+                // Before its partial output is removed: a full directory is the cause.
+                let result = classify_failure(result, written).await;
                 Finished { group, result }
             });
         }
@@ -101,6 +108,10 @@ impl Worker {
                 })
                 .await?;
                 tracing::info!(group_id = %group_id, state = %GroupState::Completed, "converted in {total:.2} s");
+            }
+            Err(err @ ConvertError::NoSpace { .. }) => {
+                remove_outputs_of(&self.config.output_dir, &group_id);
+                self.defer_no_space(&group, err.to_string()).await?;
             }
             Err(ConvertError::Interrupted) => {
                 let id = group_id.clone();

@@ -34,6 +34,16 @@ pub enum ConvertError {
     /// The worker is shutting down; the group is requeued, not failed.
     #[error("conversion interrupted by shutdown")]
     Interrupted,
+    /// A directory the conversion writes ran out of space (see `disk`): the
+    /// group is tried again without using a retry.
+    #[error("no space left on {} ({dir}): {cause}", path.display())]
+    NoSpace {
+        /// The config field of the directory (`output_dir`, ...).
+        dir: String,
+        path: std::path::PathBuf,
+        /// What the converter said.
+        cause: String,
+    },
 }
 
 /// Runs the configured converter for `job`. `cancel` flips to `true` when the

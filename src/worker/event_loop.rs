@@ -59,6 +59,7 @@ pub async fn run(args: StreamArgs, log: LogLevelHandle) -> Result<(), WorkerErro
         started_at: unix_now(),
         status_dirty: true,
         slurm: None,
+        claim_gate: Default::default(),
         watcher: None,
         file_events: file_tx,
     };

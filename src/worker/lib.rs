@@ -20,6 +20,7 @@ pub mod builtin;
 mod child;
 mod conversions;
 pub mod convert;
+mod disk;
 mod error;
 mod event_loop;
 mod executor;
@@ -88,6 +89,8 @@ struct Worker {
     /// The Slurm executor, when conversions run as Slurm jobs or a previous run
     /// left jobs in flight (see `executor`).
     slurm: Option<executor::slurm::SlurmExecutor>,
+    /// Whether disk back-pressure lets the worker claim (see `disk`).
+    claim_gate: disk::ClaimGate,
     watcher: Option<notify::RecommendedWatcher>,
     file_events: mpsc::UnboundedSender<PathBuf>,
 }

@@ -43,13 +43,15 @@ impl WorkerEnv {
         self.state_dir.join("ingest.sqlite3")
     }
 
-    /// Writes `streaming.toml`: fast test timings plus `extra` TOML lines (a key in
-    /// `extra` replaces the default for it).
+    /// Writes `streaming.toml`: fast test timings, no free-space floor
+    /// (`min_free_gb = 0`, so no test depends on how full the host's disk is),
+    /// plus `extra` TOML lines (a key in `extra` replaces the default for it).
     pub fn write_config(&self, extra: &str) {
         let defaults = format!(
             "input_dir = {:?}\noutput_dir = {:?}\nscratch_dir = {:?}\nqueue_db = {:?}\n\
              poll_interval = 0.5\nworker_poll_interval = 0.2\nmonitor_interval = 1.0\n\
-             validate_uvh5 = false\nlog_level = \"DEBUG\"\n",
+             validate_uvh5 = false\nlog_level = \"DEBUG\"\n\
+             min_free_gb = 0.0\n",
             self.input_dir,
             self.output_dir,
             self.scratch_dir,

@@ -70,6 +70,9 @@ export interface ServiceStatus {
   cpu_percent: number | null;
   memory_mb: number | null;
   last_heartbeat: string | null;
+  /** Why the running worker claims no conversion (disk back-pressure); null while it claims. */
+  claim_paused?: string | null;
+  claim_paused_since?: string | null;
   config: StreamingConfig | null;
   error: string | null;
   backend?: string;
@@ -258,6 +261,7 @@ export type AlertRule =
   | 'queue_db_unwritable'
   | 'worker_hung'
   | 'supervisor_gave_up'
+  | 'claim_paused'
   | (string & {});
 
 export interface Alert {

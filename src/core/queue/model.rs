@@ -170,6 +170,23 @@ pub struct Heartbeat {
     pub started_at: f64,
     pub heartbeat_at: f64,
     pub version: String,
+    /// Why the worker claims no conversion now (disk back-pressure); `None`
+    /// while it claims.
+    #[serde(default)]
+    pub claim_paused: Option<ClaimPause>,
+}
+
+/// The worker stopped claiming conversions because a directory it writes is
+/// short of space (`worker_heartbeat.claim_paused_*`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimPause {
+    /// The config field naming the short directory (`output_dir`, `scratch_dir`,
+    /// `tmpfs_path`).
+    pub dir: String,
+    /// What is short: the path, free against needed.
+    pub reason: String,
+    /// Unix time the pause began.
+    pub since: f64,
 }
 
 /// Filter for listing groups, newest first.

@@ -5,8 +5,9 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::{
-    BUSY_TIMEOUT, GroupDetail, GroupFilter, GroupSummary, Heartbeat, LateFile, QueueError,
-    QueueStats, RejectedFile, SCHEMA_VERSION, UnrecognisedFile, groups, stats, table_exists,
+    BUSY_TIMEOUT, ClaimPause, GroupDetail, GroupFilter, GroupSummary, Heartbeat, LateFile,
+    QueueError, QueueStats, RejectedFile, SCHEMA_VERSION, UnrecognisedFile, groups, stats,
+    table_exists,
 };
 
 /// Read-only handle for the CLI and the API. Never writes; safe beside the worker.
@@ -111,17 +112,39 @@ impl QueueReader {
         if !table_exists(&self.conn, "worker_heartbeat")? {
             return Ok(None);
         }
+        // A DB the worker has not migrated to schema 5 yet has no pause columns.
+        let paused_columns: bool = self.conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('worker_heartbeat')
+             WHERE name = 'claim_paused_since'",
+            [],
+            |row| row.get(0),
+        )?;
         Ok(self
             .conn
             .query_row(
-                "SELECT pid, started_at, heartbeat_at, version FROM worker_heartbeat WHERE id = 1",
+                if paused_columns {
+                    "SELECT pid, started_at, heartbeat_at, version, claim_paused_dir,
+                         claim_paused_reason, claim_paused_since
+                     FROM worker_heartbeat WHERE id = 1"
+                } else {
+                    "SELECT pid, started_at, heartbeat_at, version, NULL, NULL, NULL
+                     FROM worker_heartbeat WHERE id = 1"
+                },
                 [],
                 |row| {
+                    let paused: (Option<String>, Option<String>, Option<f64>) =
+                        (row.get(4)?, row.get(5)?, row.get(6)?);
                     Ok(Heartbeat {
                         pid: row.get(0)?,
                         started_at: row.get(1)?,
                         heartbeat_at: row.get(2)?,
                         version: row.get(3)?,
+                        claim_paused: match paused {
+                            (Some(dir), Some(reason), Some(since)) => {
+                                Some(ClaimPause { dir, reason, since })
+                            }
+                            _ => None,
+                        },
                     })
                 },
             )

@@ -249,9 +249,11 @@ fn migrate_to_v4(tx: &Transaction<'_>) -> Result<(), QueueError> {
     Ok(())
 }
 
-/// Disk back-pressure: why the worker is not claiming work, readable by the API
-/// and the CLI without asking the worker.
+/// Disk back-pressure: why the worker is not claiming work (which configured
+/// directory, and free against needed), readable by the API and the CLI
+/// without asking the worker. All NULL while it claims.
 fn migrate_to_v5(tx: &Transaction<'_>) -> Result<(), QueueError> {
+    add_column_if_missing(tx, "worker_heartbeat", "claim_paused_dir", "TEXT")?;
     add_column_if_missing(tx, "worker_heartbeat", "claim_paused_reason", "TEXT")?;
     add_column_if_missing(tx, "worker_heartbeat", "claim_paused_since", "REAL")?;
     Ok(())

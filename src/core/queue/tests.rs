@@ -206,6 +206,72 @@ fn retries_run_out() {
     ));
 }
 
+/// Disk back-pressure: the worker looks at the next group before claiming it,
+/// and an attempt that ran out of space is deferred without using a retry.
+#[test]
+fn a_deferred_attempt_keeps_the_retry_budget_and_waits_its_delay() {
+    let (_dir, mut q) = open();
+    q.register_file(&file(T0, 0), 1, TOL, T0).unwrap();
+    let (peeked, files) = q.peek_next_due(T0).unwrap().unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(q.stats(T0).unwrap().count(GroupState::Pending), 1);
+    let g = q.claim_next(T0).unwrap().unwrap();
+    assert_eq!(g.group_id, peeked);
+    q.defer_attempt(
+        &g.group_id,
+        g.attempt,
+        "no space left on output_dir",
+        30.0,
+        T0,
+    )
+    .unwrap();
+    assert!(q.peek_next_due(T0 + 29.0).unwrap().is_none());
+    assert!(q.claim_next(T0 + 29.0).unwrap().is_none());
+    let again = q.claim_next(T0 + 30.0).unwrap().unwrap();
+    assert_eq!(again.retry_count, 0);
+    assert_eq!(again.attempt, 2);
+    let detail = q.group(&g.group_id).unwrap().unwrap();
+    assert_eq!(
+        detail.summary.error.as_deref(),
+        Some("no space left on output_dir")
+    );
+    q.complete(
+        &again.group_id,
+        again.attempt,
+        &Timings::default(),
+        None,
+        T0 + 31.0,
+    )
+    .unwrap();
+    assert!(matches!(
+        q.defer_attempt(&g.group_id, again.attempt, "late", 1.0, T0 + 32.0),
+        Err(QueueError::WrongState { .. })
+    ));
+}
+
+#[test]
+fn the_claim_pause_round_trips_through_the_heartbeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.sqlite3");
+    let mut q = Queue::open(&path).unwrap();
+    q.heartbeat(42, T0, T0 + 1.0).unwrap();
+    let pause = ClaimPause {
+        dir: "output_dir".into(),
+        reason: "/data/ms has 1.0 GiB free, needs 10.0 GiB".into(),
+        since: T0 + 1.0,
+    };
+    q.set_claim_pause(Some(&pause)).unwrap();
+    // The heartbeat goes on without touching the pause.
+    q.heartbeat(42, T0, T0 + 3.0).unwrap();
+    let reader = QueueReader::open(&path).unwrap();
+    assert_eq!(
+        reader.heartbeat().unwrap().unwrap().claim_paused,
+        Some(pause)
+    );
+    q.set_claim_pause(None).unwrap();
+    assert_eq!(reader.heartbeat().unwrap().unwrap().claim_paused, None);
+}
+
 #[test]
 fn crash_recovery_requeues_in_progress() {
     let dir = tempfile::tempdir().unwrap();

@@ -71,21 +71,25 @@ impl Queue {
         Ok(failed)
     }
 
+    /// The group [`Queue::claim_next`] would claim at `now` and its files,
+    /// without claiming it (the worker checks free space for it first).
+    pub fn peek_next_due(
+        &self,
+        now: f64,
+    ) -> Result<Option<(String, Vec<(u32, PathBuf)>)>, QueueError> {
+        let Some((group_id, _, _)) = next_due(&self.conn, now)? else {
+            return Ok(None);
+        };
+        let files = group_files(&self.conn, &group_id)?;
+        Ok(Some((group_id, files)))
+    }
+
     /// Atomically claims the oldest pending group that is due.
     pub fn claim_next(&mut self, now: f64) -> Result<Option<ClaimedGroup>, QueueError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let candidate: Option<(String, Option<f64>, u32)> = tx
-            .query_row(
-                "SELECT group_id, group_ts, retry_count FROM ingest_queue
-                 WHERE state = ?1 AND (next_attempt_at IS NULL OR next_attempt_at <= ?2)
-                 ORDER BY group_ts, group_id LIMIT 1",
-                params![GroupState::Pending, now],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-            )
-            .optional()?;
-        let Some((group_id, group_ts, retry_count)) = candidate else {
+        let Some((group_id, group_ts, retry_count)) = next_due(&tx, now)? else {
             return Ok(None);
         };
         tx.execute(
@@ -241,6 +245,49 @@ impl Queue {
         Ok(outcome)
     }
 
+    /// Records a failed attempt that was not the group's fault (its directory
+    /// ran out of space): back to `pending` after `delay_s`, its retry budget
+    /// untouched, the error kept on the group and the attempt.
+    pub fn defer_attempt(
+        &mut self,
+        group_id: &str,
+        attempt: u32,
+        error: &str,
+        delay_s: f64,
+        now: f64,
+    ) -> Result<(), QueueError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let changed = tx.execute(
+            "UPDATE ingest_queue SET state = ?1, error = ?2, last_update = ?3,
+                 next_attempt_at = ?4, processing_stage = ?5
+             WHERE group_id = ?6 AND state = ?7",
+            params![
+                GroupState::Pending,
+                error,
+                now,
+                now + delay_s.max(0.0),
+                ProcessingStage::RetryWait,
+                group_id,
+                GroupState::InProgress
+            ],
+        )?;
+        if changed == 0 {
+            return Err(wrong_state(&tx, group_id, GroupState::InProgress)?);
+        }
+        finish_attempt(
+            &tx,
+            group_id,
+            attempt,
+            AttemptOutcome::Failed,
+            Some(error),
+            now,
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Puts a claimed group back to `pending` without counting a retry (a
     /// conversion interrupted by shutdown is not the group's fault).
     pub fn requeue(
@@ -362,6 +409,19 @@ impl Queue {
             |row| row.get(0),
         )?)
     }
+}
+
+/// The oldest pending group that is due at `now`: (id, group_ts, retry_count).
+fn next_due(conn: &Connection, now: f64) -> Result<Option<(String, Option<f64>, u32)>, QueueError> {
+    Ok(conn
+        .query_row(
+            "SELECT group_id, group_ts, retry_count FROM ingest_queue
+             WHERE state = ?1 AND (next_attempt_at IS NULL OR next_attempt_at <= ?2)
+             ORDER BY group_ts, group_id LIMIT 1",
+            params![GroupState::Pending, now],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .optional()?)
 }
 
 fn subband_indices(conn: &Connection, group_id: &str) -> Result<Vec<u32>, QueueError> {

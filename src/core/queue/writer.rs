@@ -7,8 +7,8 @@ use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::register::{is_known_path, register_in_tx};
 use super::{
-    BUSY_TIMEOUT, GroupDetail, GroupFilter, GroupSummary, NewFile, QueueError, QueueStats,
-    Registration, groups, schema, stats,
+    BUSY_TIMEOUT, ClaimPause, GroupDetail, GroupFilter, GroupSummary, NewFile, QueueError,
+    QueueStats, Registration, groups, schema, stats,
 };
 
 /// The worker's read-write handle on the queue DB.
@@ -163,6 +163,22 @@ impl Queue {
              ON CONFLICT(id) DO UPDATE SET pid = excluded.pid, started_at = excluded.started_at,
                  heartbeat_at = excluded.heartbeat_at, version = excluded.version",
             params![pid, started_at, now, env!("CARGO_PKG_VERSION")],
+        )?;
+        Ok(())
+    }
+
+    /// Records why the worker stopped claiming conversions, or (`None`) that it
+    /// claims again. Written on each change, read by the API and the CLI.
+    pub fn set_claim_pause(&mut self, pause: Option<&ClaimPause>) -> Result<(), QueueError> {
+        self.conn.execute(
+            "UPDATE worker_heartbeat SET claim_paused_dir = ?1, claim_paused_reason = ?2,
+                 claim_paused_since = ?3
+             WHERE id = 1",
+            params![
+                pause.map(|p| p.dir.as_str()),
+                pause.map(|p| p.reason.as_str()),
+                pause.map(|p| p.since)
+            ],
         )?;
         Ok(())
     }
