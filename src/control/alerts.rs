@@ -53,7 +53,7 @@ pub enum AlertRule {
 }
 
 impl AlertRule {
-    pub const ALL: [AlertRule; 9] = [
+    pub const ALL: [AlertRule; 10] = [
         AlertRule::ServiceDown,
         AlertRule::RestartLoop,
         AlertRule::FailedGroups,
