@@ -599,6 +599,7 @@ async fn groups_retry_logs_limits_history_prometheus_openapi() {
         "/api/streaming/events",
         "/api/streaming/logs",
         "/api/streaming/history",
+        "/api/streaming/disk",
         "/api/streaming/groups",
         "/api/streaming/groups/{id}",
         "/api/streaming/groups/{id}/retry",
