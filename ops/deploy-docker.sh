@@ -231,7 +231,6 @@ verdict=$("$repo/target/release/contimg-stream" --state-dir "$state_dir" "${flag
 }
 log "images (base: Debian packages via mmdebstrap, cached; no registry)"
 dashboard_flag=(); $want_dashboard || dashboard_flag=(--no-dashboard)
-old_image=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
 CONTIMG_DOCKER_IMAGE=$image "$repo/packaging/docker/build-image.sh" "${dashboard_flag[@]}" >/dev/null ||
     die "building the image failed"
 new_image=$(docker image inspect -f '{{.Id}}' "$image")
@@ -308,8 +307,11 @@ if [[ $mode == manual ]]; then
 else
     # A worker from an older image or config is stopped first: the backend recreates
     # a stopped container with the current image and options on start.
-    if [[ -n $worker_image && ($worker_image != "$new_image" || $config_changed == true || -z $old_image) ]]; then
-        log "stopping the old worker container (image or config changed)"
+    why=""
+    [[ -n $worker_image && $worker_image != "$new_image" ]] && why="a new image ${new_image:7:12}, it runs ${worker_image:7:12}"
+    [[ -n $worker_image ]] && $config_changed && why="${why:+$why; }the config changed"
+    if [[ -n $why ]]; then
+        log "stopping the old worker container ($why)"
         api POST /api/streaming/stop >/dev/null || true
     fi
     log "starting the worker container $worker_container through the API (as the dashboard does)"

@@ -8,8 +8,10 @@
 #   packaging/docker/build-base.sh [--rebuild]
 #
 # Uses the docker CLI with the caller's DOCKER_HOST. Cached: if the tag exists the
-# script does nothing (--rebuild forces a new rootfs). Needs root (mmdebstrap --mode=root;
-# as non-root it tries --mode=unshare). Prints the tag on stdout.
+# script does nothing (--rebuild forces a new rootfs). With CONTIMG_BASE_CACHE=DIR the
+# rootfs tarball is also kept there (named by suite, packages and uid) and imported
+# from it next time: for a fresh dockerd, e.g. each test run's private one. Needs root
+# (mmdebstrap --mode=root; as non-root it tries --mode=unshare). Prints the tag.
 # Exit codes: 0 the tag exists; 1 failure (mmdebstrap, docker); 2 usage.
 set -euo pipefail
 
@@ -36,6 +38,23 @@ if ! $rebuild && docker image inspect "$tag" >/dev/null 2>&1; then
     echo "build-base.sh: $tag exists (cached; --rebuild to make it again)" >&2
     echo "$tag"
     exit 0
+fi
+import_rootfs() {  # import_rootfs ROOTFS_TAR
+    docker import \
+        -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        -c 'CMD ["/bin/bash"]' \
+        -m "contimg base: mmdebstrap $suite --variant=essential ${packages[*]}" \
+        "$1" "$tag" >/dev/null
+}
+cached=""
+if [[ -n ${CONTIMG_BASE_CACHE:-} ]]; then
+    cached=$CONTIMG_BASE_CACHE/contimg-base-$suite-$(echo "${packages[*]} uid=$uid" | sha256sum | cut -c1-12).tar
+    if ! $rebuild && [[ -s $cached ]]; then
+        import_rootfs "$cached"
+        echo "build-base.sh: $tag imported from the cached rootfs $cached" >&2
+        echo "$tag"
+        exit 0
+    fi
 fi
 command -v mmdebstrap >/dev/null ||
     { echo "build-base.sh: mmdebstrap not found (apt-get install mmdebstrap)" >&2; exit 1; }
@@ -67,10 +86,10 @@ mmdebstrap --mode="$mode" --variant=essential --include="$(IFS=,; echo "${packag
         echo "build-base.sh: mmdebstrap failed (is the Debian mirror or an apt proxy reachable?)" >&2
         exit 1
     }
-docker import \
-    -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    -c 'CMD ["/bin/bash"]' \
-    -m "contimg base: mmdebstrap $suite --variant=essential ${packages[*]}" \
-    "$work/rootfs.tar" "$tag" >/dev/null
+import_rootfs "$work/rootfs.tar"
+if [[ -n $cached ]]; then
+    mkdir -p "$CONTIMG_BASE_CACHE"
+    cp "$work/rootfs.tar" "$cached.new" && mv -f "$cached.new" "$cached"
+fi
 echo "build-base.sh: $tag built in $((SECONDS - started)) s ($(du -m "$work/rootfs.tar" | cut -f1) MB rootfs)" >&2
 echo "$tag"
