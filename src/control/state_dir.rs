@@ -5,7 +5,8 @@
 //! 2. `CONTIMG_STATE_DIR` (not empty);
 //! 3. the worker's own unit, read over D-Bus from the manager that knows it (the
 //!    system manager first, then the user manager; only the user manager with
-//!    `--user`; skipped with `--backend process|docker`): the unit's `ExecStart=`
+//!    `--user`, only the system one with `--backend systemd`; skipped with
+//!    `--backend process|docker`): the unit's `ExecStart=`
 //!    `--state-dir DIR` (what the worker itself obeys first), else its
 //!    `ExecStart=` `--config FILE`'s directory, else its `Environment=`
 //!    `CONTIMG_STATE_DIR=DIR`. `--instance NAME` asks `contimg-stream@NAME.service`,
@@ -231,8 +232,10 @@ async fn from_units(
             tried.push(format!("units: not asked (--backend {})", options.backend));
             return None;
         }
+        // The managers `detect` would pick the backend from, in its order.
         BackendChoice::Auto | BackendChoice::Systemd if options.user => &[ManagerScope::User],
-        BackendChoice::Auto | BackendChoice::Systemd => &[ManagerScope::System, ManagerScope::User],
+        BackendChoice::Systemd => &[ManagerScope::System],
+        BackendChoice::Auto => &[ManagerScope::System, ManagerScope::User],
     };
     for scope in scopes {
         let word = scope.as_str();
