@@ -24,7 +24,8 @@
 # SLURMTEST_SQUEUE_JSON (1 when `squeue --json` works on this Slurm, else 0; Debian
 # 12's 22.05 has it through openapi/v0.0.38, a build without that plugin does not).
 # It returns once `sinfo` shows every node idle. `up` without DIR uses a fresh
-# /tmp/slurmtest.XXXXXX (removed again by `down`).
+# /tmp/slurmtest.XXXXXX; `down` removes DIR when it holds a file .remove-on-down
+# (`up` writes it into the dir it creates; a caller may put it into its own).
 #
 # Settings worth knowing (see write_conf): MinJobAge=30 (a finished job stays
 # visible to squeue/scontrol for 30 s, then Slurm forgets it: a client must not
@@ -284,7 +285,7 @@ up() {
     [[ "$nodes" =~ ^[1-9][0-9]?$ ]] || die "NODES must be 1..99, got $nodes"
     if [ -z "$dir" ]; then
         dir=$(mktemp -d /tmp/slurmtest.XXXXXX)
-        touch "$dir/.created-by-slurm-sh"
+        touch "$dir/.remove-on-down"
     fi
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
@@ -382,7 +383,7 @@ down() {
     if alive "$munged"; then terminate "$munged" 50; fi
     terminate "$(cluster_pids "CONTIMG_SLURMTEST=$dir" "$dir/log/")" 20
     rm -f "$dir"/run/*.launch.pid
-    if [ -f "$dir/.created-by-slurm-sh" ]; then
+    if [ -f "$dir/.remove-on-down" ]; then
         rm -rf "$dir" 2>/dev/null || true
     fi
     return 0

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod docker;
 pub mod harness;
+pub mod slurm;
 pub mod systemd;
 pub mod tmpfs;
 pub mod worker;
