@@ -54,6 +54,7 @@ describe('DiskCard', () => {
     const xs = spark.querySelector('polyline')!.getAttribute('points')!.split(' ').map((p) => Number(p.split(',')[0]));
     // The line spans the 24 h ending now: 24 h ago at the left edge, 12 h ago mid-way, now at the right.
     expect(xs).toEqual([0, 120, 240]);
+    expect(spark.querySelector('circle')).toHaveAttribute('cx', '240.0');
     // scratch_dir and state_dir have no samples yet.
     expect(within(region).getAllByText('No free-space samples in the last 24 h yet.')).toHaveLength(2);
   });
@@ -66,5 +67,20 @@ describe('DiskCard', () => {
     expect(facts).toHaveTextContent('Archive directory/archive');
     expect(facts).toHaveTextContent('Keep outputsforever');
     expect(facts).toHaveTextContent('Minimum free space20 GB');
+  });
+});
+
+describe('DiskCard sparkline', () => {
+  it('shows a lone first sample as a dot at its time, not as nothing', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(NOW_MS);
+    const one: DiskResponse = { ...disk, trend: [{ dir: 'state_dir', points: [{ t: ago(6), free_bytes: 55 * GB }] }] };
+    mockFetch({ '/api/streaming/disk': one, '/api/streaming/config': json(configWithRetention, 200, { ETag: '"v1"' }) });
+    renderWithProviders(<DiskCard />);
+    const spark = await screen.findByRole('img', { name: 'state_dir free space over the last 24 h: 55.0 GB to 55.0 GB' });
+    // 6 h ago on a 24 h axis of 240 units: three quarters across, mid-height for a flat trend.
+    expect(spark.querySelector('circle')).toHaveAttribute('cx', '180.0');
+    expect(spark.querySelector('circle')).toHaveAttribute('cy', '18.0');
+    vi.useRealTimers();
   });
 });

@@ -38,6 +38,7 @@ export function Sparkline({ dir, trend, endMs }: { dir: string; trend: DiskTrend
   const coords = points.map((p) => `${x(p.t).toFixed(1)},${y(p.v).toFixed(1)}`).join(' ');
   const first = values[0];
   const last = values[values.length - 1];
+  const latest = points[points.length - 1];
   return (
     <Box
       component="svg"
@@ -48,6 +49,8 @@ export function Sparkline({ dir, trend, endMs }: { dir: string; trend: DiskTrend
       sx={{ width: '100%', height: SPARK_H, display: 'block', overflow: 'visible' }}
     >
       <Box component="polyline" points={coords} fill="none" sx={{ stroke: (t) => t.palette.info.main, strokeWidth: 1.5 }} vectorEffect="non-scaling-stroke" />
+      {/* The latest sample as a dot: a lone first sample draws no line. */}
+      <Box component="circle" cx={x(latest.t).toFixed(1)} cy={y(latest.v).toFixed(1)} r={2.5} sx={{ fill: (t) => t.palette.info.main }} />
     </Box>
   );
 }
