@@ -201,6 +201,82 @@ fn worker_survives_a_full_state_disk_and_resumes_when_space_returns() {
     assert_eq!(integrity(&queue_db), "ok");
 }
 
+/// The state disk fills while a burst of files is being registered and groups
+/// converted (SQLite meets ENOSPC inside transactions, WAL appends and
+/// checkpoints, not on an idle DB), and the worker is killed with SIGKILL while
+/// it is full: the queue DB must pass `integrity_check` while full, after the
+/// kill and after a restart that registers and converts everything.
+#[test]
+fn the_queue_db_stays_intact_when_its_disk_fills_mid_burst_and_the_worker_is_killed() {
+    let tmpfs = Tmpfs::mount("8m");
+    let env = WorkerEnv::new();
+    let queue_db = tmpfs.path().join("ingest.sqlite3");
+    let control = env.root.path().join("control");
+    std::fs::create_dir_all(&control).unwrap();
+    let script = write_test_converter(env.root.path());
+    env.write_config(&format!(
+        "queue_db = {queue_db:?}\nexpected_subbands = 4\nmax_workers = 2\n{}",
+        test_converter_toml(&script, &control)
+    ));
+    let worker = env.spawn();
+    drop_group(&env, 0, 4);
+    assert!(
+        wait_until(Duration::from_secs(30), || env_count(
+            &queue_db,
+            GroupState::Completed
+        ) == 1),
+        "{}",
+        worker.log()
+    );
+
+    const GROUPS: u32 = 30;
+    let filler = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for group in 1..=GROUPS {
+                drop_group(&env, group, 4);
+            }
+        });
+        // Let the burst start, then take the last byte while it runs.
+        std::thread::sleep(Duration::from_millis(200));
+        tmpfs.fill()
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    let state_dir = tmpfs.path().display().to_string();
+    assert!(
+        worker
+            .log()
+            .contains(&format!("state dir {state_dir} is full")),
+        "the worker never met the full disk\n{}",
+        worker.log()
+    );
+    assert_eq!(integrity(&queue_db), "ok", "while full");
+    worker.kill9();
+    assert_eq!(integrity(&queue_db), "ok", "after SIGKILL while full");
+
+    std::fs::remove_file(&filler).expect("free the space");
+    let worker = env.spawn();
+    let all_done = wait_until(Duration::from_secs(90), || {
+        env_count(&queue_db, GroupState::Completed) == u64::from(GROUPS) + 1
+    });
+    assert!(
+        all_done,
+        "after the restart: completed {} of {}\n{}",
+        env_count(&queue_db, GroupState::Completed),
+        GROUPS + 1,
+        worker.log()
+    );
+    assert_eq!(worker.stop(), Some(0), "clean exit on SIGTERM");
+    assert_eq!(integrity(&queue_db), "ok");
+}
+
+fn env_count(queue_db: &Path, state: GroupState) -> u64 {
+    QueueReader::open(queue_db)
+        .ok()
+        .and_then(|r| r.stats(contimg::queue::unix_now()).ok())
+        .map(|s| s.count(state))
+        .unwrap_or(0)
+}
+
 fn failing_check<'a>(health: &'a Value, name: &str) -> Option<&'a str> {
     health["checks"]
         .as_array()?
