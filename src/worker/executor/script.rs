@@ -135,7 +135,7 @@ pub(crate) fn batch_script(
         "contimg_exit_tmp={}\n",
         shell_quote(&format!("{exit_dir}/.{exit_name}.tmp"))
     ));
-    script.push_str("contimg_started=$(date +%s)\n");
+    script.push_str("contimg_started=$(date +%s.%N)\n");
     for (key, value) in &command.env {
         script.push_str(&format!(
             "export {}\n",
@@ -153,7 +153,7 @@ pub(crate) fn batch_script(
     script.push_str("contimg_code=$?\n");
     script.push_str(
         "printf 'exit=%s node=%s started=%s finished=%s\\n' \"$contimg_code\" \
-         \"${SLURMD_NODENAME:-$(hostname)}\" \"$contimg_started\" \"$(date +%s)\" \
+         \"${SLURMD_NODENAME:-$(hostname)}\" \"$contimg_started\" \"$(date +%s.%N)\" \
          > \"$contimg_exit_tmp.$$\" && mv -f \"$contimg_exit_tmp.$$\" \"$contimg_exit\"\n",
     );
     script.push_str("exit \"$contimg_code\"\n");

@@ -425,7 +425,8 @@ impl SlurmExecutor {
             return;
         }
         let mut plan = CallPlan {
-            ping: self.unreachable_since.is_some(),
+            // An idle executor still notices an outage (and its end) by itself.
+            ping: self.unreachable_since.is_some() || self.submits,
             ..CallPlan::default()
         };
         if self
@@ -747,6 +748,15 @@ impl Worker {
                         result: Err(ConvertError::Interrupted),
                     });
                 }
+                Err(SlurmError::Unreachable { detail, .. }) if never_reached(&detail) => {
+                    // sbatch could not connect: Slurm has no job, so the group
+                    // waits in pending, its retries untouched.
+                    tracing::warn!(group_id = %group_id, "not submitted, scheduler unreachable: {detail}");
+                    actions.push(Action::Finish {
+                        group_id,
+                        result: Err(ConvertError::Interrupted),
+                    });
+                }
                 Err(err) => {
                     tracing::warn!(group_id = %group_id, "submission unconfirmed ({err}); looking for the job by name");
                     job.submission = Submission::Unconfirmed;
@@ -997,6 +1007,12 @@ impl Worker {
         }
         Ok(())
     }
+}
+
+/// Whether sbatch failed before slurmctld could have accepted anything (it could
+/// not connect), as opposed to an answer that may have been lost on the way.
+fn never_reached(detail: &str) -> bool {
+    detail.contains("connect failure")
 }
 
 fn first_outage(report: &CallReport) -> Option<String> {
