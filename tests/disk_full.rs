@@ -136,28 +136,29 @@ fn drop_group(env: &WorkerEnv, group: u32, subbands: u32) {
     }
 }
 
-#[test]
-fn worker_survives_a_full_state_disk_and_resumes_when_space_returns() {
-    let tmpfs = Tmpfs::mount("8m");
+/// A worker env whose queue DB lives on `tmpfs`, converting groups of 4 with
+/// the test converter, plus `extra` config lines.
+fn queue_db_on(tmpfs: &Tmpfs, extra: &str) -> (WorkerEnv, PathBuf) {
     let env = WorkerEnv::new();
     let queue_db = tmpfs.path().join("ingest.sqlite3");
     let control = env.root.path().join("control");
     std::fs::create_dir_all(&control).unwrap();
     let script = write_test_converter(env.root.path());
     env.write_config(&format!(
-        "queue_db = {queue_db:?}\nexpected_subbands = 4\n{}",
+        "queue_db = {queue_db:?}\nexpected_subbands = 4\n{extra}{}",
         test_converter_toml(&script, &control)
     ));
+    (env, queue_db)
+}
+
+#[test]
+fn worker_survives_a_full_state_disk_and_resumes_when_space_returns() {
+    let tmpfs = Tmpfs::mount("8m");
+    let (env, queue_db) = queue_db_on(&tmpfs, "");
     let mut worker = env.spawn();
 
     drop_group(&env, 0, 4);
-    let count = |state| {
-        contimg::queue::QueueReader::open(&queue_db)
-            .ok()
-            .and_then(|r| r.stats(contimg::queue::unix_now()).ok())
-            .map(|s| s.count(state))
-            .unwrap_or(0)
-    };
+    let count = |state| env_count(&queue_db, state);
     assert!(
         wait_until(Duration::from_secs(30), || count(GroupState::Completed)
             == 1),
@@ -209,15 +210,7 @@ fn worker_survives_a_full_state_disk_and_resumes_when_space_returns() {
 #[test]
 fn the_queue_db_stays_intact_when_its_disk_fills_mid_burst_and_the_worker_is_killed() {
     let tmpfs = Tmpfs::mount("8m");
-    let env = WorkerEnv::new();
-    let queue_db = tmpfs.path().join("ingest.sqlite3");
-    let control = env.root.path().join("control");
-    std::fs::create_dir_all(&control).unwrap();
-    let script = write_test_converter(env.root.path());
-    env.write_config(&format!(
-        "queue_db = {queue_db:?}\nexpected_subbands = 4\nmax_workers = 2\n{}",
-        test_converter_toml(&script, &control)
-    ));
+    let (env, queue_db) = queue_db_on(&tmpfs, "max_workers = 2\n");
     let worker = env.spawn();
     drop_group(&env, 0, 4);
     assert!(
