@@ -106,6 +106,31 @@ stopped() {
 }
 started_again() { operation start && [[ $(inspect contimg-stream '{{.State.Running}}') == true ]]; }
 
+echo "# ---- exit codes: 2 for settings, 1 for an unreachable dockerd"
+printf '%s\n' "CONTIMG_STATE_DIR=relative/state" "CONTIMG_INPUT_DIR=$tmp/in" \
+    "CONTIMG_OUTPUT_DIR=$tmp/out" "CONTIMG_NO_SUCH=1" "CONTIMG_API_PORT=99999" > "$tmp/bad.env"
+printf '%s\n' "CONTIMG_STATE_DIR=$tmp/badvalues" "CONTIMG_INPUT_DIR=$tmp/in" \
+    "CONTIMG_OUTPUT_DIR=$tmp/out" "CONTIMG_EXPECTED_SUBBANDS=0" > "$tmp/badvalues.env"
+deploy_exit() {  # deploy_exit WANT ARGS… — deploy.sh --backend docker exits WANT, saying why
+    local want=$1 rc=0 out; shift
+    out=$("$repo/ops/deploy.sh" --backend docker --no-build "$@" 2>&1) || rc=$?
+    echo "$out"
+    ((rc == want))
+}
+bad_env_listed() {
+    local out
+    if out=$(deploy_exit 2 --env-file "$tmp/bad.env") && grep -q CONTIMG_NO_SUCH <<<"$out" &&
+        grep -q relative/state <<<"$out" && grep -q CONTIMG_API_PORT <<<"$out"; then
+        return 0
+    fi
+    echo "$out"
+    return 1
+}
+unreachable_dockerd() { DOCKER_HOST=unix://$tmp/no.sock deploy_exit 1 --env-file "$tmp/badvalues.env"; }
+check "bad env file: exit 2, every problem listed" bad_env_listed
+check "values check-config rejects (expected_subbands 0): exit 2" deploy_exit 2 --env-file "$tmp/badvalues.env"
+check "dockerd unreachable: exit 1" unreachable_dockerd
+
 echo "# ---- deploy.sh --backend docker --demo (private dockerd $dockerd_dir)"
 started=$SECONDS
 check "deploy.sh --backend docker --demo exits 0" \
@@ -180,6 +205,13 @@ if problems:
     raise SystemExit("\n".join(problems))
 print("compose.yaml matches", ", ".join(s["container_name"] for s in compose["services"].values()))
 PY
+
+if docker compose version >/dev/null 2>&1; then
+    check "docker compose config accepts compose.yaml with deploy-docker.sh's variables" \
+        docker compose --env-file "$state/docker.env" -f "$repo/packaging/docker/compose.yaml" config -q
+else
+    echo "# docker compose is not installed: compose.yaml checked by the YAML comparison above only"
+fi
 
 echo "# ---- the HEALTHCHECK can fail: a frozen worker writes no heartbeat"
 worker_pid=$(inspect contimg-stream '{{.State.Pid}}')

@@ -42,11 +42,10 @@ fi
 install -m 0755 "$here/healthcheck.sh" "$context/healthcheck.sh"
 cp "$here/Dockerfile" "$here/.dockerignore" "$context/"
 
-revision=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
 started=$SECONDS
 # The classic builder: dockerd 20.10 without buildx; the Dockerfile has no RUN, so
-# no build container (and no network) is needed.
-DOCKER_BUILDKIT=0 docker build --quiet --label "org.opencontainers.image.revision=$revision" \
-    -t "$tag" "$context" >/dev/null
+# no build container (and no network) is needed. No label with the git revision:
+# the same binaries give the same image ID, so a redeploy keeps the worker container.
+DOCKER_BUILDKIT=0 docker build --quiet -t "$tag" "$context" >/dev/null
 echo "build-image.sh: $tag built in $((SECONDS - started)) s ($(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1 / 1e6}'))" >&2
 echo "$tag"
