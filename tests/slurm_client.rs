@@ -143,6 +143,24 @@ fn counting_squeue(dir: &Path, log: &Path) -> OsString {
     path
 }
 
+/// What detection must pick here: JSON only where squeue prints it and honours
+/// filters with it (Slurm 23+).
+fn expected_detection(cluster: &SlurmCluster) -> QueryFormat {
+    let version = cluster.command("squeue").arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&version.stdout);
+    let major: u64 = version
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.split('.').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("squeue --version: {version}"));
+    if cluster.squeue_json() && major >= 23 {
+        QueryFormat::Json
+    } else {
+        QueryFormat::Columns
+    }
+}
+
 #[test]
 fn fifty_jobs_are_queried_with_one_squeue_call() {
     let cluster = require_slurm!(2);
@@ -182,6 +200,9 @@ fn fifty_jobs_are_queried_with_one_squeue_call() {
             1,
             "format {format:?}: squeue runs:\n{log}"
         );
+        if format.is_none() {
+            assert_eq!(counted.format(), Some(expected_detection(&cluster)));
+        }
     }
     // And by name, as a restarted worker looks for what it submitted.
     let named = submitter.jobs_named("contimg-t-many-1").unwrap();

@@ -191,6 +191,15 @@ pub fn squeue_json(stdout: &str) -> Result<Vec<(JobId, JobInfo)>, SqueueJsonErro
     Ok(parsed)
 }
 
+/// The Slurm release that printed a `squeue --json` document (`meta.Slurm.version`,
+/// as (major, minor): 22.05 is (22, 5)).
+pub fn squeue_json_version(stdout: &str) -> Option<(u64, u64)> {
+    let document: Value = serde_json::from_str(stdout).ok()?;
+    let version = document.pointer("/meta/Slurm/version")?;
+    let part = |key: &str| version.get(key).and_then(Value::as_u64);
+    Some((part("major")?, part("minor")?))
+}
+
 /// Phrases with which Slurm's clients say that slurmctld did not answer or that
 /// authentication (munge) is broken on this host: a scheduler outage, not a
 /// verdict on the request.
@@ -369,6 +378,12 @@ mod tests {
             (info(&jobs, 42).exit_code, info(&jobs, 42).signal),
             (None, Some(15))
         );
+    }
+
+    #[test]
+    fn the_slurm_version_in_squeue_json() {
+        assert_eq!(squeue_json_version(EARLY_JSON), Some((22, 5)));
+        assert_eq!(squeue_json_version("{\"jobs\": []}"), None);
     }
 
     #[test]
