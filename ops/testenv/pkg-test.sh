@@ -14,6 +14,10 @@
 #                from the deb section): the installed units are the files under
 #                systemd/, the port in the socket drop-in, a converging second run that
 #                keeps a `contimgctl config set` value, --uninstall --purge
+#   state-dir    the .deb in a booted systemd, as an admin's non-login shell (nsenter with a
+#                clean environment, runuser, systemd-run --pipe): contimgctl queue/status
+#                find /var/lib/contimg from the unit over D-Bus, an instance its own dir,
+#                an unknown unit the packaged default (dpkg), a removed package none
 #   badenv       ops/deploy.sh with a bad env file: exit 2, every problem of its form
 #                listed; its values judged by the binary (deploy.sh's exit = check-config's)
 #   process      ops/deploy.sh in process mode on this machine (--demo: a group is
@@ -39,7 +43,7 @@ cd "$(dirname "$0")/../.."
 repo=$(pwd)
 NSPAWN=$repo/ops/testenv/nspawn.sh
 sections=("$@")
-((${#sections[@]})) || sections=(badenv process user deb deploy-system fresh-host)
+((${#sections[@]})) || sections=(badenv process user deb deploy-system state-dir fresh-host)
 
 pass=0 fail=0 n=0
 ok() { n=$((n + 1)); pass=$((pass + 1)); echo "ok $n - $*"; }
@@ -408,6 +412,63 @@ test_deb() {
     check "container cleaned up (no cgroup left)" bash -c "! find /sys/fs/cgroup -maxdepth 2 -name 'nsp-$C' | grep -q ."
 }
 
+# ------------------------------------------------------------------ state-dir
+# Issue 14: an admin's non-login shell (sudo, `ssh host CMD`, cron, nsenter) reads
+# no /etc/profile.d, so it has no CONTIMG_STATE_DIR: contimgctl must find the
+# worker's state dir by itself (the unit over D-Bus, else the packaged default).
+# in_c is nsenter + `env -i` with cwd /: no login shell, nothing from profile.d.
+test_state_dir() {
+    section "state dir without a login shell (.deb in a booted systemd)"
+    build_deb || return 0
+    # A copy of our own: another run's build-deb.sh rewrites target/debian in place.
+    local own_deb=$tmp/contimg-state-dir.deb
+    if ! cp "$deb" "$own_deb" || ! dpkg-deb --info "$own_deb" >/dev/null 2>&1; then
+        not_ok "a complete .deb to install ($deb: rewritten by another run meanwhile?)"; return 0
+    fi
+    C=contimg-sd-$$
+    boot "$C" || return 0
+    "$NSPAWN" copy-in "$C" "$own_deb" /root/contimg.deb
+    in_c rm -f /usr/sbin/policy-rc.d
+    check "dpkg -i" in_c dpkg -i /root/contimg.deb
+    local unit_rule='ExecStart= --state-dir of contimg-stream.service on the system manager'
+    # shellcheck disable=SC2016  # expanded inside the container
+    local wait_db='for i in $(seq 100); do test -f "$1" && exit 0; sleep 0.2; done; exit 1'
+    check "worker active, queue DB created" in_c bash -c "systemctl is-active -q contimg-stream.service && $wait_db" _ /var/lib/contimg/ingest.sqlite3
+    # shellcheck disable=SC2016  # expanded inside the container
+    check "this shell has no CONTIMG_STATE_DIR" in_c bash -c 'test -z "${CONTIMG_STATE_DIR+set}"'
+    check "root, no login shell: contimgctl queue" in_c contimgctl queue
+    check "root: status says 'State dir: /var/lib/contimg (from $unit_rule)'" in_c bash -c \
+        "contimgctl status | grep -qxF '   State dir: /var/lib/contimg (from $unit_rule)'"
+    check "root: status says the backend in words" in_c bash -c \
+        "contimgctl status | grep -qF '     Backend: systemd system unit contimg-stream.service (chosen: '"
+    check "runuser -u contimg (no login shell): contimgctl queue" in_c runuser -u contimg -- contimgctl queue
+    check "runuser -u contimg: contimgctl config show reads /var/lib/contimg" in_c bash -c \
+        "runuser -u contimg -- contimgctl config show | head -n 1 | grep -qxF '# /var/lib/contimg/streaming.toml (Toml)'"
+    check "systemd-run --wait --pipe (a service's clean environment): contimgctl queue" \
+        in_c systemd-run --wait --pipe --quiet -p WorkingDirectory=/tmp contimgctl queue
+    # shellcheck disable=SC2016  # expanded inside the container
+    check "no path shown with /./" in_c bash -c 'out=$(contimgctl status && contimgctl config show) && ! grep -F /./ <<<"$out"'
+    # An instance finds its own state dir through its own unit.
+    check "instance contimg-stream@lab active, its queue DB created" in_c bash -c \
+        "systemctl start contimg-stream@lab.service && $wait_db" _ /var/lib/contimg/lab/ingest.sqlite3
+    check "instance: --instance lab status says /var/lib/contimg/lab" in_c bash -c \
+        "contimgctl --instance lab status | grep -qxF '   State dir: /var/lib/contimg/lab (from ExecStart= --state-dir of contimg-stream@lab.service on the system manager)'"
+    check "instance: runuser -u contimg -- contimgctl --instance lab queue" in_c runuser -u contimg -- contimgctl --instance lab queue
+    # A unit no manager knows: the packaged default, because dpkg has contimg installed.
+    check "unknown unit: the packaged default from dpkg" in_c bash -c \
+        "contimgctl --unit nosuch status | grep -qxF '   State dir: /var/lib/contimg (from the packaged default (dpkg: package contimg is installed))'"
+    # Removed (not purged): dpkg says config-files, so the default no longer applies.
+    in_c systemctl stop contimg-stream@lab.service || true
+    in_c cp /usr/bin/contimgctl /root/contimgctl
+    check "dpkg --remove" in_c dpkg --remove contimg
+    local rc=0 out
+    out=$(in_c /root/contimgctl --unit nosuch queue 2>&1) || rc=$?
+    check "package removed: no state dir, exit 2 naming what was looked at (got $rc)" \
+        grep -qF "package contimg: not installed according to /var/lib/dpkg/status" <<<"$out"
+    check "package removed: exit 2 (got $rc)" test "$rc" = 2
+    "$NSPAWN" cleanup "$C"
+}
+
 test_deploy_system() {
     section "deploy.sh, system backend (inside a booted systemd container)"
     build_deb || return 0
@@ -529,8 +590,9 @@ for s in "${sections[@]}"; do
         user) test_user ;;
         deb) test_deb ;;
         deploy-system) test_deploy_system ;;
+        state-dir) test_state_dir ;;
         fresh-host) test_fresh_host ;;
-        *) echo "pkg-test.sh: unknown section $s (badenv process user deb deploy-system fresh-host)" >&2; exit 2 ;;
+        *) echo "pkg-test.sh: unknown section $s (badenv process user deb deploy-system state-dir fresh-host)" >&2; exit 2 ;;
     esac
 done
 
