@@ -304,6 +304,9 @@ up() {
     trap "down '$dir' >&2 || true; exit 143" TERM
     # shellcheck disable=SC2064
     trap "down '$dir' >&2 || true; exit 129" HUP
+    # And any command failing under `set -e` before the cluster is up.
+    # shellcheck disable=SC2064
+    trap "down '$dir' >&2 || true" EXIT
     echo "${CONTIMG_TEST_RUN:-none}" > "$dir/.contimg-test-run"
     mkdir -p "$dir"/{etc,munge,state,spool,run,log,jobs}
     chmod 700 "$dir/munge"
@@ -340,8 +343,7 @@ up() {
         wait_idle "$dir" "$nodes" || fail=1
     fi
     if [ $fail = 1 ]; then
-        down "$dir" >&2 || true
-        exit 1
+        exit 1 # the EXIT trap tears down what started
     fi
     # `squeue --json` needs Slurm's openapi + serializer plugins (22.05: data_parser
     # was not yet split out); ask the installed Slurm rather than its version.
@@ -350,7 +352,7 @@ up() {
     else
         echo 0 > "$dir/squeue-json"
     fi
-    trap - INT TERM HUP
+    trap - INT TERM HUP EXIT
     watch_owner "$dir"
     print_env "$dir"
 }
