@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 
 use common::slurm::SlurmCluster;
 use common::worker::{WorkerEnv, WorkerProcess, wait_until};
-use contimg::queue::GroupState;
+use contimg::control::alerts::{
+    AlertEngine, AlertEvent, AlertInputs, AlertRule, AlertThresholds, scheduler_unreachable_of,
+};
+use contimg::queue::{GroupState, unix_now};
 
 /// One cluster at a time.
 static TURN: Mutex<()> = Mutex::new(());
@@ -214,6 +217,25 @@ fn scheduler_unreachable_since(db: &Path) -> Option<f64> {
     )
     .ok()
     .flatten()
+}
+
+/// The alert engine's verdict on the worker's heartbeat now: what changed about
+/// `scheduler_unreachable`, if anything.
+fn scheduler_alert(setup: &Setup, engine: &mut AlertEngine) -> Option<AlertEvent> {
+    let now = unix_now();
+    let heartbeat = setup.env.reader().heartbeat().ok().flatten();
+    let inputs = AlertInputs {
+        now,
+        running: true,
+        should_run: true,
+        scheduler_unreachable_since: scheduler_unreachable_of(heartbeat.as_ref(), now),
+        ..Default::default()
+    };
+    engine
+        .evaluate(&inputs)
+        .into_iter()
+        .find(|change| change.alert.rule == AlertRule::SchedulerUnreachable)
+        .map(|change| change.event)
 }
 
 /// What Slurm itself says about a job now (`squeue --states=all`), if it knows it.
@@ -557,7 +579,8 @@ fn an_unreachable_scheduler_fails_nothing_and_submission_resumes() {
             std::thread::sleep(Duration::from_secs(1));
         }
         let db = setup.env.queue_db();
-        let mut flagged = false;
+        let mut alerts = AlertEngine::new(AlertThresholds::default());
+        let mut raised = false;
         while stopped.elapsed() < Duration::from_secs(30) {
             assert_eq!(
                 setup.count(GroupState::Failed),
@@ -566,10 +589,10 @@ fn an_unreachable_scheduler_fails_nothing_and_submission_resumes() {
                 setup.attempts()
             );
             assert_eq!(setup.count(GroupState::Completed), 1);
-            flagged |= scheduler_unreachable_since(&db).is_some();
+            raised |= scheduler_alert(&setup, &mut alerts) == Some(AlertEvent::Raised);
             std::thread::sleep(Duration::from_millis(500));
         }
-        assert!(flagged, "no unreachable flag\n{}", worker.log());
+        assert!(raised, "no scheduler_unreachable alert\n{}", worker.log());
         assert!(scheduler_unreachable_since(&db).is_some());
         cluster.start_controller();
         let done = wait_until(Duration::from_secs(90), || {
@@ -580,6 +603,10 @@ fn an_unreachable_scheduler_fails_nothing_and_submission_resumes() {
             wait_until(Duration::from_secs(10), || scheduler_unreachable_since(&db)
                 .is_none()),
             "flag not cleared"
+        );
+        assert_eq!(
+            scheduler_alert(&setup, &mut alerts),
+            Some(AlertEvent::Cleared)
         );
         let reader = setup.env.reader();
         for minute in 0..5 {

@@ -25,7 +25,9 @@ use super::history::Sample;
 use super::models::{HealthResponse, MetricsResponse, StatusResponse};
 use super::prometheus::{self, DurationHistogram};
 use super::supervisor::Liveness;
-use contimg_control::alerts::{AlertInputs, AlertRule, claim_pause_of};
+use contimg_control::alerts::{
+    AlertInputs, AlertRule, claim_pause_of, scheduler_unreachable_of,
+};
 use contimg_control::report::{HealthInputs, QueueView, health_verdict};
 use contimg_control::{Backend, BackendKind, ControlError, ServiceStatus};
 use contimg_core::config::{ConfigStore, StreamingConfig};
@@ -374,6 +376,8 @@ impl Producer {
             .collect();
         inputs.queue_db_unwritable = queue.view.unwritable_reason().map(str::to_string);
         inputs.claim_paused = claim_pause_of(queue.view.heartbeat.as_ref(), now);
+        inputs.scheduler_unreachable_since =
+            scheduler_unreachable_of(queue.view.heartbeat.as_ref(), now);
         if kind == BackendKind::Process {
             inputs.supervisor = state.supervisor.alerts(now);
         }

@@ -50,10 +50,13 @@ pub enum AlertRule {
     /// The worker claims no conversion: a directory it writes is short of space
     /// (id `claim_paused:<field>`; from the heartbeat row, see `worker::disk`).
     ClaimPaused,
+    /// The Slurm executor cannot reach slurmctld: nothing is submitted and groups
+    /// wait in pending (from the heartbeat row, see `worker::executor::slurm`).
+    SchedulerUnreachable,
 }
 
 impl AlertRule {
-    pub const ALL: [AlertRule; 10] = [
+    pub const ALL: [AlertRule; 11] = [
         AlertRule::ServiceDown,
         AlertRule::RestartLoop,
         AlertRule::FailedGroups,
@@ -64,6 +67,7 @@ impl AlertRule {
         AlertRule::WorkerHung,
         AlertRule::SupervisorGaveUp,
         AlertRule::ClaimPaused,
+        AlertRule::SchedulerUnreachable,
     ];
 
     /// The serialized name, e.g. `queue_db_unwritable`.
@@ -79,6 +83,7 @@ impl AlertRule {
             AlertRule::WorkerHung => "worker_hung",
             AlertRule::SupervisorGaveUp => "supervisor_gave_up",
             AlertRule::ClaimPaused => "claim_paused",
+            AlertRule::SchedulerUnreachable => "scheduler_unreachable",
         }
     }
 
@@ -178,6 +183,9 @@ pub struct AlertInputs {
     /// Why the worker claims no conversion (disk back-pressure), from a fresh
     /// heartbeat: see [`claim_pause_of`].
     pub claim_paused: Option<ClaimPause>,
+    /// Since when the Slurm scheduler has not answered the worker, from a fresh
+    /// heartbeat: see [`scheduler_unreachable_of`].
+    pub scheduler_unreachable_since: Option<f64>,
 }
 
 impl AlertInputs {
@@ -213,6 +221,14 @@ pub fn claim_pause_of(heartbeat: Option<&Heartbeat>, now: f64) -> Option<ClaimPa
     heartbeat
         .filter(|beat| now - beat.heartbeat_at <= HEARTBEAT_STALE_SECONDS)
         .and_then(|beat| beat.claim_paused.clone())
+}
+
+/// Since when the worker's Slurm scheduler has not answered, from its heartbeat
+/// while that is fresh (a stopped worker says nothing about the scheduler now).
+pub fn scheduler_unreachable_of(heartbeat: Option<&Heartbeat>, now: f64) -> Option<f64> {
+    heartbeat
+        .filter(|beat| now - beat.heartbeat_at <= HEARTBEAT_STALE_SECONDS)
+        .and_then(|beat| beat.scheduler_unreachable_since)
 }
 
 /// The directories whose free space the `low_disk` rule watches: the config's
@@ -261,6 +277,8 @@ pub fn critical_for_snapshot(snapshot: &crate::report::Snapshot) -> Vec<String> 
         .as_ref()
         .and_then(|w| w.as_ref().err().cloned());
     inputs.claim_paused = claim_pause_of(snapshot.queue.heartbeat.as_ref(), snapshot.taken_at);
+    inputs.scheduler_unreachable_since =
+        scheduler_unreachable_of(snapshot.queue.heartbeat.as_ref(), snapshot.taken_at);
     AlertEngine::critical_now(AlertThresholds::default(), &inputs)
 }
 
@@ -504,6 +522,20 @@ impl AlertEngine {
             );
         }
 
+        if let Some(since) = input.scheduler_unreachable_since {
+            fire(
+                AlertRule::SchedulerUnreachable,
+                None,
+                Severity::Critical,
+                format!(
+                    "the Slurm scheduler has not answered the worker since {}: nothing is \
+                     submitted and groups wait in pending (none fails); submission resumes \
+                     by itself when slurmctld answers",
+                    iso_from_unix(since).unwrap_or_else(|| format!("{since:.0}"))
+                ),
+            );
+        }
+
         for alert in &input.supervisor {
             fire(alert.rule, None, alert.severity, alert.message.clone());
         }
@@ -655,6 +687,7 @@ mod tests {
                 "worker_hung",
                 "supervisor_gave_up",
                 "claim_paused",
+                "scheduler_unreachable",
             ]
         );
         for rule in AlertRule::ALL {
@@ -662,6 +695,44 @@ mod tests {
             let back: AlertRule = serde_json::from_value(serde_json::json!(rule.as_str())).unwrap();
             assert_eq!(back, rule);
         }
+    }
+
+    /// The Slurm executor's outage flag in a fresh heartbeat raises
+    /// `scheduler_unreachable` (critical); it clears when the worker clears the
+    /// flag, and a stale heartbeat's flag raises nothing.
+    #[test]
+    fn an_unreachable_scheduler_in_a_fresh_heartbeat_raises_an_alert() {
+        let mut beat = Heartbeat {
+            pid: 7,
+            started_at: 0.0,
+            heartbeat_at: 999.0,
+            version: String::new(),
+            claim_paused: None,
+            scheduler_unreachable_since: Some(970.0),
+        };
+        let mut engine = AlertEngine::new(AlertThresholds::default());
+        let mut input = base(1000.0);
+        input.scheduler_unreachable_since = scheduler_unreachable_of(Some(&beat), input.now);
+        let raised = engine.evaluate(&input);
+        assert_eq!(raised.len(), 1);
+        assert_eq!(raised[0].alert.rule, AlertRule::SchedulerUnreachable);
+        assert_eq!(raised[0].alert.severity, Severity::Critical);
+        assert!(
+            raised[0].alert.message.contains("pending"),
+            "{}",
+            raised[0].alert.message
+        );
+        // Still down a poll later: the same alert, not a new one.
+        input.now = 1005.0;
+        assert!(engine.evaluate(&input).is_empty());
+        beat.scheduler_unreachable_since = None;
+        input.scheduler_unreachable_since = scheduler_unreachable_of(Some(&beat), input.now);
+        assert_eq!(engine.evaluate(&input)[0].event, AlertEvent::Cleared);
+        beat.scheduler_unreachable_since = Some(970.0);
+        assert_eq!(
+            scheduler_unreachable_of(Some(&beat), 999.0 + HEARTBEAT_STALE_SECONDS + 1.0),
+            None
+        );
     }
 
     /// Disk back-pressure: the worker's pause (from a fresh heartbeat) raises
@@ -680,6 +751,7 @@ mod tests {
             heartbeat_at: 999.0,
             version: String::new(),
             claim_paused: Some(pause.clone()),
+            scheduler_unreachable_since: None,
         };
         let mut engine = AlertEngine::new(AlertThresholds::default());
         let mut input = base(1000.0);

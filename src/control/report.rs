@@ -587,6 +587,7 @@ mod tests {
             heartbeat_at,
             version: String::new(),
             claim_paused: None,
+            scheduler_unreachable_since: None,
         }
     }
 

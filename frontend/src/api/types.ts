@@ -262,6 +262,7 @@ export type AlertRule =
   | 'worker_hung'
   | 'supervisor_gave_up'
   | 'claim_paused'
+  | 'scheduler_unreachable'
   | (string & {});
 
 export interface Alert {

@@ -174,6 +174,10 @@ pub struct Heartbeat {
     /// while it claims.
     #[serde(default)]
     pub claim_paused: Option<ClaimPause>,
+    /// Since when the Slurm scheduler has not answered the worker (Unix time);
+    /// `None` while it answers or when conversions run locally.
+    #[serde(default)]
+    pub scheduler_unreachable_since: Option<f64>,
 }
 
 /// The worker stopped claiming conversions because a directory it writes is

@@ -119,6 +119,25 @@ impl QueueReader {
             [],
             |row| row.get(0),
         )?;
+        // ... and before schema 6 no scheduler column.
+        let scheduler_column: bool = self.conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('worker_heartbeat')
+             WHERE name = 'scheduler_unreachable_since'",
+            [],
+            |row| row.get(0),
+        )?;
+        let scheduler_unreachable_since: Option<f64> = if scheduler_column {
+            self.conn
+                .query_row(
+                    "SELECT scheduler_unreachable_since FROM worker_heartbeat WHERE id = 1",
+                    [],
+                    |row| row.get(0),
+                )
+                .optional()?
+                .flatten()
+        } else {
+            None
+        };
         Ok(self
             .conn
             .query_row(
@@ -145,6 +164,7 @@ impl QueueReader {
                             }
                             _ => None,
                         },
+                        scheduler_unreachable_since,
                     })
                 },
             )
