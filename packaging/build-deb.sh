@@ -7,8 +7,11 @@
 # node_modules is missing or stale, then the Vite build into target/pkg-assets/
 # dashboard, leaving frontend/dist alone); man pages (contimgctl from `contimgctl
 # man`, the two daemons with help2man when available) and shell completions from
-# `contimgctl completions`; then `cargo deb --no-build`. Installs cargo-deb with
-# `cargo install cargo-deb` if it is missing. Prints the .deb path last.
+# `contimgctl completions`; the changelog; then `cargo deb --no-build --strip`. The
+# staged files are removed again on exit: Cargo.toml names the staged changelog, so a
+# plain `cargo deb` (which could neither build them nor strip the binaries of the
+# release profile) stops at once pointing here. Installs cargo-deb with `cargo
+# install cargo-deb` if it is missing. Prints the .deb path last.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -37,7 +40,13 @@ for bin in contimg-stream contimgctl contimg-api; do
 done
 
 rm -rf "$assets"
+trap 'rm -rf "$assets"' EXIT
 mkdir -p "$assets"/{man,completions,dashboard}
+# The name is the message plain `cargo deb` prints when it is missing (Cargo.toml).
+changelog=$(sed -n 's/^changelog = "\(target\/pkg-assets\/.*\)"$/\1/p' Cargo.toml)
+[[ $changelog == target/pkg-assets/* ]] || { log "Cargo.toml: [package.metadata.deb] changelog is not under target/pkg-assets/"; exit 1; }
+mkdir -p "$(dirname "$changelog")"
+cp packaging/debian/changelog "$changelog"
 
 log "dashboard"
 (

@@ -328,12 +328,30 @@ boot() {  # boot NAME — sets C_NAME
 }
 in_c() { "$NSPAWN" run "$C" "$@"; }
 
+# `cargo deb` alone, the ecosystem's command (issue 12): either a lintian-clean package
+# or a failure pointing to packaging/build-deb.sh, also right after build-deb.sh ran.
+check_plain_cargo_deb() {
+    local out rc=0 started=$SECONDS plain=$tmp/plain-cargo-deb made
+    out=$(cargo deb -o "$plain/" 2>&1) || rc=$?
+    echo "# plain cargo deb: exit $rc after $((SECONDS - started)) s"
+    made=$(find "$plain" -name '*.deb' 2>/dev/null | head -n 1) || true
+    if [[ -n $made ]]; then
+        check "plain cargo deb: its package is lintian-clean (errors and warnings)" \
+            lintian --fail-on error,warning --tag-display-limit 0 "$made"
+    else
+        # shellcheck disable=SC2016  # arguments of bash -c
+        check "plain cargo deb: fails (exit $rc) naming packaging/build-deb.sh" \
+            bash -c '[[ $1 != 0 ]] && grep -F "packaging/build-deb.sh" <<<"$2" || { echo "$2"; exit 1; }' _ "$rc" "$out"
+    fi
+}
+
 test_deb() {
     section ".deb: build, lintian, install into a booted systemd"
     build_deb || return 0
     lintian --tag-display-limit 0 "$deb" > "$tmp/lintian.log" 2>&1 || true
     check "lintian: no errors" bash -c "! grep -q '^E:' '$tmp/lintian.log'"
     sed 's/^/# lintian: /' "$tmp/lintian.log" | grep -v 'running with root' || true
+    check_plain_cargo_deb
 
     C=contimg-pkg-$$
     boot "$C" || return 0
@@ -558,11 +576,15 @@ test_fresh_host() {
     # untouched).
     # shellcheck disable=SC2016  # expanded inside the container
     in_c bash -c 'rm -rf "$1"/target/release/.fingerprint/hdf5-metno-sys-* "$1"/target/release/build/hdf5-metno-sys-*' _ "$repo"
-    local started=$SECONDS
-    rc=0
+    local started=$SECONDS line
+    set +e
     in_c env "PATH=$cargo_bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
-        "$repo/ops/deploy.sh" --mode both --demo >"$tmp/fresh-deploy.log" 2>&1 || rc=$?
-    echo "# fresh-host: deploy.sh (install packages, build, .deb, deploy, health) took $((SECONDS - started)) s"
+        "$repo/ops/deploy.sh" --mode both --demo 2>&1 |
+        while IFS= read -r line; do printf '%4ss %s\n' "$((SECONDS - started))" "$line"; done >"$tmp/fresh-deploy.log"
+    rc=${PIPESTATUS[0]}
+    set -e
+    echo "# fresh-host: deploy.sh (install packages, build, .deb, deploy, health) took $((SECONDS - started)) s; its steps:"
+    grep -F '==>' "$tmp/fresh-deploy.log" | sed 's/\x1b\[[0-9;]*m//g; s/^/#   /' || true
     if test "$rc" = 0; then ok "root: deploy.sh --mode both --demo exits 0"; else
         not_ok "root: deploy.sh --mode both --demo exits 0 (got $rc)"; tail -n 30 "$tmp/fresh-deploy.log" | sed 's/^/#   /'
     fi
