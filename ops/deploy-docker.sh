@@ -209,6 +209,27 @@ fi
 # ---------------------------------------------------------------- build
 log "deploying: mode $mode, backend docker ($socket), image $image, state $state_dir, API $api_url"
 want_dashboard=true; [[ $mode == streaming ]] && want_dashboard=false
+# Host packages: ops/install-deps.sh's runtime set (check-config runs the host's
+# contimg-stream; curl and python3 do the health checks), build when building, and
+# mmdebstrap when the base image is still to be made. Root installs what is missing.
+if command -v dpkg-query >/dev/null; then
+    sets=(runtime); $build && sets+=(build)
+    need=$("$repo/ops/install-deps.sh" --missing "${sets[@]}" | tr '\n' ' ') ||
+        die "ops/install-deps.sh --missing ${sets[*]} failed"
+    base_tag=$(sed -n 's/^FROM[[:space:]]\{1,\}\([^[:space:]]*\).*/\1/p' "$repo/packaging/docker/Dockerfile")
+    if ! docker image inspect "$base_tag" >/dev/null 2>&1 && ! command -v mmdebstrap >/dev/null; then
+        need+="mmdebstrap "
+    fi
+    if [[ -n ${need// /} && $(id -u) != 0 ]]; then
+        die "missing packages: ${need% }; as root run: apt-get install -y --no-install-recommends ${need% }"
+    elif [[ -n ${need// /} ]]; then
+        log "installing missing packages: ${need% }"
+        if ! { "$repo/ops/install-deps.sh" --apt-only "${sets[@]}" &&
+            if [[ $need == *mmdebstrap* ]]; then apt-get install -y -qq --no-install-recommends mmdebstrap; fi; } >&2; then
+            die "installing failed; run: apt-get install -y --no-install-recommends ${need% }"
+        fi
+    fi
+fi
 if $build; then
     command -v cargo >/dev/null || die "cargo not found (install Rust: https://rustup.rs)"
     log "cargo build --release"

@@ -39,6 +39,8 @@ check() {  # check "description" CMD… — ok if CMD succeeds
 tmp=$(mktemp -d /tmp/contimg-docker-deploy.XXXXXX)
 # The containers' user (10110) must reach the dirs below it.
 chmod 0755 "$tmp"
+# Which test run this is (ops/testenv/leak-check.sh).
+echo "${CONTIMG_TEST_RUN:-none}" > "$tmp/.contimg-test-run"
 dockerd_dir=""
 env_file=$tmp/contimg.env
 state=$tmp/state
