@@ -233,7 +233,7 @@ impl Worker {
         let dirs = written_dirs(&self.config);
         let config = self.config.clone();
         let shortage = tokio::task::spawn_blocking(move || {
-            let input = next.map(|(_, files)| input_bytes(&files)).unwrap_or(0);
+            let input = next.map(|files| input_bytes(&files)).unwrap_or(0);
             find_shortage(&dirs, SpaceNeed::new(&config, input))
         })
         .await

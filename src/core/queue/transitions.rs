@@ -71,17 +71,13 @@ impl Queue {
         Ok(failed)
     }
 
-    /// The group [`Queue::claim_next`] would claim at `now` and its files,
-    /// without claiming it (the worker checks free space for it first).
-    pub fn peek_next_due(
-        &self,
-        now: f64,
-    ) -> Result<Option<(String, Vec<(u32, PathBuf)>)>, QueueError> {
-        let Some((group_id, _, _)) = next_due(&self.conn, now)? else {
-            return Ok(None);
-        };
-        let files = group_files(&self.conn, &group_id)?;
-        Ok(Some((group_id, files)))
+    /// The files of the group [`Queue::claim_next`] would claim at `now`,
+    /// without claiming it (the worker checks free space for them first).
+    pub fn peek_next_due(&self, now: f64) -> Result<Option<Vec<(u32, PathBuf)>>, QueueError> {
+        match next_due(&self.conn, now)? {
+            Some((group_id, _, _)) => Ok(Some(group_files(&self.conn, &group_id)?)),
+            None => Ok(None),
+        }
     }
 
     /// Atomically claims the oldest pending group that is due.
