@@ -426,7 +426,10 @@ fn subband_indices(conn: &Connection, group_id: &str) -> Result<Vec<u32>, QueueE
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub(super) fn group_files(conn: &Connection, group_id: &str) -> Result<Vec<(u32, PathBuf)>, QueueError> {
+pub(super) fn group_files(
+    conn: &Connection,
+    group_id: &str,
+) -> Result<Vec<(u32, PathBuf)>, QueueError> {
     let mut stmt = conn.prepare(
         "SELECT subband_idx, path FROM subband_files WHERE group_id = ?1 ORDER BY subband_idx",
     )?;
