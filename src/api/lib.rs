@@ -11,7 +11,6 @@ pub mod auth;
 pub mod connections;
 pub mod dashboard;
 pub mod disk;
-pub mod disk;
 pub mod error;
 pub mod events;
 pub mod handlers;
