@@ -13,8 +13,11 @@
 #   - packaging/docker/compose.yaml describes exactly the containers that run (compose
 #     itself is not installed: the YAML is parsed and compared with `docker inspect`)
 #   - a frozen worker turns unhealthy (its heartbeat goes stale), and healthy again
-#   - a second deploy converges (same worker container); uninstall --purge removes
-#     containers and image
+#   - exit codes: 2 for a bad env file or values check-config rejects, 1 for an
+#     unreachable dockerd
+#   - a second deploy converges (same worker container unless the image changed);
+#     --mode manual stops the worker, --mode streaming serves no dashboard;
+#     uninstall --purge removes containers and image
 #
 #   ops/testenv/docker-deploy-test.sh          # needs root, docker.io, mmdebstrap
 #   DOCKER_TEST_NO_BUILD=1 …                   # reuse target/release and frontend/dist
@@ -246,6 +249,15 @@ converged_worker() {
 check "second deploy: the worker kept (same image) or recreated from the new image" converged_worker
 [[ $(docker image inspect -f '{{.Id}}' contimg:local) == "$image_id" ]] &&
     echo "# image unchanged across the redeploy" || echo "# image rebuilt across the redeploy (new binaries)"
+worker_stopped() { [[ $(inspect contimg-stream '{{.State.Running}}') == false ]]; }
+dashboard_served() { curl -sfL --max-time 10 "$url/streaming/" | grep -qi '<div id="root"'; }
+no_dashboard() { ! dashboard_served; }
+check "--mode manual: exit 0" "$repo/ops/deploy.sh" --backend docker --no-build --mode manual --env-file "$env_file"
+manual_mode() { worker_stopped && dashboard_served; }
+check "--mode manual: worker container stopped, dashboard served" manual_mode
+check "--mode streaming: exit 0" "$repo/ops/deploy.sh" --backend docker --no-build --mode streaming --env-file "$env_file"
+streaming_mode() { running_as contimg-stream "10110:10110 none" && no_dashboard; }
+check "--mode streaming: worker running, no dashboard" streaming_mode
 check "uninstall --purge" "$repo/ops/deploy.sh" --backend docker --env-file "$env_file" --uninstall --purge
 check "containers and the contimg image are gone, base image kept" bash -c \
     "! docker inspect contimg-stream contimg-api >/dev/null 2>&1 && ! docker image inspect contimg:local >/dev/null 2>&1 && docker image inspect contimg-base:bookworm >/dev/null"
