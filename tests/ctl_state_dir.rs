@@ -146,6 +146,17 @@ fn a_checkout_uses_its_state_dir_and_no_other_directory_does() {
         "{stdout}"
     );
 
+    let health = ctl_in(&checkout, None, &["--backend", "process", "health"]);
+    let (stdout, _) = text(&health);
+    assert!(
+        stdout.starts_with("○ direct process (PID file) is unhealthy\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("  state dir: {} (from {rule})\n", state.display())),
+        "{stdout}"
+    );
+
     // Paths shown are canonical: no `state/./ingest.sqlite3`.
     let shown = ctl_in(&checkout, None, &["--backend", "process", "config", "show"]);
     let (stdout, stderr) = text(&shown);

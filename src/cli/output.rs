@@ -202,17 +202,25 @@ pub fn outcome_text(outcome: &ControlOutcome) -> String {
 }
 
 /// `contimgctl health`'s text: the verdict, then one line per check.
-pub fn health_text(health: &HealthResponse, active_state: &str, target: &str) -> String {
+/// `contimgctl health`'s text: the verdict for `backend` (in words), each check,
+/// and the state dir the queue and config checks read, with its rule.
+pub fn health_text(
+    health: &HealthResponse,
+    active_state: &str,
+    backend: &str,
+    state_dir: &StateDir,
+) -> String {
     let word = if health.healthy {
         "healthy"
     } else {
         "unhealthy"
     };
-    let mut out = format!("{} {target} is {word}\n", dot(active_state));
+    let mut out = format!("{} {backend} is {word}\n", dot(active_state));
     for check in &health.checks {
         let mark = if check.ok { "ok  " } else { "FAIL" };
         let _ = writeln!(out, "  {mark} {:<16} {}", check.name, check.detail);
     }
+    let _ = writeln!(out, "  state dir: {state_dir}");
     out
 }
 

@@ -16,7 +16,12 @@ pub async fn run(cli: &Cli) -> Result<i32, CliError> {
     } else {
         print!(
             "{}",
-            output::health_text(&health, &snapshot.status.active_state, backend.target())
+            output::health_text(
+                &health,
+                &snapshot.status.active_state,
+                &backend.describe(),
+                cli.state_dir()?,
+            )
         );
     }
     Ok(if !health.running {
