@@ -54,8 +54,8 @@ pub struct JobSpec {
     /// `--mem` (`4G`, `4000`).
     pub mem: Option<String>,
     pub cpus_per_task: Option<u32>,
-    /// Passed to sbatch after the options above, before nothing else (so they can
-    /// override them); never through a shell.
+    /// Passed to sbatch last, so they can override the options above; each is one
+    /// argv element, never seen by a shell.
     pub extra_args: Vec<String>,
     /// `--chdir`: must exist on the compute node (shared storage).
     pub workdir: PathBuf,
