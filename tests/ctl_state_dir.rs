@@ -142,6 +142,10 @@ fn a_checkout_uses_its_state_dir_and_no_other_directory_does() {
         "{stdout}"
     );
     assert!(
+        stdout.starts_with("○ direct process (PID file) - DSA-110 streaming worker\n"),
+        "{stdout}"
+    );
+    assert!(
         stdout.contains("Backend: direct process (PID file)"),
         "{stdout}"
     );

@@ -8,7 +8,7 @@ use chrono::{DateTime, Local, Utc};
 
 use contimg_control::report::{HealthResponse, Snapshot};
 use contimg_control::state_dir::StateDir;
-use contimg_control::{ControlOutcome, LogEntry, ResourceLimits};
+use contimg_control::{BackendKind, ControlOutcome, LogEntry, ResourceLimits};
 use contimg_core::queue::{
     AttemptOutcome, GroupDetail, GroupState, GroupSummary, LateFile, QueueStats, UnrecognisedFile,
 };
@@ -65,10 +65,15 @@ fn local_time(time: DateTime<Utc>) -> String {
 
 pub fn status_text(snapshot: &Snapshot, backend_detail: &str, state_dir: &StateDir) -> String {
     let s = &snapshot.status;
+    // A unit name first, as `systemctl status`; the other backends' targets
+    // ("process") would read as one, so they are named in words.
+    let name = match s.backend {
+        BackendKind::Systemd => s.unit.clone(),
+        BackendKind::Process | BackendKind::Docker => s.backend.describe(&s.unit, None),
+    };
     let mut out = format!(
-        "{} {} - DSA-110 streaming worker\n",
-        dot(&s.active_state),
-        s.unit
+        "{} {name} - DSA-110 streaming worker\n",
+        dot(&s.active_state)
     );
     let mut line = |key: &str, value: String| {
         let _ = writeln!(out, "{key:>12}: {value}");
