@@ -17,7 +17,8 @@
 #     unreachable dockerd
 #   - a second deploy converges (same worker container unless the image changed);
 #     --mode manual stops the worker, --mode streaming serves no dashboard;
-#     uninstall --purge removes containers and image
+#     uninstall --purge removes containers and image; a docker-group member (nobody)
+#     deploys without root, the containers then run as its UID
 #
 #   ops/testenv/docker-deploy-test.sh          # needs root, docker.io, mmdebstrap
 #   DOCKER_TEST_NO_BUILD=1 …                   # reuse target/release and frontend/dist
@@ -262,6 +263,25 @@ check "uninstall --purge" "$repo/ops/deploy.sh" --backend docker --env-file "$en
 check "containers and the contimg image are gone, base image kept" bash -c \
     "! docker inspect contimg-stream contimg-api >/dev/null 2>&1 && ! docker image inspect contimg:local >/dev/null 2>&1 && docker image inspect contimg-base:bookworm >/dev/null"
 check "state dir removed" test ! -e "$state"
+
+echo "# ---- a member of the socket's group deploys without root"
+# nobody with the socket's group; the containers then run as nobody's UID:GID.
+nonroot=$tmp/nonroot
+mkdir -p "$nonroot" && chown nobody:nogroup "$nonroot"
+chmod 0755 "$dockerd_dir"   # the socket's dir (the socket itself stays root:docker 0660)
+printf '%s\n' "CONTIMG_STATE_DIR=$nonroot/state" "CONTIMG_INPUT_DIR=$nonroot/in" \
+    "CONTIMG_OUTPUT_DIR=$nonroot/out" "CONTIMG_API_PORT=$port" > "$tmp/nonroot.env"
+as_nobody() {
+    setpriv --reuid=nobody --regid=nogroup --groups="$(stat -c %g "$socket")" \
+        env HOME="$nonroot" DOCKER_HOST="$DOCKER_HOST" "$@"
+}
+nobody_ids=$(id -u nobody):$(id -g nobody)
+check "deploy.sh --backend docker as nobody (docker group): exit 0" \
+    as_nobody "$repo/ops/deploy.sh" --backend docker --no-build --env-file "$tmp/nonroot.env"
+check "containers run as nobody ($nobody_ids)" bash -c \
+    "[[ \$(docker inspect -f '{{.Config.User}} {{.State.Running}}' contimg-stream contimg-api | sort -u) == '$nobody_ids true' ]]"
+check "uninstall --purge as nobody" \
+    as_nobody "$repo/ops/deploy.sh" --backend docker --env-file "$tmp/nonroot.env" --uninstall --purge
 
 echo
 echo "# docker-deploy-test: $pass passed, $fail failed"
