@@ -140,6 +140,7 @@ pub fn render(
         let n = firing.iter().filter(|firing| **firing == rule).count();
         let _ = writeln!(out, "contimg_alerts_firing{{rule=\"{rule}\"}} {n}");
     }
+    render_executor(&mut out, status);
     render_disks(&mut out, disks);
     if let Some(config) = config {
         render_config(&mut out, config);
@@ -169,6 +170,46 @@ fn render_retention(out: &mut String, stats: &QueueStats) {
             let total = stats.removed.get(&kind).copied().unwrap_or_default();
             let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {}", pick(&total));
         }
+    }
+}
+
+/// Where conversions run, and with the Slurm executor whether the worker reaches
+/// the scheduler and how many jobs it has in flight. `contimg_slurm_scheduler_up`
+/// has a sample only with `executor = "slurm"` and a running worker: a local
+/// executor has no scheduler to be down (a constant 1 would hide a wrong config),
+/// and a stopped worker asks no one.
+fn render_executor(out: &mut String, status: &StatusResponse) {
+    let _ = writeln!(
+        out,
+        "# HELP contimg_executor_info Where conversions run (the executor setting), always 1.
+         # TYPE contimg_executor_info gauge"
+    );
+    if let Some(executor) = &status.executor {
+        let _ = writeln!(
+            out,
+            "contimg_executor_info{{executor=\"{}\"}} 1",
+            label_value(executor)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP contimg_slurm_scheduler_up 1 when the worker reaches the Slurm scheduler (executor = slurm only).
+         # TYPE contimg_slurm_scheduler_up gauge"
+    );
+    if let Some(reachable) = status.scheduler_reachable {
+        let _ = writeln!(out, "contimg_slurm_scheduler_up {}", u8::from(reachable));
+    }
+    let _ = writeln!(
+        out,
+        "# HELP contimg_slurm_jobs Batch jobs in flight by Slurm state (pending includes jobs being submitted).
+         # TYPE contimg_slurm_jobs gauge"
+    );
+    if let (Some("slurm"), Some(jobs)) = (status.executor.as_deref(), status.jobs_in_flight) {
+        let _ = writeln!(
+            out,
+            "contimg_slurm_jobs{{state=\"pending\"}} {}\ncontimg_slurm_jobs{{state=\"running\"}} {}",
+            jobs.queued, jobs.running
+        );
     }
 }
 
@@ -204,9 +245,6 @@ fn render_disks(out: &mut String, disks: &[DirUsage]) {
     }
 }
 
-/// Bytes per `_gb` of a config field: decimal, as `df -H` and disk vendors count.
-const BYTES_PER_GB: f64 = 1e9;
-
 /// The thresholds the packaged alerting rules compare the gauges with, so a
 /// rule follows the live config instead of a copy of it.
 fn render_config(out: &mut String, config: &StreamingConfig) {
@@ -214,7 +252,7 @@ fn render_config(out: &mut String, config: &StreamingConfig) {
         out,
         "# HELP contimg_config_min_free_bytes min_free_gb: the worker claims no conversion while a directory it writes has less free space.\n\
          # TYPE contimg_config_min_free_bytes gauge\ncontimg_config_min_free_bytes {}",
-        (config.min_free_gb * BYTES_PER_GB).round()
+        config.min_free_bytes()
     );
     let _ = writeln!(
         out,
@@ -244,6 +282,54 @@ mod tests {
             None,
             None,
         )
+    }
+
+    /// Issue 13: the executor, the scheduler's reachability and the jobs in
+    /// flight; the scheduler gauge only with the Slurm executor.
+    #[test]
+    fn the_executor_and_the_slurm_jobs_have_series() {
+        let render_status = |status: &StatusResponse| {
+            render(
+                status,
+                &QueueView::default(),
+                &DurationHistogram::default(),
+                &[],
+                &[],
+                None,
+            )
+        };
+        let mut slurm = stopped();
+        slurm.executor = Some("slurm".into());
+        slurm.scheduler_reachable = Some(false);
+        slurm.jobs_in_flight = Some(contimg_core::queue::JobsInFlight {
+            queued: 3,
+            running: 2,
+        });
+        let text = render_status(&slurm);
+        for line in [
+            "contimg_executor_info{executor=\"slurm\"} 1",
+            "contimg_slurm_scheduler_up 0",
+            "contimg_slurm_jobs{state=\"pending\"} 3",
+            "contimg_slurm_jobs{state=\"running\"} 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        let mut local = stopped();
+        local.executor = Some("local".into());
+        local.jobs_in_flight = Some(contimg_core::queue::JobsInFlight::default());
+        let text = render_status(&local);
+        assert!(
+            text.contains("contimg_executor_info{executor=\"local\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE contimg_slurm_scheduler_up gauge"),
+            "{text}"
+        );
+        assert!(
+            !text.lines().any(|l| l.starts_with("contimg_slurm_")),
+            "no Slurm sample without the Slurm executor:\n{text}"
+        );
     }
 
     #[test]

@@ -186,6 +186,12 @@ impl StreamingConfig {
         }
     }
 
+    /// `min_free_gb` in bytes. Decimal gigabytes, as disks are sold: the worker's
+    /// claim check, the API's gauge and the dashboard all use this one conversion.
+    pub fn min_free_bytes(&self) -> u64 {
+        (self.min_free_gb.max(0.0) * 1e9).round() as u64
+    }
+
     /// Field names, in declaration order.
     pub fn field_names() -> Vec<String> {
         match serde_json::to_value(Self::default()) {
