@@ -38,8 +38,12 @@ case ${argv[0]##*/} in
         host=${host#[} host=${host%]}
         [[ $host == 0.0.0.0 ]] && host=127.0.0.1
         [[ $host == :: ]] && host=::1
+        # Beyond loopback the API wants the token for reads too.
+        token_file=$(flag token-file "$(flag state-dir "${CONTIMG_STATE_DIR:-/var/lib/contimg}")/api.token")
+        auth=""
+        [[ -r $token_file ]] && auth="Authorization: Bearer $(< "$token_file")"$'\r\n'
         if ! exec 3<>"/dev/tcp/$host/$port"; then echo "API: nothing listens on $listen"; exit 1; fi
-        printf 'GET /api/streaming/health HTTP/1.0\r\nHost: %s\r\n\r\n' "$listen" >&3
+        printf 'GET /api/streaming/health HTTP/1.0\r\nHost: %s\r\n%s\r\n' "$listen" "$auth" >&3
         read -r -t 5 status_line <&3 || true
         exec 3<&-
         [[ $status_line == HTTP/*" 200"* ]] && exit 0
