@@ -23,8 +23,9 @@
 # runtime, plus deb for the system backend; only runtime with --no-build): the
 # missing ones are installed when root, else exit 1 with the `apt-get install` line
 # to run; a complete host needs no root and no apt (dpkg-query only) → build
-# (cargo build --release; npm ci && npm run build unless --mode streaming; Node.js
-# ^20.19 or >=22.12 checked before the build starts) → ask the
+# (cargo build --release; unless --mode streaming: npm ci when node_modules is
+# missing or older than the lock file, npm run build; Node.js ^20.19 or >=22.12
+# checked before the build starts) → ask the
 # binary whether the values make a valid config (`contimg-stream check-config`, exit
 # 2 if not; deploy.sh judges no config value itself) → create the directories (owned
 # by the service user) → install → write the live config with `contimgctl config set`
@@ -398,9 +399,15 @@ build_all() {
     (cd "$repo" && cargo build --release --bins) ||
         die "step \"cargo build --release\" failed (cargo exit $?; its errors are above)"
     if $dashboard; then
-        log "dashboard: npm ci && npm run build"
-        (cd "$repo/frontend" && npm ci --no-audit --no-fund) ||
-            die "step \"npm ci\" (frontend) failed (npm exit $?; its errors are above)"
+        local fe=$repo/frontend
+        # npm ci only when node_modules is missing or older than the lock file (as
+        # packaging/build-deb.sh): it deletes and refetches everything, minutes on 2 cores.
+        if [[ ! -f $fe/node_modules/.package-lock.json || $fe/package-lock.json -nt $fe/node_modules/.package-lock.json ]]; then
+            log "dashboard: npm ci"
+            (cd "$fe" && npm ci --no-audit --no-fund) ||
+                die "step \"npm ci\" (frontend) failed (npm exit $?; its errors are above)"
+        fi
+        log "dashboard: npm run build"
         (cd "$repo/frontend" && npm run build) ||
             die "step \"npm run build\" (frontend) failed (npm exit $?; its errors are above)"
     fi

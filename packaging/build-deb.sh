@@ -39,6 +39,11 @@ for bin in contimg-stream contimgctl contimg-api; do
     [[ -x target/release/$bin ]] || { log "target/release/$bin is missing (run without --no-build)"; exit 1; }
 done
 
+# One packaging run at a time in this checkout: the staging dir is shared, and plain
+# `cargo deb` must not see another run's (ops/testenv/pkg-test.sh takes this lock too).
+mkdir -p target
+exec 9>target/.build-deb.lock
+flock 9
 rm -rf "$assets"
 trap 'rm -rf "$assets"' EXIT
 mkdir -p "$assets"/{man,completions,dashboard}

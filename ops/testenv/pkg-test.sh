@@ -332,7 +332,8 @@ in_c() { "$NSPAWN" run "$C" "$@"; }
 # or a failure pointing to packaging/build-deb.sh, also right after build-deb.sh ran.
 check_plain_cargo_deb() {
     local out rc=0 started=$SECONDS plain=$tmp/plain-cargo-deb made
-    out=$(cargo deb -o "$plain/" 2>&1) || rc=$?
+    # (Under build-deb.sh's lock: not while another run has its staging dir in place.)
+    out=$(flock "$repo/target/.build-deb.lock" cargo deb -o "$plain/" 2>&1) || rc=$?
     echo "# plain cargo deb: exit $rc after $((SECONDS - started)) s"
     made=$(find "$plain" -name '*.deb' 2>/dev/null | head -n 1) || true
     if [[ -n $made ]]; then
