@@ -8,7 +8,9 @@
 pub use contimg_api as api;
 pub use contimg_cli as cli;
 pub use contimg_control as control;
-pub use contimg_core::{config, converter_records, logging, metrics, names, process, queue, units};
+pub use contimg_core::{
+    config, converter_records, logging, metrics, names, process, queue, retention, units,
+};
 pub use contimg_uvh5 as uvh5;
 pub use contimg_worker as worker;
 pub use contimg_worker::ingest;

@@ -753,7 +753,7 @@ fn remove_entry(path: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::{GroupState, NewFile, Timings};
+    use crate::queue::{GroupState, NewFile, Timings, unix_now};
 
     struct Layout {
         _root: tempfile::TempDir,
@@ -967,6 +967,119 @@ mod tests {
         none_running.sort();
         assert_eq!(none_running, [canonical(&stale), canonical(&during)]);
         assert!(sweep.scratch_leftovers(&[]).contains(&canonical(&pending)));
+    }
+
+    #[test]
+    fn outputs_go_only_with_retain_output_days_and_only_from_output_dir() {
+        let mut l = layout();
+        let queue = Mutex::new(Queue::open(&l.config.queue_db).unwrap());
+        let now = 1_800_000_000.0;
+        let ms = l.config.output_dir.join("2023-11-14T22:13:20.ms");
+        std::fs::create_dir_all(ms.join("table")).unwrap();
+        std::fs::write(ms.join("table/data"), vec![0u8; 5000]).unwrap();
+        let outside = l._root.path().join("not-an-output");
+        std::fs::write(&outside, b"keep").unwrap();
+        for (ts, output) in [(1_700_000_000.0, &ms), (1_700_000_600.0, &outside)] {
+            let mut guard = lock(&queue).unwrap();
+            for sb in 0..2 {
+                let name = format!("{}_sb{sb:02}.hdf5", crate::names::format_timestamp(ts));
+                let file = NewFile {
+                    path: l.config.input_dir.join(name).to_string_lossy().into_owned(),
+                    timestamp: ts,
+                    subband_idx: sb,
+                    size_bytes: None,
+                    mtime: None,
+                    meta_json: None,
+                };
+                guard.register_file(&file, 2, 60.0, ts).unwrap();
+            }
+            let claimed = guard.claim_next(ts).unwrap().unwrap();
+            let output = output.to_string_lossy().into_owned();
+            let done = now - 3.0 * 86_400.0;
+            guard
+                .complete(
+                    &claimed.group_id,
+                    claimed.attempt,
+                    &Timings::default(),
+                    Some(&output),
+                    done,
+                )
+                .unwrap();
+        }
+        // Unset: outputs are never touched.
+        let report = Sweep::new(&l.config, now)
+            .run(&queue, &AtomicBool::new(false))
+            .unwrap();
+        assert!(ms.exists());
+        assert!(!report.totals.contains_key(&RemovalKind::Output));
+        // Two days: the directory tree goes, the path outside output_dir stays.
+        l.config.retain_output_days = Some(2.0);
+        let mut sweep = Sweep::new(&l.config, now);
+        sweep.keep_removals = true;
+        let report = sweep.run(&queue, &AtomicBool::new(false)).unwrap();
+        assert!(!ms.exists());
+        assert_eq!(std::fs::read(&outside).unwrap(), b"keep");
+        assert_eq!(
+            report.totals.get(&RemovalKind::Output),
+            Some(&RemovalTotal {
+                files: 1,
+                bytes: 5000
+            })
+        );
+        let skipped: Vec<_> = report
+            .removals
+            .iter()
+            .filter(|r| r.action == RemovalAction::Skipped)
+            .map(|r| r.path.clone())
+            .collect();
+        assert_eq!(skipped, [outside.to_string_lossy().into_owned()]);
+        let leftovers: Vec<_> = std::fs::read_dir(&l.config.output_dir).unwrap().collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn a_run_removes_and_records_scratch_and_staging_leftovers() {
+        let l = layout();
+        let queue = Mutex::new(Queue::open(&l.config.queue_db).unwrap());
+        let now = unix_now();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        let stale = l.config.scratch_dir.join("casa-tmp");
+        std::fs::create_dir_all(stale.join("sub")).unwrap();
+        std::fs::write(stale.join("sub/f"), vec![0u8; 300]).unwrap();
+        std::fs::File::open(&stale)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let staged = stage_root(&l.config).join("2023-11-14T22:13:20");
+        std::fs::create_dir_all(&staged).unwrap();
+        std::fs::write(staged.join("x_sb00.hdf5"), vec![0u8; 200]).unwrap();
+        std::fs::File::open(&staged)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let fresh = l.config.scratch_dir.join("just-written");
+        std::fs::write(&fresh, b"new").unwrap();
+        let report = Sweep::new(&l.config, now)
+            .run(&queue, &AtomicBool::new(false))
+            .unwrap();
+        assert!(!stale.exists() && !staged.exists());
+        assert!(fresh.exists());
+        assert_eq!(
+            report.totals.get(&RemovalKind::Scratch),
+            Some(&RemovalTotal {
+                files: 2,
+                bytes: 500
+            })
+        );
+        assert_eq!(
+            lock(&queue).unwrap().removal_totals().unwrap()[&RemovalKind::Scratch].bytes,
+            500
+        );
+        let hidden: Vec<_> = std::fs::read_dir(&l.config.scratch_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(hidden, ["just-written"]);
     }
 
     #[test]
