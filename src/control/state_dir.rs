@@ -39,6 +39,9 @@ pub const PACKAGED_STATE_DIR: &str = "/var/lib/contimg";
 pub const PACKAGE_NAME: &str = "contimg";
 /// dpkg's status database: one stanza per package, with its `Status:` line.
 pub const DPKG_STATUS: &str = "/var/lib/dpkg/status";
+/// How long rule 3 waits for a manager: a hung bus must not hang a cron job's
+/// `contimgctl` (the manager normally answers within milliseconds).
+const UNIT_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Which setting of the worker's unit named the state dir.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,7 +242,10 @@ async fn from_units(
     };
     for scope in scopes {
         let word = scope.as_str();
-        match read_unit(*scope, options, &unit).await {
+        let answer = tokio::time::timeout(UNIT_READ_TIMEOUT, read_unit(*scope, options, &unit))
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {UNIT_READ_TIMEOUT:?}")));
+        match answer {
             Ok(None) => tried.push(format!("the {word} manager does not know {unit}")),
             Ok(Some(settings)) => {
                 // The manager that knows the unit is the one the backend uses too
@@ -665,6 +671,31 @@ mod tests {
             tried
                 .iter()
                 .any(|line| line == "units: not asked (--backend process)"),
+            "{tried:?}"
+        );
+    }
+
+    /// A bus that accepts the connection and never answers (a hung dbus-daemon):
+    /// rule 3 gives up after its timeout instead of hanging the command.
+    #[tokio::test]
+    async fn a_bus_that_never_answers_does_not_hang_discovery() {
+        let host = Host::new();
+        let socket = host.root.path().join("hung-bus");
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let _held = std::thread::spawn(move || listener.accept().map(|(stream, _)| stream));
+        let options = ControlOptions {
+            backend: BackendChoice::Systemd,
+            bus_address: Some(format!("unix:path={}", socket.display())),
+            ..ControlOptions::default()
+        };
+        let Err(StateDirError::NotFound { tried }) = discover(None, &options, &host.probe()).await
+        else {
+            panic!("nothing applies");
+        };
+        assert!(
+            tried
+                .iter()
+                .any(|line| line == "the system manager: no answer within 5s"),
             "{tried:?}"
         );
     }
