@@ -57,6 +57,7 @@ struct Setup {
     env: WorkerEnv,
     control: PathBuf,
     conf: String,
+    converter: String,
 }
 
 impl Setup {
@@ -74,8 +75,9 @@ impl Setup {
             env,
             control,
             conf: cluster.conf().to_string_lossy().into_owned(),
+            converter,
         };
-        setup.configure(extra, &converter);
+        setup.configure(extra, &setup.converter);
         setup
     }
 
@@ -111,6 +113,11 @@ impl Setup {
         }
         self.env
             .write_config(&format!("{}\n{slurm_table}{converter}", lines.join("\n")));
+    }
+
+    /// Rewrites the config with other `extra` settings (same converter).
+    fn configure_again(&self, extra: &str) {
+        self.configure(extra, &self.converter);
     }
 
     fn spawn(&self) -> WorkerProcess {
@@ -658,6 +665,82 @@ fn a_convert_timeout_cancels_the_job_and_retries() {
             Some("CANCELLED")
         );
         assert_eq!(attempts[1].outcome.as_deref(), Some("completed"));
+        drop(worker);
+    });
+}
+
+/// SIGTERM leaves a running job in Slurm and the next start adopts it (one
+/// attempt, one sbatch); with `slurm.cancel_on_stop` the job is cancelled and
+/// its group requeued without using a retry.
+#[test]
+fn sigterm_leaves_jobs_to_be_adopted_unless_told_to_cancel_them() {
+    let _turn = take_turn();
+    let cluster = crate::require_slurm!();
+    timed("SIGTERM", || {
+        let setup = Setup::new(&cluster, "");
+        let left = group_id(0);
+        std::fs::write(setup.control.join(format!("slow-once-{left}")), "6").unwrap();
+        let worker = setup.spawn();
+        setup.drop_group(0);
+        let mut running = None;
+        assert!(
+            wait_until(Duration::from_secs(30), || {
+                running = running_job(&setup, &left);
+                running.is_some()
+            }),
+            "{}",
+            worker.log()
+        );
+        let (job_id, _) = running.unwrap();
+        assert_eq!(worker.stop(), Some(0));
+        assert_eq!(slurm_state(&cluster, &job_id).as_deref(), Some("RUNNING"));
+        let worker = setup.spawn();
+        assert!(
+            wait_until(Duration::from_secs(30), || setup
+                .count(GroupState::Completed)
+                == 1),
+            "{}",
+            worker.log()
+        );
+        assert_eq!(setup.attempts().len(), 1, "{:#?}", setup.attempts());
+        assert_eq!(cluster.submissions(), 1);
+        assert_eq!(worker.stop(), Some(0));
+
+        let cancelled = group_id(1);
+        std::fs::write(setup.control.join(format!("slow-once-{cancelled}")), "60").unwrap();
+        setup.configure_again("[slurm]\ncancel_on_stop = true\n");
+        let worker = setup.spawn();
+        setup.drop_group(1);
+        let mut running = None;
+        assert!(
+            wait_until(Duration::from_secs(30), || {
+                running = running_job(&setup, &cancelled);
+                running.is_some()
+            }),
+            "{}",
+            worker.log()
+        );
+        let (job_id, _) = running.unwrap();
+        assert_eq!(worker.stop(), Some(0));
+        assert!(
+            wait_until(Duration::from_secs(15), || {
+                slurm_state(&cluster, &job_id).as_deref() == Some("CANCELLED")
+            }),
+            "{:?}",
+            slurm_state(&cluster, &job_id)
+        );
+        let group = setup.env.reader().group(&cancelled).unwrap().unwrap();
+        assert_eq!(group.summary.state, GroupState::Pending);
+        assert_eq!(group.summary.retry_count, 0);
+        let worker = setup.spawn();
+        assert!(
+            wait_until(Duration::from_secs(30), || setup
+                .count(GroupState::Completed)
+                == 2),
+            "{}",
+            worker.log()
+        );
+        assert_eq!(setup.ledger(), vec![left, cancelled]);
         drop(worker);
     });
 }

@@ -331,6 +331,8 @@ pub(crate) struct SlurmExecutor {
     unreachable_since: Option<f64>,
     /// What the heartbeat row says; `None` until written once.
     unreachable_recorded: Option<Option<f64>>,
+    /// SIGTERM: no new call may start (it could submit what is being requeued).
+    stopping: bool,
 }
 
 impl SlurmExecutor {
@@ -351,6 +353,7 @@ impl SlurmExecutor {
             tick,
             unreachable_since: None,
             unreachable_recorded: None,
+            stopping: false,
         }
     }
 
@@ -414,7 +417,7 @@ impl SlurmExecutor {
     /// Starts a background call if none runs and `all` (a poll) or there is
     /// something to submit or cancel.
     fn start_call(&mut self, all: bool) {
-        if self.call.is_some() {
+        if self.call.is_some() || self.stopping {
             return;
         }
         let urgent = self.jobs.values().any(|job| {
@@ -926,6 +929,7 @@ impl Worker {
         let Some(slurm) = &mut self.slurm else {
             return Ok(());
         };
+        slurm.stopping = true;
         // An sbatch under way must not lose its job id.
         if let Some(call) = slurm.call.take() {
             match call.await {
