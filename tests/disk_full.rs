@@ -605,6 +605,40 @@ fn run_py(script: &str, args: &[&std::ffi::OsStr]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// With `stage_to_tmpfs`, the staging filesystem is checked too: short there,
+/// the pause names `tmpfs_path`; freed, the group is staged and converted.
+#[test]
+fn a_short_staging_tmpfs_pauses_claiming_and_names_tmpfs_path() {
+    let tmpfs = Tmpfs::mount("32m");
+    let env = WorkerEnv::new();
+    env.write_config(&format!(
+        "expected_subbands = 2\nmin_free_gb = 0.016\nmax_retries = 0\nstage_to_tmpfs = true\n\
+         tmpfs_path = {:?}\n[converter]\nkind = \"manifest\"\n",
+        tmpfs.path()
+    ));
+    let filler = tmpfs.fill_leaving(8 * MB);
+    let worker = env.spawn();
+    drop_group(&env, 0, 2);
+    assert!(
+        wait_until(Duration::from_secs(20), || claim_pause(&env.queue_db())
+            .is_some_and(|p| p.dir == "tmpfs_path")),
+        "no pause naming tmpfs_path: {:?}\n{}",
+        claim_pause(&env.queue_db()),
+        worker.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(env.count(GroupState::Pending), 1, "{}", worker.log());
+    std::fs::remove_file(&filler).expect("free the space");
+    assert!(
+        wait_until(Duration::from_secs(20), || env.count(GroupState::Completed)
+            == 1),
+        "{}",
+        worker.log()
+    );
+    assert_eq!(claim_pause(&env.queue_db()), None);
+    assert_eq!(worker.stop(), Some(0), "clean exit on SIGTERM");
+}
+
 /// Writes a real UVH5 group (pyuvdata) and moves it into `input_dir` the way
 /// the correlator does (complete files appear by rename). Returns the group id.
 fn drop_pyuvdata_group(env: &WorkerEnv, subbands: u32) -> String {
