@@ -205,6 +205,11 @@ if [[ " $stages " == *" pkg "* ]]; then
   rc=${PIPESTATUS[0]}
   passed=$((passed + $(grep -c '^ok ' "$log_dir/pkg.log"))); failed=$((failed + $(grep -c '^not ok ' "$log_dir/pkg.log")))
   [[ $rc -eq 0 ]] || failed_stages+=("pkg")
+  stage "packaging: deploy.sh --backend docker (private dockerd, image from Debian packages)"
+  ops/testenv/docker-deploy-test.sh 2>&1 | tee "$log_dir/docker-deploy.log"
+  rc=${PIPESTATUS[0]}
+  passed=$((passed + $(grep -c '^ok ' "$log_dir/docker-deploy.log"))); failed=$((failed + $(grep -c '^not ok ' "$log_dir/docker-deploy.log")))
+  [[ $rc -eq 0 ]] || failed_stages+=("docker-deploy")
   leak_end pkg
 fi
 

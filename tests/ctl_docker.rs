@@ -69,6 +69,29 @@ fn docker_backend_starts_inspects_and_stops_the_worker_container() {
     assert_eq!(limits.status.code(), Some(0), "{limits:?}");
     assert_eq!(json(&limits)["memory_max_bytes"], 256u64 << 20);
 
+    // A worker that dies (not one an operator stopped) comes back, as under
+    // systemd's Restart=: the container's restart policy.
+    let crashed_pid = status["pid"].as_u64().expect("pid");
+    let killed = Command::new("kill")
+        .args(["-9", &crashed_pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status = json(&ctl(&["--json", "status"]));
+        let back = status["running"] == true && status["pid"].as_u64() != Some(crashed_pid);
+        if back || Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(
+        status["running"], true,
+        "not restarted after a crash: {status}"
+    );
+    assert_ne!(status["pid"].as_u64(), Some(crashed_pid), "{status}");
+
     let restarted = ctl(&["--json", "--stop-timeout", "5", "restart"]);
     assert_eq!(restarted.status.code(), Some(0), "{restarted:?}");
 

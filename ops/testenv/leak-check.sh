@@ -46,7 +46,7 @@ import sys
 import time
 
 HARNESS_CGROUP = re.compile(r"^(sdtest|nsp|dockertest)-")
-HARNESS_TMP = re.compile(r"^(sdtest|dkt|contimg-e2e|contimg-fuzz|contimg-pkg-test|contimg-leak-selftest)\.")
+HARNESS_TMP = re.compile(r"^(sdtest|dkt|contimg-e2e|contimg-fuzz|contimg-pkg-test|contimg-docker-deploy|slurmtest|contimg-leak-selftest)\.")
 TEMP_DIRS = ("/tmp", "/run/contimg-nspawn")
 MOUNT_PREFIXES = ("/tmp/", "/var/tmp/", "/run/contimg-nspawn/", "/run/docker/", "/run/containerd/")
 CLK_TCK = os.sysconf("SC_CLK_TCK")

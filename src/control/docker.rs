@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, ContainerUpdateBody, HostConfig};
+use bollard::models::{
+    ContainerCreateBody, ContainerUpdateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum,
+};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
     RestartContainerOptionsBuilder, StatsOptionsBuilder, StopContainerOptionsBuilder,
@@ -163,6 +165,13 @@ impl DockerBackend {
                 binds: Some(self.binds.clone()),
                 network_mode: Some("none".into()),
                 init: Some(false),
+                // A worker that dies comes back, as systemd's Restart= does for the
+                // unit; one an operator stopped stays stopped, also across a dockerd
+                // restart.
+                restart_policy: Some(RestartPolicy {
+                    name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                    maximum_retry_count: None,
+                }),
                 ..Default::default()
             }),
             ..Default::default()
