@@ -323,3 +323,69 @@ fn slurmctld_log_lines_of_both_schedulers() {
         None
     );
 }
+
+/// Whether a live process's environment names Slurm job `id` (the job script and
+/// what it started).
+fn job_processes(id: JobId) -> Vec<u32> {
+    let wanted = format!("SLURM_JOB_ID={id}");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ
+            .split(|byte| *byte == 0)
+            .any(|var| var == wanted.as_bytes())
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// The harness's node failure (used by the executor's tests): the job dies with
+/// its node, Slurm reports NODE_FAIL, and the restarted node takes jobs again.
+#[test]
+fn a_killed_node_fails_its_job_and_comes_back() {
+    let cluster = require_slurm!(2);
+    let client = client(&cluster);
+    let mut on_n2 = spec(&cluster, "contimg-t-nodefail", "sleep 300");
+    on_n2.extra_args = vec!["--nodelist=n2".into()];
+    let id = client.submit(&on_n2).unwrap();
+    wait_for(&client, id, Duration::from_secs(20), "running", |info| {
+        info.state == JobState::Running
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while job_processes(id).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!job_processes(id).is_empty(), "job {id} has no process");
+
+    cluster.kill_node("n2");
+    assert_eq!(
+        job_processes(id),
+        Vec::<u32>::new(),
+        "the job outlived its node"
+    );
+    let failed = wait_for(&client, id, Duration::from_secs(90), "NODE_FAIL", |info| {
+        info.state.is_finished()
+    });
+    assert_eq!(failed.state, JobState::NodeFail, "{failed:?}");
+    assert_eq!(failed.node.as_deref(), Some("n2"));
+
+    cluster.start_node("n2");
+    let mut again = spec(&cluster, "contimg-t-n2-again", "echo $SLURMD_NODENAME");
+    again.extra_args = vec!["--nodelist=n2".into()];
+    let id = client.submit(&again).unwrap();
+    let done = wait_for(&client, id, Duration::from_secs(90), "completed", |info| {
+        info.state.is_finished()
+    });
+    assert_eq!(done.state, JobState::Completed, "{done:?}");
+    assert_eq!(
+        std::fs::read_to_string(&again.stdout_path).unwrap().trim(),
+        "n2"
+    );
+}
