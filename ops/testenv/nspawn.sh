@@ -42,8 +42,11 @@ BASE=${NSPAWN_BASE:-/run/contimg-nspawn}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-60}
 # Host services that must not start in the container (they are installed on the CI
 # machines for other tests and would fight over the host's resources).
+# The host's test packages enable daemons the containers must not run (the Slurm
+# test cluster and Prometheus are started by their tests, never as services).
 MASKS=(docker.service docker.socket containerd.service postgresql.service
-       systemd-networkd-wait-online.service)
+       systemd-networkd-wait-online.service munge.service slurmd.service
+       slurmctld.service prometheus.service prometheus-node-exporter.service)
 
 die() { echo "nspawn.sh: $*" >&2; exit 1; }
 log() { echo "nspawn.sh: $*" >&2; }
