@@ -124,6 +124,9 @@ enum InputFate {
     Skip(String),
 }
 
+/// A registered input path, its fate, and where it was archived to.
+type JudgedInput = (String, InputFate, Option<String>);
+
 /// A sweep over one configuration at one moment.
 pub struct Sweep<'a> {
     config: &'a StreamingConfig,
@@ -255,7 +258,7 @@ impl<'a> Sweep<'a> {
     ) -> Result<(), RetentionError> {
         // Judge every file, and copy to archive_dir, before taking the lock: a
         // copy to another filesystem can take seconds per file.
-        let mut judged: Vec<(&DueInputs, Vec<(String, InputFate, Option<String>)>)> = Vec::new();
+        let mut judged: Vec<(&DueInputs, Vec<JudgedInput>)> = Vec::new();
         for group in batch {
             let mut files = Vec::new();
             for path in &group.files {

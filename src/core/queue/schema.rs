@@ -11,6 +11,9 @@ use super::{QueueError, group_timestamp_from_id};
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = 6;
 
+/// One migration step, run in its own transaction.
+type Migration = fn(&Transaction<'_>) -> Result<(), QueueError>;
+
 /// Brings `conn` up to [`SCHEMA_VERSION`], one transaction per migration.
 pub fn migrate(conn: &mut Connection) -> Result<(), QueueError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
@@ -20,7 +23,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), QueueError> {
             supported: SCHEMA_VERSION,
         });
     }
-    let steps: [(i64, fn(&Transaction<'_>) -> Result<(), QueueError>); 6] = [
+    let steps: [(i64, Migration); 6] = [
         (1, migrate_to_v1),
         (2, migrate_to_v2),
         (3, migrate_to_v3),
