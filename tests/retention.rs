@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use common::api::{ApiDaemon, DaemonOptions, process_backend_args};
 use common::worker::{WorkerEnv, test_converter_toml, wait_until, write_test_converter};
 use contimg::queue::{GroupState, RemovalKind, unix_now};
 use contimg::uvh5::simulate::{Profile, SimulateArgs, run};
@@ -225,6 +226,25 @@ fn the_worker_removes_exactly_the_completed_inputs_past_their_age() {
         );
     }
     assert_eq!(worker.stop(), Some(0));
+
+    // The same totals on the real API's /metrics.
+    let bytes_line = format!("contimg_retention_freed_bytes_total{{kind=\"input\"}} {freed}\n");
+    let files_line = "contimg_retention_removed_files_total{kind=\"input\"} 8\n";
+    let Lifecycle { env, .. } = lc;
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let daemon =
+            ApiDaemon::start_with(env, &DaemonOptions::default(), &process_backend_args()).await;
+        let mut text = String::new();
+        for _ in 0..100 {
+            text = daemon.get("/metrics").await.unwrap().text().await.unwrap();
+            if text.contains(&bytes_line) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(text.contains(&bytes_line), "no {bytes_line:?} in\n{text}");
+        assert!(text.contains(files_line), "{text}");
+    });
 }
 
 #[test]
