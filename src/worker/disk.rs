@@ -31,9 +31,6 @@ use contimg_core::config::StreamingConfig;
 use contimg_core::queue::{ClaimPause, ClaimedGroup, unix_now};
 use contimg_core::units::scaled_bytes;
 
-/// Bytes in one `min_free_gb` unit (decimal gigabytes, as disks are sold).
-const BYTES_PER_GB: f64 = 1e9;
-
 /// A directory with less free space than this after a failed conversion is
 /// taken as the reason it failed, whatever the converter printed (an external
 /// converter may word ENOSPC its own way).
@@ -92,7 +89,7 @@ impl SpaceNeed {
     pub(crate) fn new(config: &StreamingConfig, input_bytes: u64) -> Self {
         Self {
             min_free_gb: config.min_free_gb,
-            min_free_bytes: (config.min_free_gb.max(0.0) * BYTES_PER_GB) as u64,
+            min_free_bytes: config.min_free_bytes(),
             input_bytes,
             factor: config.free_space_factor.max(0.0),
         }
