@@ -233,7 +233,8 @@ mod tests {
                 literals += 1;
                 let known = GroupState::parse(literal).is_some()
                     || ProcessingStage::parse(literal).is_some()
-                    || AttemptOutcome::parse(literal).is_some();
+                    || AttemptOutcome::parse(literal).is_some()
+                    || RemovalAction::parse(literal).is_some();
                 assert!(
                     known,
                     "{name} spells {literal:?}, which no stored enum knows"
