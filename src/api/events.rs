@@ -109,6 +109,7 @@ fn verdict(
         queue_writable: queue.writable.as_ref(),
         heartbeat: queue.heartbeat.as_ref(),
         config_error,
+        slurm_executor: status.executor.as_deref() == Some("slurm"),
         critical_alerts,
         now,
     })
@@ -324,6 +325,7 @@ impl Producer {
             queue.view.heartbeat.as_ref(),
         );
         status.backend_description = state.backend.describe();
+        status.jobs_in_flight = queue.view.jobs;
         if status.error.is_none() {
             status.error = self.config.1.clone();
         }

@@ -6,7 +6,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use contimg_control::LogEntry;
-use contimg_core::queue::{GroupDetail, GroupSummary};
+use contimg_core::queue::{AttemptJob, GroupDetail, GroupSummary};
 
 // The service documents (`status`, `health`, `metrics`) are defined once, next to
 // the code that assembles them for `contimgctl --json`, and re-exported here so
@@ -81,6 +81,43 @@ pub struct GroupView {
     pub output_path: Option<String>,
     pub received_at_ts: f64,
     pub last_update_ts: f64,
+    /// The batch job of the latest attempt (`executor = "slurm"`); `null` when
+    /// the group never ran as a job.
+    #[serde(default)]
+    pub job: Option<JobView>,
+}
+
+/// An attempt's batch job, as the worker last recorded it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobView {
+    /// The executor that ran the attempt (`slurm`).
+    pub executor: String,
+    /// Slurm's job id; `null` while the submission is unconfirmed.
+    pub job_id: Option<String>,
+    /// Slurm's job state: PENDING (waiting in the queue), RUNNING, COMPLETED,
+    /// FAILED, NODE_FAIL, CANCELLED, TIMEOUT, …; SUBMITTING before sbatch answered.
+    pub state: Option<String>,
+    /// The node the job ran on, once Slurm placed it.
+    pub node: Option<String>,
+    pub exit_code: Option<i32>,
+    /// The attempt's job log (its stdout and stderr); read it with
+    /// `GET /api/streaming/groups/{id}/log`.
+    pub log_path: Option<String>,
+    pub submitted_at: Option<String>,
+}
+
+impl From<&AttemptJob> for JobView {
+    fn from(job: &AttemptJob) -> Self {
+        Self {
+            executor: job.executor.clone(),
+            job_id: job.job_id.clone(),
+            state: job.state.clone(),
+            node: job.node.clone(),
+            exit_code: job.exit_code,
+            log_path: job.log_path.clone(),
+            submitted_at: job.submitted_at.and_then(iso_from_unix),
+        }
+    }
 }
 
 impl From<&GroupSummary> for GroupView {
@@ -101,6 +138,7 @@ impl From<&GroupSummary> for GroupView {
             output_path: g.output_path.clone(),
             received_at_ts: g.received_at,
             last_update_ts: g.last_update,
+            job: g.job.as_ref().map(JobView::from),
         }
     }
 }
@@ -142,6 +180,9 @@ pub struct AttemptView {
     pub finished_at: Option<String>,
     pub outcome: Option<String>,
     pub error: Option<String>,
+    /// The attempt's batch job, when it ran as one.
+    #[serde(default)]
+    pub job: Option<JobView>,
 }
 
 /// `GET /api/streaming/groups/{id}`.
@@ -191,10 +232,27 @@ impl From<&GroupDetail> for GroupDetailView {
                     finished_at: a.finished_at.and_then(iso_from_unix),
                     outcome: a.outcome.map(|outcome| outcome.to_string()),
                     error: a.error.clone(),
+                    job: a.job.as_ref().map(JobView::from),
                 })
                 .collect(),
         }
     }
+}
+
+/// `GET /api/streaming/groups/{id}/log`: the end of an attempt's job log.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GroupLogView {
+    pub group_id: String,
+    pub attempt: u32,
+    pub job_id: Option<String>,
+    /// The log file, as recorded in the queue DB.
+    pub path: String,
+    /// The file's size in bytes.
+    pub size_bytes: u64,
+    /// True when only the last `max_bytes` were read.
+    pub truncated: bool,
+    /// The log's last bytes as text (invalid UTF-8 replaced).
+    pub text: String,
 }
 
 /// Answer of `POST /api/streaming/groups/{id}/retry`.

@@ -181,7 +181,7 @@ fn render_retention(out: &mut String, stats: &QueueStats) {
 fn render_executor(out: &mut String, status: &StatusResponse) {
     let _ = writeln!(
         out,
-        "# HELP contimg_executor_info Where conversions run (the executor setting), always 1.
+        "# HELP contimg_executor_info Where conversions run (the executor setting), always 1.\n\
          # TYPE contimg_executor_info gauge"
     );
     if let Some(executor) = &status.executor {
@@ -193,7 +193,7 @@ fn render_executor(out: &mut String, status: &StatusResponse) {
     }
     let _ = writeln!(
         out,
-        "# HELP contimg_slurm_scheduler_up 1 when the worker reaches the Slurm scheduler (executor = slurm only).
+        "# HELP contimg_slurm_scheduler_up 1 when the worker reaches the Slurm scheduler (executor = slurm only).\n\
          # TYPE contimg_slurm_scheduler_up gauge"
     );
     if let Some(reachable) = status.scheduler_reachable {
@@ -201,7 +201,7 @@ fn render_executor(out: &mut String, status: &StatusResponse) {
     }
     let _ = writeln!(
         out,
-        "# HELP contimg_slurm_jobs Batch jobs in flight by Slurm state (pending includes jobs being submitted).
+        "# HELP contimg_slurm_jobs Batch jobs in flight by Slurm state (pending includes jobs being submitted).\n\
          # TYPE contimg_slurm_jobs gauge"
     );
     if let (Some("slurm"), Some(jobs)) = (status.executor.as_deref(), status.jobs_in_flight) {
@@ -323,7 +323,8 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("# TYPE contimg_slurm_scheduler_up gauge"),
+            text.lines()
+                .any(|l| l == "# TYPE contimg_slurm_scheduler_up gauge"),
             "{text}"
         );
         assert!(

@@ -10,7 +10,8 @@ use contimg_control::report::{HealthResponse, Snapshot};
 use contimg_control::state_dir::StateDir;
 use contimg_control::{BackendKind, ControlOutcome, LogEntry, ResourceLimits};
 use contimg_core::queue::{
-    AttemptOutcome, GroupDetail, GroupState, GroupSummary, LateFile, QueueStats, UnrecognisedFile,
+    AttemptJob, AttemptOutcome, GroupDetail, GroupState, GroupSummary, LateFile, QueueStats,
+    UnrecognisedFile,
 };
 
 pub fn color_enabled() -> bool {
@@ -147,6 +148,41 @@ pub fn status_text(snapshot: &Snapshot, backend_detail: &str, state_dir: &StateD
                 "1;33",
             ),
         );
+    }
+    if let Some(config) = &snapshot.config {
+        line(
+            "Executor",
+            contimg_control::report::describe_executor(config),
+        );
+        if config.executor == contimg_core::config::ExecutorKind::Slurm {
+            let report = snapshot.status_report();
+            if let Some(jobs) = report.jobs_in_flight {
+                line(
+                    "Jobs",
+                    format!(
+                        "{} queued, {} running (max {})",
+                        jobs.queued, jobs.running, config.slurm.max_jobs
+                    ),
+                );
+            }
+            line(
+                "Scheduler",
+                match (
+                    report.scheduler_reachable,
+                    &report.scheduler_unreachable_since,
+                ) {
+                    (Some(true), _) => "reachable".to_string(),
+                    (Some(false), since) => paint(
+                        &format!(
+                            "UNREACHABLE since {}: groups wait in pending",
+                            since.as_deref().unwrap_or("?")
+                        ),
+                        "1;31",
+                    ),
+                    (None, _) => "unknown (the worker is not running)".to_string(),
+                },
+            );
+        }
     }
     match (&snapshot.queue.stats, &snapshot.queue.error) {
         (Some(stats), _) => {
@@ -335,9 +371,24 @@ pub fn groups_table(groups: &[GroupSummary]) -> String {
     if groups.is_empty() {
         return "(no groups)\n".to_string();
     }
+    // The JOB column only when a group ran as a batch job (the Slurm executor).
+    let jobs = groups.iter().any(|g| g.job.is_some());
+    let job_column = |job: Option<&AttemptJob>| match (jobs, job) {
+        (false, _) => String::new(),
+        (true, job) => format!("{:<34}  ", job.map(job_words).unwrap_or_default()),
+    };
     let mut out = format!(
-        "{:<21} {:<12} {:>8} {:>7}  {:<19}  ERROR\n",
-        "GROUP", "STATE", "SUBBANDS", "RETRIES", "UPDATED"
+        "{:<21} {:<12} {:>8} {:>7}  {:<19}  {}ERROR\n",
+        "GROUP",
+        "STATE",
+        "SUBBANDS",
+        "RETRIES",
+        "UPDATED",
+        if jobs {
+            format!("{:<34}  ", "JOB")
+        } else {
+            String::new()
+        }
     );
     for group in groups {
         let expected = group
@@ -346,13 +397,14 @@ pub fn groups_table(groups: &[GroupSummary]) -> String {
             .unwrap_or_else(|| "?".into());
         let _ = writeln!(
             out,
-            "{:<21} {:<12} {:>8} {:>7}  {:<19}  {}",
+            "{:<21} {:<12} {:>8} {:>7}  {:<19}  {}{}",
             group.group_id,
             // `as_str`: the padding applies to a str, not to Display's write_str.
             group.state.as_str(),
             format!("{}/{expected}", group.subbands),
             group.retry_count,
             format_time(group.last_update),
+            job_column(group.job.as_ref()),
             group
                 .error
                 .as_deref()
@@ -363,6 +415,27 @@ pub fn groups_table(groups: &[GroupSummary]) -> String {
         );
     }
     out
+}
+
+/// A batch job in a few words: whether it waits in Slurm, runs on which node or
+/// finished, with its id ("1234 PENDING", "1234 RUNNING on n3",
+/// "1234 FAILED on n2, exit 1").
+pub fn job_words(job: &AttemptJob) -> String {
+    let id = job.job_id.as_deref().unwrap_or("(no id yet)");
+    let state = job.state.as_deref().unwrap_or("?");
+    let node = job
+        .node
+        .as_deref()
+        .map(|n| format!(" on {n}"))
+        .unwrap_or_default();
+    let exit = job
+        .exit_code
+        .map(|c| format!(", exit {c}"))
+        .unwrap_or_default();
+    match state {
+        "PENDING" | "SUBMITTING" => format!("{id} {state} (waiting in Slurm)"),
+        _ => format!("{id} {state}{node}{exit}"),
+    }
 }
 
 /// `contimgctl queue show GROUP`'s text: state, timings, files, attempts.
@@ -404,6 +477,12 @@ pub fn group_text(detail: &GroupDetail) -> String {
             attempt.outcome.map_or("running", AttemptOutcome::as_str),
             attempt.error.as_deref().unwrap_or("")
         );
+        if let Some(job) = &attempt.job {
+            let _ = writeln!(out, "{:>12}  Slurm job {}", "", job_words(job));
+            if let Some(log) = &job.log_path {
+                let _ = writeln!(out, "{:>12}  log {log}", "");
+            }
+        }
     }
     out
 }
@@ -438,6 +517,7 @@ mod tests {
             started_at: None,
             completed_at: None,
             output_path: None,
+            job: None,
         };
         let table = groups_table(&[
             group("2025-10-13T13:28:03", GroupState::Pending),
@@ -450,5 +530,38 @@ mod tests {
         assert!(lines[1].contains("pending     "), "{table}");
         assert!(lines[1].ends_with("first line"), "{table}");
         assert_eq!(groups_table(&[]), "(no groups)\n");
+        assert!(
+            !table.contains("JOB"),
+            "no JOB column without jobs: {table}"
+        );
+
+        let with_job = |state: &str, node: Option<&str>, exit_code: Option<i32>| GroupSummary {
+            job: Some(AttemptJob {
+                executor: "slurm".into(),
+                job_id: Some("4711".into()),
+                state: Some(state.into()),
+                node: node.map(Into::into),
+                exit_code,
+                log_path: None,
+                submitted_at: None,
+            }),
+            ..group("2025-10-13T13:38:03", GroupState::InProgress)
+        };
+        let table = groups_table(&[
+            with_job("PENDING", None, None),
+            with_job("RUNNING", Some("n3"), None),
+            with_job("FAILED", Some("n2"), Some(1)),
+            group("2025-10-13T13:28:03", GroupState::Pending),
+        ]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].contains("JOB"), "{table}");
+        assert!(
+            lines[1].contains("4711 PENDING (waiting in Slurm)"),
+            "{table}"
+        );
+        assert!(lines[2].contains("4711 RUNNING on n3"), "{table}");
+        assert!(lines[3].contains("4711 FAILED on n2, exit 1"), "{table}");
+        let error_column = |line: &str| line.find("first line").unwrap();
+        assert_eq!(error_column(lines[1]), error_column(lines[4]), "{table}");
     }
 }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 pub mod alerts;
 pub mod detect;
 pub mod docker;
+pub mod job_log;
 pub mod logs;
 pub mod process;
 pub mod report;

@@ -13,8 +13,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::{Backend, ControlError, ServiceStatus};
-use contimg_core::config::{ConfigStore, StreamingConfig};
-use contimg_core::queue::{Heartbeat, QueueReader, QueueStats, unix_now};
+use contimg_core::config::{ConfigStore, ExecutorKind, StreamingConfig};
+use contimg_core::queue::{Heartbeat, JobsInFlight, QueueReader, QueueStats, unix_now};
 
 /// A heartbeat older than this is stale and makes the worker unhealthy. The worker
 /// writes one every 2 s (`STATUS_INTERVAL` in `worker`), so 20 s is ten missed
@@ -31,6 +31,8 @@ pub struct QueueView {
     /// Why `stats` is missing (`queue_error` in the API).
     pub error: Option<String>,
     pub heartbeat: Option<Heartbeat>,
+    /// Batch jobs queued and running (the Slurm executor); `None` when unread.
+    pub jobs: Option<JobsInFlight>,
     /// Whether the worker could write the DB: `Ok(detail)` or `Err(why not)`.
     pub writable: Option<Result<String, String>>,
 }
@@ -44,6 +46,7 @@ impl QueueView {
                 stats: None,
                 error: Some(err.to_string()),
                 heartbeat: None,
+                jobs: None,
                 writable: Some(probe_queue_db_writable(queue_db)),
             },
         }
@@ -60,6 +63,7 @@ impl QueueView {
             stats,
             error,
             heartbeat: reader.heartbeat().ok().flatten(),
+            jobs: reader.jobs_in_flight().ok(),
             writable: Some(probe_queue_db_writable(queue_db)),
         }
     }
@@ -167,6 +171,25 @@ pub struct StatusResponse {
     /// When that pause began.
     #[serde(default)]
     pub claim_paused_since: Option<String>,
+    /// Where conversions run (`local`, `slurm`), from the config; `null` without one.
+    #[serde(default)]
+    pub executor: Option<String>,
+    /// The executor in words: "local", "Slurm, partition P" ("Slurm, the
+    /// cluster's default partition" when `slurm.partition` is empty).
+    #[serde(default)]
+    pub executor_description: Option<String>,
+    /// Batch jobs in flight, `{"queued": n, "running": n}` (queued includes jobs
+    /// being submitted); `null` when the queue DB was not read.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub jobs_in_flight: Option<JobsInFlight>,
+    /// Whether the running worker reaches the Slurm scheduler (from its
+    /// heartbeat); `null` with the local executor or when the worker is not running.
+    #[serde(default)]
+    pub scheduler_reachable: Option<bool>,
+    /// Since when the scheduler has not answered; `null` while it answers.
+    #[serde(default)]
+    pub scheduler_unreachable_since: Option<String>,
     /// The streaming configuration (same shape as `GET /api/streaming/config`).
     #[schema(value_type = Object)]
     pub config: Option<Value>,
@@ -203,6 +226,15 @@ impl StatusResponse {
         config: Option<&StreamingConfig>,
         heartbeat: Option<&Heartbeat>,
     ) -> Self {
+        let executor = config.map(|c| c.executor.as_str().to_string());
+        let executor_description = config.map(describe_executor);
+        let running = matches!(status, Ok(s) if s.running);
+        let scheduler = config
+            .filter(|c| running && c.executor == ExecutorKind::Slurm)
+            .and(heartbeat)
+            .map(|beat| beat.scheduler_unreachable_since);
+        let scheduler_reachable = scheduler.map(|since| since.is_none());
+        let scheduler_unreachable_since = scheduler.flatten().and_then(iso_from_unix);
         let config = config.map(|c| Value::Object(c.to_json()));
         let last_heartbeat = heartbeat.and_then(|h| iso_from_unix(h.heartbeat_at));
         let claim_pause = match status {
@@ -222,6 +254,11 @@ impl StatusResponse {
                 last_heartbeat,
                 claim_paused,
                 claim_paused_since,
+                executor: executor.clone(),
+                executor_description: executor_description.clone(),
+                jobs_in_flight: None,
+                scheduler_reachable,
+                scheduler_unreachable_since: scheduler_unreachable_since.clone(),
                 config,
                 error: s.error.clone(),
                 backend: s.backend.to_string(),
@@ -250,6 +287,11 @@ impl StatusResponse {
                 last_heartbeat,
                 claim_paused,
                 claim_paused_since,
+                executor: executor.clone(),
+                executor_description: executor_description.clone(),
+                jobs_in_flight: None,
+                scheduler_reachable,
+                scheduler_unreachable_since: scheduler_unreachable_since.clone(),
                 config,
                 error: Some(err.to_string()),
                 backend: backend_name.to_string(),
@@ -281,6 +323,20 @@ impl StatusResponse {
             && self.config == other.config
             && self.last_heartbeat.is_some() == other.last_heartbeat.is_some()
             && self.claim_paused == other.claim_paused
+            && self.executor == other.executor
+            && self.jobs_in_flight == other.jobs_in_flight
+            && self.scheduler_reachable == other.scheduler_reachable
+    }
+}
+
+/// The executor in words, as `contimgctl status` and the dashboard show it.
+pub fn describe_executor(config: &StreamingConfig) -> String {
+    match config.executor {
+        ExecutorKind::Local => "local".to_string(),
+        ExecutorKind::Slurm if config.slurm.partition.is_empty() => {
+            "Slurm, the cluster's default partition".to_string()
+        }
+        ExecutorKind::Slurm => format!("Slurm, partition {}", config.slurm.partition),
     }
 }
 
@@ -385,13 +441,15 @@ impl MetricsResponse {
 
 impl Snapshot {
     fn service_response(&self, config: Option<&StreamingConfig>) -> StatusResponse {
-        StatusResponse::assemble(
+        let mut status = StatusResponse::assemble(
             &self.status.backend.to_string(),
             &self.status.unit,
             &Ok(self.status.clone()),
             config,
             self.queue.heartbeat.as_ref(),
-        )
+        );
+        status.jobs_in_flight = self.queue.jobs;
+        status
     }
 
     /// `GET status`'s document, plus the queue counts (`contimgctl status --json`).
@@ -428,6 +486,10 @@ impl Snapshot {
             queue_writable: self.queue.writable.as_ref(),
             heartbeat: self.queue.heartbeat.as_ref(),
             config_error: self.config_error.as_deref(),
+            slurm_executor: self
+                .config
+                .as_ref()
+                .is_some_and(|c| c.executor == ExecutorKind::Slurm),
             critical_alerts,
             now: self.taken_at,
         })
@@ -451,6 +513,8 @@ pub struct HealthInputs<'a> {
     pub queue_writable: Option<&'a Result<String, String>>,
     pub heartbeat: Option<&'a Heartbeat>,
     pub config_error: Option<&'a str>,
+    /// `executor = "slurm"`: the verdict also says whether the scheduler answers.
+    pub slurm_executor: bool,
     /// Messages of the active critical alerts.
     pub critical_alerts: &'a [String],
     /// Unix time the heartbeat's age is measured at.
@@ -507,6 +571,9 @@ pub fn health_verdict(input: &HealthInputs<'_>) -> HealthResponse {
         Some(err) => check("config", false, err.to_string()),
         None => check("config", true, "valid".to_string()),
     });
+    if input.slurm_executor {
+        checks.push(scheduler_check(input));
+    }
     checks.push(if input.critical_alerts.is_empty() {
         check("alerts", true, "no critical alerts".to_string())
     } else {
@@ -533,6 +600,37 @@ pub fn health_verdict(input: &HealthInputs<'_>) -> HealthResponse {
         memory_mb: input.memory_mb,
         error,
         checks,
+    }
+}
+
+/// Whether the worker reaches slurmctld, as its heartbeat last said. Without a
+/// fresh heartbeat nobody asked the scheduler, which the heartbeat check reports.
+fn scheduler_check(input: &HealthInputs<'_>) -> HealthCheck {
+    let (ok, detail) = match input.heartbeat {
+        Some(beat) if input.now - beat.heartbeat_at <= HEARTBEAT_STALE_SECONDS => {
+            match beat.scheduler_unreachable_since {
+                None => (true, "Slurm scheduler reachable".to_string()),
+                Some(since) => (
+                    false,
+                    format!(
+                        "Slurm scheduler unreachable for {:.0} s (since {}): no job is \
+                         submitted or followed, groups wait in pending; `scontrol ping` on \
+                         the worker's host",
+                        (input.now - since).max(0.0),
+                        iso_from_unix(since).unwrap_or_default()
+                    ),
+                ),
+            }
+        }
+        _ => (
+            false,
+            "unknown: no fresh heartbeat from the worker, which asks the scheduler".to_string(),
+        ),
+    };
+    HealthCheck {
+        name: "scheduler".to_string(),
+        ok,
+        detail,
     }
 }
 
@@ -575,6 +673,7 @@ mod tests {
             queue_writable: None,
             heartbeat: Some(heartbeat),
             config_error: None,
+            slurm_executor: false,
             critical_alerts: &[],
             now,
         }
@@ -643,5 +742,39 @@ mod tests {
             let health = health_verdict(&inputs);
             assert_eq!(failing(&health), [check], "{health:?}");
         }
+    }
+
+    /// Issue 13: health says whether the scheduler answers, only with
+    /// `executor = "slurm"`.
+    #[test]
+    fn the_slurm_executor_adds_a_scheduler_check() {
+        let names =
+            |h: &HealthResponse| h.checks.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+        let reachable = beat_at(1000.0);
+        let local = health_verdict(&running(&reachable, 1001.0));
+        assert!(
+            !names(&local).contains(&"scheduler".to_string()),
+            "{local:?}"
+        );
+        let slurm = |beat| HealthInputs {
+            slurm_executor: true,
+            ..running(beat, 1001.0)
+        };
+        let ok = health_verdict(&slurm(&reachable));
+        assert!(ok.healthy, "{ok:?}");
+        assert!(names(&ok).contains(&"scheduler".to_string()), "{ok:?}");
+        let down = Heartbeat {
+            scheduler_unreachable_since: Some(940.0),
+            ..beat_at(1000.0)
+        };
+        let health = health_verdict(&slurm(&down));
+        assert_eq!(failing(&health), ["scheduler"], "{health:?}");
+        assert!(
+            health
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("unreachable for 61 s")),
+            "{health:?}"
+        );
     }
 }

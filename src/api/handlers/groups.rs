@@ -10,7 +10,8 @@ use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::error::{ApiError, BodyErrors, ErrorBody, MutationAuthErrors, ReadAuthErrors};
-use crate::models::{GroupDetailView, GroupList, GroupView, RetryResponse};
+use crate::models::{GroupDetailView, GroupList, GroupLogView, GroupView, RetryResponse};
+use contimg_control::job_log::{DEFAULT_TAIL_BYTES, JobLogError, MAX_TAIL_BYTES, read_attempt_log};
 use contimg_core::queue::{
     GroupFilter, GroupState, QueueError, QueueReader, request_retry, with_reader,
 };
@@ -96,6 +97,58 @@ pub async fn group(
         Some(detail) => Ok(Json(GroupDetailView::from(&detail))),
         None => Err(ApiError::NotFound(format!("group {id} not found"))),
     }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct GroupLogParams {
+    /// The attempt (1, 2, …); default: the latest attempt that ran as a job.
+    #[param(value_type = Option<u64>, maximum = 4294967295_u64)]
+    pub attempt: Option<u32>,
+    /// How many bytes from the end of the log (default 65536, at most 1048576).
+    pub max_bytes: Option<u64>,
+}
+
+/// The end of an attempt's batch-job log. The file is the one the worker recorded
+/// for the attempt in the queue DB; the request only picks the group and attempt.
+#[utoipa::path(get, path = "/api/streaming/groups/{id}/log", tag = "groups",
+    params(("id" = String, Path, description = "Group id"), GroupLogParams),
+    responses((status = 200, body = GroupLogView),
+        (status = 400, description = "Invalid query parameter", body = ErrorBody),
+        ReadAuthErrors,
+        (status = 404, description = "No such group or attempt, no job log recorded for it, or the file does not exist (yet)", body = ErrorBody),
+        (status = 500, description = "The queue DB or the log cannot be read", body = ErrorBody),
+        (status = 503, description = "There is no queue DB yet (the worker has never run)", body = ErrorBody)))]
+pub async fn group_log(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(params): Query<GroupLogParams>,
+) -> Result<Json<GroupLogView>, ApiError> {
+    let lookup = id.clone();
+    let detail = with_queue(&state, move |reader| reader.group(&lookup)).await?;
+    let Some(detail) = detail else {
+        return Err(ApiError::NotFound(format!("group {id} not found")));
+    };
+    let max_bytes = params
+        .max_bytes
+        .unwrap_or(DEFAULT_TAIL_BYTES)
+        .clamp(1, MAX_TAIL_BYTES);
+    let tail =
+        tokio::task::spawn_blocking(move || read_attempt_log(&detail, params.attempt, max_bytes))
+            .await?
+            .map_err(|err| match err {
+                JobLogError::Io { .. } => ApiError::Internal(err.to_string()),
+                _ => ApiError::NotFound(err.to_string()),
+            })?;
+    Ok(Json(GroupLogView {
+        group_id: tail.group_id,
+        attempt: tail.attempt,
+        job_id: tail.job_id,
+        path: tail.path.display().to_string(),
+        size_bytes: tail.size_bytes,
+        truncated: tail.truncated,
+        text: tail.text,
+    }))
 }
 
 #[utoipa::path(post, path = "/api/streaming/groups/{id}/retry", tag = "groups",

@@ -16,7 +16,7 @@
 //! | `logs.rs` | `GET logs` |
 //! | `history.rs` | `GET history` |
 //! | `disk.rs` | `GET disk` |
-//! | `groups.rs` | `GET groups`, `GET groups/{id}`, `POST groups/{id}/retry` (`with_queue`) |
+//! | `groups.rs` | `GET groups`, `GET groups/{id}`, `GET groups/{id}/log`, `POST groups/{id}/retry` (`with_queue`) |
 //! | `limits.rs` | `GET/POST limits` |
 //! | `alerts.rs` | `GET alerts` |
 //! | `openapi.rs` | `GET /api/openapi.json`: the document of all the above |
@@ -95,6 +95,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/api/streaming/disk", get(disk::disk))
         .route("/api/streaming/groups", get(groups::groups))
         .route("/api/streaming/groups/{id}", get(groups::group))
+        .route("/api/streaming/groups/{id}/log", get(groups::group_log))
         .route(
             "/api/streaming/groups/{id}/retry",
             post(groups::retry_group),

@@ -14,9 +14,9 @@ use crate::handlers;
 use crate::handlers::disk::DiskResponse;
 use crate::history::{DiskTrend, FreeSample, HistoryPoint, HistoryResponse};
 use crate::models::{
-    AttemptView, ControlResponse, GroupDetailView, GroupFileView, GroupList, GroupView,
-    HealthCheck, HealthResponse, LimitsRequest, LimitsView, LogLine, LogsResponse, MetricsResponse,
-    RetryResponse, ServerSentEvent, StatusResponse,
+    AttemptView, ControlResponse, GroupDetailView, GroupFileView, GroupList, GroupLogView,
+    GroupView, HealthCheck, HealthResponse, JobView, LimitsRequest, LimitsView, LogLine,
+    LogsResponse, MetricsResponse, RetryResponse, ServerSentEvent, StatusResponse,
 };
 use contimg_control::alerts::{Alert, AlertList, Severity};
 
@@ -40,14 +40,14 @@ impl Modify for BearerAuth {
         handlers::config::post_config, handlers::control::start, handlers::control::stop,
         handlers::control::restart, handlers::metrics::metrics, handlers::sse::events,
         handlers::logs::logs, handlers::history::history, handlers::groups::groups,
-        handlers::groups::group, handlers::groups::retry_group, handlers::limits::get_limits,
+        handlers::groups::group, handlers::groups::group_log, handlers::groups::retry_group, handlers::limits::get_limits,
         handlers::limits::post_limits, handlers::alerts::alerts, handlers::metrics::prometheus,
         handlers::disk::disk,
     ),
     components(schemas(
         StatusResponse, HealthResponse, HealthCheck, MetricsResponse, ControlResponse,
         LogLine, LogsResponse, GroupView, GroupList, GroupDetailView, GroupFileView,
-        AttemptView, RetryResponse, LimitsView, Alert, AlertList, Severity,
+        AttemptView, JobView, GroupLogView, RetryResponse, LimitsView, Alert, AlertList, Severity,
         HistoryPoint, HistoryResponse, ErrorBody, FieldProblem, LimitsRequest, ControlFailure,
         ServerSentEvent, DiskResponse, DirUsage, DiskTrend, FreeSample,
     )),

@@ -2,10 +2,12 @@
 
 use futures_util::StreamExt;
 
+use contimg_control::job_log::{MAX_TAIL_BYTES, read_attempt_log};
 use contimg_control::logs::{parse_level, parse_since};
 use contimg_control::{LogEntry, LogQuery, exit_code};
+use contimg_core::queue::GroupDetail;
 
-use super::connect_backend;
+use super::{config_store, connect_backend};
 use crate::args::LogsArgs;
 use crate::{Cli, CliError, output};
 
@@ -44,8 +46,65 @@ pub async fn run(cli: &Cli, args: &LogsArgs) -> Result<i32, CliError> {
         for entry in backend.logs(&query).await? {
             print(&entry)?;
         }
+        if let Some(group_id) = &args.group {
+            print_job_logs(cli, group_id, args.lines)?;
+        }
     }
     Ok(exit_code::OK)
+}
+
+/// With the Slurm executor a group's conversion output is in each attempt's job
+/// log, not in the worker's journal: its last `lines` lines follow the journal's.
+/// Nothing is printed for a group that never ran as a job or is not in the queue.
+fn print_job_logs(cli: &Cli, group_id: &str, lines: usize) -> Result<(), CliError> {
+    let Ok((config, _)) = config_store(cli)?.load() else {
+        return Ok(());
+    };
+    let Ok(reader) = contimg_core::queue::QueueReader::open(&config.queue_db) else {
+        return Ok(());
+    };
+    let Some(detail) = reader.group(group_id)? else {
+        return Ok(());
+    };
+    for attempt in attempts_with_job_log(&detail) {
+        match read_attempt_log(&detail, Some(attempt), MAX_TAIL_BYTES) {
+            Ok(tail) => {
+                let shown = last_lines(&tail.text, lines);
+                if cli.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"job_log": {"group_id": tail.group_id,
+                            "attempt": tail.attempt, "job_id": tail.job_id,
+                            "path": tail.path, "lines": shown}})
+                    );
+                } else {
+                    println!(
+                        "── {group_id} attempt {attempt}: Slurm job {} log {} ──",
+                        tail.job_id.as_deref().unwrap_or("(no id)"),
+                        tail.path.display()
+                    );
+                    for line in shown {
+                        println!("{line}");
+                    }
+                }
+            }
+            // A missing or unreadable log is named; the other attempts still show.
+            Err(err) => eprintln!("{err}"),
+        }
+    }
+    Ok(())
+}
+
+fn attempts_with_job_log(detail: &GroupDetail) -> Vec<u32> {
+    (detail.attempts.iter())
+        .filter(|a| a.job.as_ref().is_some_and(|job| job.log_path.is_some()))
+        .map(|a| a.attempt)
+        .collect()
+}
+
+fn last_lines(text: &str, count: usize) -> Vec<&str> {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(count)..].to_vec()
 }
 
 #[cfg(test)]

@@ -104,6 +104,43 @@ pub struct GroupSummary {
     pub started_at: Option<f64>,
     pub completed_at: Option<f64>,
     pub output_path: Option<String>,
+    /// The batch job of the group's latest attempt (the Slurm executor); `None`
+    /// for a group never submitted as a job (the local executor, or not claimed).
+    #[serde(default)]
+    pub job: Option<AttemptJob>,
+}
+
+/// An attempt's batch job as the worker last recorded it (`group_attempts.job_*`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptJob {
+    /// The executor that ran the attempt (`slurm`).
+    pub executor: String,
+    /// Slurm's job id; `None` while the submission is unconfirmed.
+    pub job_id: Option<String>,
+    /// Slurm's job state (`PENDING`, `RUNNING`, `COMPLETED`, `FAILED`,
+    /// `NODE_FAIL`, `CANCELLED`, …), or `SUBMITTING` before sbatch answered.
+    pub state: Option<String>,
+    /// The node the job ran on, once Slurm placed it.
+    pub node: Option<String>,
+    pub exit_code: Option<i32>,
+    /// The attempt's job log (stdout and stderr), on storage the nodes share.
+    pub log_path: Option<String>,
+    pub submitted_at: Option<f64>,
+}
+
+impl AttemptJob {
+    /// Whether Slurm still has the job queued or running (the attempt is open).
+    pub fn is_running(&self) -> bool {
+        matches!(self.state.as_deref(), Some("RUNNING" | "COMPLETING"))
+    }
+}
+
+/// Batch jobs in flight: open attempts of groups `in_progress`, split by whether
+/// Slurm runs them yet (`queued` includes jobs still being submitted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobsInFlight {
+    pub queued: u64,
+    pub running: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,6 +160,9 @@ pub struct Attempt {
     /// None while the attempt runs.
     pub outcome: Option<AttemptOutcome>,
     pub error: Option<String>,
+    /// The attempt's batch job, when it ran as one.
+    #[serde(default)]
+    pub job: Option<AttemptJob>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

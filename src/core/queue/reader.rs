@@ -5,9 +5,9 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::{
-    BUSY_TIMEOUT, ClaimPause, GroupDetail, GroupFilter, GroupSummary, Heartbeat, LateFile,
-    QueueError, QueueStats, RejectedFile, SCHEMA_VERSION, UnrecognisedFile, groups, stats,
-    table_exists,
+    BUSY_TIMEOUT, ClaimPause, GroupDetail, GroupFilter, GroupSummary, Heartbeat, JobsInFlight,
+    LateFile, QueueError, QueueStats, RejectedFile, SCHEMA_VERSION, UnrecognisedFile, groups,
+    stats, table_exists,
 };
 
 /// Read-only handle for the CLI and the API. Never writes; safe beside the worker.
@@ -47,6 +47,11 @@ impl QueueReader {
 
     pub fn group(&self, group_id: &str) -> Result<Option<GroupDetail>, QueueError> {
         groups::group_detail(&self.conn, group_id)
+    }
+
+    /// Batch jobs queued and running in the scheduler (the Slurm executor).
+    pub fn jobs_in_flight(&self) -> Result<JobsInFlight, QueueError> {
+        groups::jobs_in_flight(&self.conn)
     }
 
     /// The most recently seen unrecognised entries, newest first.
