@@ -36,10 +36,27 @@ impl Lifecycle {
         let control = env.root.path().join("control");
         std::fs::create_dir_all(&control).unwrap();
         let script = write_test_converter(env.root.path());
+        // A key in `extra` replaces the default here.
+        let defaults: Vec<&str> = [
+            "expected_subbands = 4",
+            "max_retries = 0",
+            "incomplete_timeout_s = 600.0",
+            "drain_timeout_s = 1.0",
+            "retain_input_hours = 1.0",
+            "retain_failed_days = 1.0",
+            "retention_interval_s = 10.0",
+        ]
+        .into_iter()
+        .filter(|line| {
+            let key = line.split('=').next().unwrap_or("").trim();
+            !extra
+                .lines()
+                .any(|e| e.split('=').next().unwrap_or("").trim() == key)
+        })
+        .collect();
         env.write_config(&format!(
-            "expected_subbands = 4\nmax_retries = 0\nincomplete_timeout_s = 600.0\n\
-             drain_timeout_s = 1.0\nretain_input_hours = 1.0\nretain_failed_days = 1.0\n\
-             retention_interval_s = 10.0\n{extra}\n{}",
+            "{}\n{extra}\n{}",
+            defaults.join("\n"),
             test_converter_toml(&script, &control)
         ));
         Self { env, control }
@@ -251,7 +268,11 @@ fn the_worker_removes_exactly_the_completed_inputs_past_their_age() {
 fn gc_dry_run_removes_nothing_and_lists_what_the_real_run_archives() {
     // The archive on another filesystem: the copy-and-fsync path.
     let archive = tempfile::tempdir_in("/dev/shm").expect("a dir on /dev/shm");
-    let lc = Lifecycle::new(&format!("archive_dir = {:?}", archive.path()));
+    // The worker keeps running beside gc; its own sweep only at start-up.
+    let lc = Lifecycle::new(&format!(
+        "archive_dir = {:?}\nretention_interval_s = 86400.0",
+        archive.path()
+    ));
     let worker = lc.env.spawn();
     assert!(wait_until(Duration::from_secs(10), || worker
         .log()
@@ -268,7 +289,6 @@ fn gc_dry_run_removes_nothing_and_lists_what_the_real_run_archives() {
         "{}",
         worker.log()
     );
-    assert_eq!(worker.stop(), Some(0));
 
     // A hostile writer swaps one subband for a symlink to a file outside input_dir.
     let precious = lc.env.root.path().join("precious.hdf5");
@@ -354,6 +374,9 @@ fn gc_dry_run_removes_nothing_and_lists_what_the_real_run_archives() {
     let again = lc.gc(&["--json"]);
     let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(again["removals"].as_array().unwrap().len(), 0, "{again}");
+    let log = worker.log();
+    assert!(!log.contains("database is locked"), "{log}");
+    assert_eq!(worker.stop(), Some(0), "{log}");
 }
 
 #[test]
