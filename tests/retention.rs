@@ -202,11 +202,13 @@ fn the_worker_removes_exactly_the_completed_inputs_past_their_age() {
     let freed = sizes(&files_old_done) + sizes(&files_failed_old);
 
     // The periodic sweep (every 10 s) removes them.
+    // (Files go inside the transaction that records them: wait for both.)
     let removed = wait_until(Duration::from_secs(40), || {
         files_old_done
             .iter()
             .chain(&files_failed_old)
             .all(|f| !f.exists())
+            && lc.removals().len() == 8
     });
     assert!(removed, "due inputs still there\n{}", worker.log());
     for kept in files_new_done

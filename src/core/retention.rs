@@ -29,7 +29,7 @@ use serde::Serialize;
 use crate::config::StreamingConfig;
 use crate::fsutil;
 use crate::queue::retention::{
-    ActiveGroup, DueInputs, Removal, RemovalTotal, RetentionCutoffs, RetentionTx,
+    ActiveGroup, DueInputs, DuePage, Removal, RemovalTotal, RetentionCutoffs, RetentionTx,
 };
 use crate::queue::{Queue, QueueError, QueueReader, RemovalAction, RemovalKind};
 
@@ -202,13 +202,18 @@ impl<'a> Sweep<'a> {
         cancel: &AtomicBool,
     ) -> Result<SweepReport, RetentionError> {
         let mut report = SweepReport::default();
-        let due = lock(queue)?.retention_due_inputs(&self.cutoffs)?;
-        for batch in due.chunks(GROUPS_PER_TX) {
+        let mut page = DuePage::default();
+        loop {
             if cancel.load(Ordering::Relaxed) {
                 report.cancelled = true;
                 return Ok(report);
             }
-            self.remove_inputs(queue, batch, &mut report)?;
+            let batch =
+                lock(queue)?.retention_due_inputs_page(&self.cutoffs, &mut page, GROUPS_PER_TX)?;
+            if batch.is_empty() {
+                break;
+            }
+            self.remove_inputs(queue, &batch, &mut report)?;
         }
         if let Some(before) = self.cutoffs.outputs {
             let due = lock(queue)?.retention_due_outputs(before)?;

@@ -128,6 +128,72 @@ fn due_inputs(conn: &Connection, cutoffs: &RetentionCutoffs) -> Result<Vec<DueIn
     Ok(due)
 }
 
+/// Where a paged listing of due inputs stands: the state being listed and
+/// the index key (end time, rowid) of the last group returned.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct DuePage {
+    state: usize,
+    after: Option<(f64, i64)>,
+}
+
+/// The states whose inputs retention removes, in listing order.
+const FINAL_STATES: [GroupState; 2] = [GroupState::Completed, GroupState::Failed];
+
+/// Up to `limit` due groups after `page`, in index order (keyset: a group
+/// left unswept because a file could not be removed is not listed again by
+/// the same sweep). Empty when every due group was listed.
+fn due_inputs_page(
+    conn: &Connection,
+    cutoffs: &RetentionCutoffs,
+    page: &mut DuePage,
+    limit: usize,
+) -> Result<Vec<DueInputs>, QueueError> {
+    let sql = format!(
+        "SELECT rowid, group_id, COALESCE(completed_at, last_update) FROM ingest_queue
+         WHERE {INPUTS_DUE}
+             AND (COALESCE(completed_at, last_update), rowid) > (?3, ?4)
+         ORDER BY COALESCE(completed_at, last_update), rowid LIMIT ?5"
+    );
+    let mut groups = conn.prepare_cached(&sql)?;
+    let mut files = conn.prepare_cached(
+        "SELECT path FROM subband_files WHERE group_id = ?1 ORDER BY subband_idx",
+    )?;
+    while let Some(state) = FINAL_STATES.get(page.state).copied() {
+        let cutoff = match state {
+            GroupState::Failed => cutoffs.failed_inputs,
+            _ => cutoffs.completed_inputs,
+        };
+        let (after_t, after_rowid) = page.after.unwrap_or((f64::NEG_INFINITY, i64::MIN));
+        let rows: Vec<(i64, String, f64)> = groups
+            .query_map(
+                params![state, cutoff, after_t, after_rowid, limit as i64],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )?
+            .collect::<Result<_, _>>()?;
+        let Some(&(rowid, _, t)) = rows.last() else {
+            *page = DuePage {
+                state: page.state + 1,
+                after: None,
+            };
+            continue;
+        };
+        page.after = Some((t, rowid));
+        let mut due = Vec::with_capacity(rows.len());
+        for (_, group_id, _) in rows {
+            let paths = files
+                .query_map([&group_id], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            due.push(DueInputs {
+                group_id,
+                state,
+                files: paths,
+            });
+        }
+        return Ok(due);
+    }
+    Ok(Vec::new())
+}
+
 fn due_outputs(conn: &Connection, before: f64) -> Result<Vec<DueOutput>, QueueError> {
     let mut stmt = conn.prepare_cached(
         "SELECT group_id, output_path FROM ingest_queue
@@ -238,6 +304,17 @@ impl Queue {
 
     pub fn retention_due_outputs(&self, before: f64) -> Result<Vec<DueOutput>, QueueError> {
         due_outputs(&self.conn, before)
+    }
+
+    /// The next `limit` due groups (see [`DuePage`]): a sweep holds one page in
+    /// memory, not the whole backlog.
+    pub fn retention_due_inputs_page(
+        &self,
+        cutoffs: &RetentionCutoffs,
+        page: &mut DuePage,
+        limit: usize,
+    ) -> Result<Vec<DueInputs>, QueueError> {
+        due_inputs_page(&self.conn, cutoffs, page, limit)
     }
 
     pub fn removal_totals(&self) -> Result<BTreeMap<RemovalKind, RemovalTotal>, QueueError> {
@@ -358,8 +435,12 @@ mod tests {
 
     /// Two groups, both converted at `done_at`; returns their ids.
     fn two_completed(queue: &mut Queue, done_at: f64) -> Vec<String> {
+        two_completed_at(queue, done_at, 1_700_000_000.0)
+    }
+
+    fn two_completed_at(queue: &mut Queue, done_at: f64, first_ts: f64) -> Vec<String> {
         let mut ids = Vec::new();
-        for ts in [1_700_000_000.0, 1_700_000_300.0] {
+        for ts in [first_ts, first_ts + 300.0] {
             for sb in 0..2 {
                 queue
                     .register_file(&file("/in", ts, sb), 2, 60.0, ts)
@@ -410,6 +491,39 @@ mod tests {
     }
 
     #[test]
+    fn paged_listing_returns_every_due_group_once_in_index_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut queue = Queue::open(&dir.path().join("q.db")).unwrap();
+        let mut ids = two_completed(&mut queue, 1000.0);
+        ids.extend(two_completed_at(&mut queue, 900.0, 1_700_000_600.0));
+        let cutoffs = RetentionCutoffs::new(1000.0 + 3600.0, 1.0, 1.0, None);
+        let mut page = DuePage::default();
+        let mut listed = Vec::new();
+        loop {
+            let due = queue
+                .retention_due_inputs_page(&cutoffs, &mut page, 3)
+                .unwrap();
+            if due.is_empty() {
+                break;
+            }
+            assert!(due.len() <= 3);
+            assert!(due.iter().all(|d| d.files.len() == 2));
+            listed.extend(due.into_iter().map(|d| d.group_id));
+        }
+        // The two completed at 900 first, then the two at 1000; nothing twice,
+        // although none was marked swept.
+        assert_eq!(
+            listed,
+            [
+                ids[2].clone(),
+                ids[3].clone(),
+                ids[0].clone(),
+                ids[1].clone()
+            ]
+        );
+    }
+
+    #[test]
     fn the_due_queries_search_their_partial_indexes_never_scan() {
         let dir = tempfile::tempdir().unwrap();
         let queue = Queue::open(&dir.path().join("q.db")).unwrap();
@@ -443,6 +557,29 @@ mod tests {
             "{outputs}"
         );
         assert!(!outputs.contains("SCAN"), "{outputs}");
+        let mut stmt = queue
+            .conn
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN SELECT rowid, group_id, COALESCE(completed_at, last_update) FROM ingest_queue
+                 WHERE {INPUTS_DUE}
+                     AND (COALESCE(completed_at, last_update), rowid) > (?3, ?4)
+                 ORDER BY COALESCE(completed_at, last_update), rowid LIMIT ?5"
+            ))
+            .unwrap();
+        let page: Vec<String> = stmt
+            .query_map(params!["completed", 1.0, 0.0, 0, 64], |row| row.get(3))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let page = page.join("; ");
+        assert!(
+            page.contains("USING INDEX idx_ingest_queue_retention"),
+            "{page}"
+        );
+        assert!(
+            !page.contains("SCAN") && !page.contains("TEMP B-TREE"),
+            "{page}"
+        );
     }
 
     #[test]
