@@ -92,7 +92,11 @@ fn dispatch_overhead(cluster: &SlurmCluster) {
     }
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
     for index in 0..GROUPS {
-        for (run, (name, env, _)) in runs.iter().enumerate() {
+        for (run, (name, env, poll)) in runs.iter().enumerate() {
+            // A drop at a spread-out phase of the worker's poll tick: without it
+            // the interleaved drops lock onto the 5 s tick and bias the median.
+            let phase = f64::from((index * 7 + run as u32 * 3) % 10) / 10.0;
+            std::thread::sleep(Duration::from_secs_f64(phase * poll));
             let ts = group_ts(index);
             let group_id = group_id_for(ts);
             let dropped = unix_now();
