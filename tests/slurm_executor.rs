@@ -270,6 +270,20 @@ fn python() -> String {
     std::env::var("CONTIMG_PYTHON").unwrap_or_else(|_| "python3".to_string())
 }
 
+/// Waits until `group`'s job runs in Slurm; its (job id, node).
+fn wait_running(setup: &Setup, worker: &WorkerProcess, group: &str) -> (String, String) {
+    let mut running = None;
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            running = running_job(setup, group);
+            running.is_some()
+        }),
+        "{}",
+        worker.log()
+    );
+    running.unwrap()
+}
+
 fn timed<T>(name: &str, test: impl FnOnce() -> T) -> T {
     let started = Instant::now();
     let result = test();
@@ -465,16 +479,7 @@ fn a_job_on_a_killed_node_is_retried_on_another() {
         std::fs::write(setup.control.join(format!("slow-once-{group}")), "60").unwrap();
         let worker = setup.spawn();
         setup.drop_group(0);
-        let mut running = None;
-        assert!(
-            wait_until(Duration::from_secs(30), || {
-                running = running_job(&setup, &group);
-                running.is_some()
-            }),
-            "{}",
-            worker.log()
-        );
-        let (_, node) = running.unwrap();
+        let (_, node) = wait_running(&setup, &worker, &group);
         cluster.kill_node(&node);
         let done = wait_until(Duration::from_secs(90), || {
             setup.count(GroupState::Completed) == 1
@@ -515,16 +520,7 @@ fn an_outside_cancel_is_retried_and_a_failing_converter_ends_failed() {
         let worker = setup.spawn();
         setup.drop_group(0);
         setup.drop_group(1);
-        let mut running = None;
-        assert!(
-            wait_until(Duration::from_secs(30), || {
-                running = running_job(&setup, &cancelled);
-                running.is_some()
-            }),
-            "{}",
-            worker.log()
-        );
-        let (job_id, _) = running.unwrap();
+        let (job_id, _) = wait_running(&setup, &worker, &cancelled);
         let status = cluster.command("scancel").arg(&job_id).status().unwrap();
         assert!(status.success());
         let settled = wait_until(Duration::from_secs(60), || {
@@ -682,16 +678,7 @@ fn sigterm_leaves_jobs_to_be_adopted_unless_told_to_cancel_them() {
         std::fs::write(setup.control.join(format!("slow-once-{left}")), "6").unwrap();
         let worker = setup.spawn();
         setup.drop_group(0);
-        let mut running = None;
-        assert!(
-            wait_until(Duration::from_secs(30), || {
-                running = running_job(&setup, &left);
-                running.is_some()
-            }),
-            "{}",
-            worker.log()
-        );
-        let (job_id, _) = running.unwrap();
+        let (job_id, _) = wait_running(&setup, &worker, &left);
         assert_eq!(worker.stop(), Some(0));
         assert_eq!(slurm_state(&cluster, &job_id).as_deref(), Some("RUNNING"));
         let worker = setup.spawn();
@@ -711,16 +698,7 @@ fn sigterm_leaves_jobs_to_be_adopted_unless_told_to_cancel_them() {
         setup.configure_again("[slurm]\ncancel_on_stop = true\n");
         let worker = setup.spawn();
         setup.drop_group(1);
-        let mut running = None;
-        assert!(
-            wait_until(Duration::from_secs(30), || {
-                running = running_job(&setup, &cancelled);
-                running.is_some()
-            }),
-            "{}",
-            worker.log()
-        );
-        let (job_id, _) = running.unwrap();
+        let (job_id, _) = wait_running(&setup, &worker, &cancelled);
         assert_eq!(worker.stop(), Some(0));
         assert!(
             wait_until(Duration::from_secs(15), || {
