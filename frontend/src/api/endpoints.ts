@@ -5,6 +5,7 @@ import type {
   ControlResponse,
   DiskResponse,
   GroupDetail,
+  GroupLog,
   GroupsResponse,
   Health,
   HistoryResponse,
@@ -68,6 +69,9 @@ export const api = {
   },
   group: (id: string, s?: AbortSignal) =>
     get<GroupDetail>(`${API}/groups/${encodeURIComponent(id)}`, s),
+  /** The end of the latest job attempt's log (the path comes from the queue DB, never from here). */
+  groupLog: (id: string, s?: AbortSignal) =>
+    get<GroupLog>(`${API}/groups/${encodeURIComponent(id)}/log?max_bytes=65536`, s),
   retryGroup: (id: string) =>
     post<ControlResponse>(`${API}/groups/${encodeURIComponent(id)}/retry`, {}),
   limits: (s?: AbortSignal) => get<Limits>(`${API}/limits`, s),

@@ -13,5 +13,6 @@ export const keys = {
   groupsAll: ['groups'] as const,
   groups: (state: string | null) => ['groups', state ?? 'all'] as const,
   group: (id: string) => ['group', id] as const,
+  groupLog: (id: string) => ['group', id, 'log'] as const,
   logs: (q: LogQuery) => ['logs', q] as const,
 };

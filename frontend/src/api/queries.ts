@@ -107,6 +107,16 @@ export function useGroup(id: string | null) {
   });
 }
 
+/** The end of a group's Slurm job log; only for a group that ran as a job. */
+export function useGroupLog(id: string, enabled: boolean) {
+  return useQuery({
+    queryKey: keys.groupLog(id),
+    queryFn: ({ signal }) => api.groupLog(id, signal),
+    enabled,
+    retry: false,
+  });
+}
+
 export function useLogs(q: LogQuery, enabled = true) {
   return useQuery({
     queryKey: keys.logs(q),

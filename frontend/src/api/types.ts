@@ -73,6 +73,15 @@ export interface ServiceStatus {
   /** Why the running worker claims no conversion (disk back-pressure); null while it claims. */
   claim_paused?: string | null;
   claim_paused_since?: string | null;
+  /** Where conversions run: "local" or "slurm" (from the config). */
+  executor?: string | null;
+  /** "local", "Slurm, partition debug", "Slurm, the cluster's default partition". */
+  executor_description?: string | null;
+  /** Slurm jobs in flight; queued includes jobs being submitted. */
+  jobs_in_flight?: { queued: number; running: number } | null;
+  /** With executor = "slurm" and a running worker: whether slurmctld answers; else null. */
+  scheduler_reachable?: boolean | null;
+  scheduler_unreachable_since?: string | null;
   config: StreamingConfig | null;
   error: string | null;
   backend?: string;
@@ -206,6 +215,31 @@ export interface GroupSummary {
   started_at?: string | null;
   completed_at?: string | null;
   output_path?: string | null;
+  /** The latest attempt's batch job (executor = "slurm"); null when it never ran as one. */
+  job?: GroupJob | null;
+}
+
+/** An attempt's Slurm job as the worker last recorded it. */
+export interface GroupJob {
+  executor: string;
+  job_id: string | null;
+  /** PENDING, RUNNING, COMPLETED, FAILED, NODE_FAIL, CANCELLED, TIMEOUT, …; SUBMITTING before sbatch answered. */
+  state: string | null;
+  node: string | null;
+  exit_code: number | null;
+  log_path: string | null;
+  submitted_at?: string | null;
+}
+
+/** `GET groups/{id}/log`: the end of an attempt's job log. */
+export interface GroupLog {
+  group_id: string;
+  attempt: number;
+  job_id: string | null;
+  path: string;
+  size_bytes: number;
+  truncated: boolean;
+  text: string;
 }
 
 export interface GroupsResponse {

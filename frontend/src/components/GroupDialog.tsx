@@ -17,8 +17,9 @@ import {
 } from '@mui/material';
 import { useState } from 'react';
 import { errorMessage } from '../api/client';
-import { useGroup } from '../api/queries';
-import type { GroupAttempt, GroupDetail } from '../api/types';
+import { useGroup, useGroupLog } from '../api/queries';
+import type { GroupAttempt, GroupDetail, GroupJob } from '../api/types';
+import { jobWords } from '../jobs';
 import { formatHz, formatMb, formatSeconds, formatTime } from '../format';
 import { stateColor, stateLabel } from '../groupStates';
 import { Facts } from './Facts';
@@ -90,6 +91,34 @@ function cell(v: unknown): string {
   return JSON.stringify(v);
 }
 
+/** The end of the latest job attempt's log (stdout and stderr of the Slurm job). */
+function JobLog({ g }: { g: GroupDetail }) {
+  const q = useGroupLog(g.group_id, !!g.job?.log_path);
+  return (
+    <Section title={q.data ? `Job log (attempt ${q.data.attempt}, job ${q.data.job_id ?? '—'})` : 'Job log'}>
+      {q.data ? (
+        <>
+          <Typography variant="caption" color="text.secondary" sx={{ fontFamily: 'monospace' }}>
+            {q.data.path}
+            {q.data.truncated ? ` (last ${q.data.text.length} of ${q.data.size_bytes} bytes)` : ''}
+          </Typography>
+          <Box
+            component="pre"
+            aria-label="Job log"
+            sx={{ m: 0, p: 1.5, bgcolor: 'action.hover', borderRadius: 1, whiteSpace: 'pre-wrap', fontSize: 13, maxHeight: 320, overflow: 'auto' }}
+          >
+            {q.data.text}
+          </Box>
+        </>
+      ) : (
+        <Typography variant="body2" color="text.secondary">
+          {q.isError ? errorMessage(q.error) : q.isPending && g.job?.log_path ? 'Loading…' : 'No job log recorded.'}
+        </Typography>
+      )}
+    </Section>
+  );
+}
+
 function GroupBody({ g }: { g: GroupDetail }) {
   const files = [...(g.files ?? [])].sort((a, b) => a.subband_idx - b.subband_idx);
   const attempts = g.attempts ?? [];
@@ -154,7 +183,7 @@ function GroupBody({ g }: { g: GroupDetail }) {
                 <TableRow key={i}>
                   {attemptCols.map((c) => (
                     <TableCell key={c} sx={{ fontFamily: typeof a[c] === 'string' ? 'monospace' : undefined, fontSize: 13 }}>
-                      {c.endsWith('_at') && typeof a[c] === 'string' ? formatTime(a[c] as string) : cell(a[c])}
+                      {c === 'job' && a[c] ? jobWords(a[c] as GroupJob) : c.endsWith('_at') && typeof a[c] === 'string' ? formatTime(a[c] as string) : cell(a[c])}
                     </TableCell>
                   ))}
                 </TableRow>
@@ -167,6 +196,7 @@ function GroupBody({ g }: { g: GroupDetail }) {
           </Typography>
         )}
       </Section>
+      {g.job ? <JobLog g={g} /> : null}
       {g.duplicates?.length ? (
         <Section title={`Ignored duplicates (${g.duplicates.length})`}>
           <Box component="ul" sx={{ m: 0, pl: 2, fontFamily: 'monospace', fontSize: 13 }}>

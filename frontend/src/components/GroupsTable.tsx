@@ -22,6 +22,7 @@ import { errorMessage } from '../api/client';
 import { useGroups, useMetrics } from '../api/queries';
 import { GROUP_STATES } from '../api/types';
 import { formatShort, formatTime } from '../format';
+import { jobColor, jobWords } from '../jobs';
 import { STATE_LABEL, stateColor, stateLabel } from '../groupStates';
 import { Panel, QueryError } from './Panel';
 import { RetryButton } from './RetryButton';
@@ -32,6 +33,8 @@ export function GroupsTable() {
   const metrics = useMetrics();
   const [notice, setNotice] = useState<{ severity: 'success' | 'error'; text: string } | null>(null);
   const groups = q.data?.pages.flatMap((p) => p.groups) ?? [];
+  // The Job column only once a group ran as a Slurm job.
+  const jobs = groups.some((g) => g.job);
 
   return (
     <Panel
@@ -81,6 +84,7 @@ export function GroupsTable() {
                   <TableCell align="right">Retries</TableCell>
                   <TableCell>Received</TableCell>
                   <TableCell>Last update</TableCell>
+                  {jobs ? <TableCell>Job</TableCell> : null}
                   <TableCell>Stage / error</TableCell>
                   <TableCell align="right">Actions</TableCell>
                 </TableRow>
@@ -88,7 +92,7 @@ export function GroupsTable() {
               <TableBody>
                 {groups.length === 0 ? (
                   <TableRow>
-                    <TableCell colSpan={8}>
+                    <TableCell colSpan={jobs ? 9 : 8}>
                       <Typography variant="body2" color="text.secondary">
                         No {state ? stateLabel(state).toLowerCase() : ''} groups.
                       </Typography>
@@ -115,6 +119,13 @@ export function GroupsTable() {
                       <TableCell sx={{ whiteSpace: 'nowrap' }} title={formatTime(g.last_update)}>
                         {formatShort(g.last_update)}
                       </TableCell>
+                      {jobs ? (
+                        <TableCell sx={{ whiteSpace: 'nowrap' }}>
+                          {g.job ? (
+                            <Chip size="small" variant="outlined" color={jobColor(g.job.state)} label={jobWords(g.job)} title={g.job.log_path ?? undefined} />
+                          ) : null}
+                        </TableCell>
+                      ) : null}
                       <TableCell>
                         {g.error ? (
                           <Tooltip title={g.error}>

@@ -21,6 +21,7 @@ import { useNow } from '../hooks/useNow';
 import { serviceState } from '../serviceState';
 import { ConfirmDialog } from './ConfirmDialog';
 import { Facts } from './Facts';
+import { executorFacts } from '../jobs';
 import { Loadable, Panel } from './Panel';
 
 export function StatusCard() {
@@ -100,6 +101,7 @@ function StatusBody({ s, updatedAt }: { s: ServiceStatus; updatedAt: number }) {
           ['Restarts', s.restart_count != null ? String(s.restart_count) : '—'],
           ['Tasks', s.tasks != null ? String(s.tasks) : '—'],
           ['Last heartbeat', s.last_heartbeat ? formatAgo(s.last_heartbeat, now) : 'never'],
+          ...executorFacts(s),
         ]}
       />
       {s.status_text ? (
