@@ -1,6 +1,6 @@
 import type { StreamingConfig } from './api/types';
 
-export type FieldKind = 'path' | 'int' | 'float' | 'bool' | 'level' | 'text';
+export type FieldKind = 'path' | 'int' | 'float' | 'bool' | 'level' | 'text' | 'choice';
 
 export interface FieldDef {
   name: string;
@@ -10,6 +10,26 @@ export interface FieldDef {
   unit?: string;
   /** An optional setting (null in the config, empty in the editor): what unset means. */
   unset?: string;
+  /** kind 'choice': the allowed values. */
+  choices?: string[];
+}
+
+/**
+ * A field's value in the config. `name` may name a key of a table
+ * (`slurm.partition`): such fields are sent back as a partial table
+ * (`{"slurm": {"partition": "x"}}`), which the server merges.
+ */
+export function fieldValue(cfg: StreamingConfig, name: string): unknown {
+  let v: unknown = cfg;
+  for (const key of name.split('.')) {
+    if (v === null || typeof v !== 'object' || !(key in v)) return undefined;
+    v = (v as Record<string, unknown>)[key];
+  }
+  return v;
+}
+
+export function hasField(cfg: StreamingConfig, name: string): boolean {
+  return fieldValue(cfg, name) !== undefined;
 }
 
 export interface FieldSection {
@@ -73,6 +93,28 @@ export const CONFIG_SECTIONS: FieldSection[] = [
     ],
   },
   {
+    title: 'Executor',
+    fields: [
+      {
+        name: 'executor',
+        label: 'Executor',
+        kind: 'choice',
+        choices: ['local', 'slurm'],
+        help: 'local: conversions run on this host; slurm: one batch job per group attempt',
+      },
+      { name: 'slurm.partition', label: 'Slurm partition', kind: 'text', help: "Empty: the cluster's default partition" },
+      { name: 'slurm.account', label: 'Slurm account', kind: 'text' },
+      { name: 'slurm.qos', label: 'Slurm QOS', kind: 'text' },
+      { name: 'slurm.time_limit', label: 'Slurm time limit', kind: 'text', help: 'Slurm time format, e.g. 30 or 1:00:00; empty: the partition’s limit' },
+      { name: 'slurm.cpus_per_task', label: 'CPUs per job', kind: 'int' },
+      { name: 'slurm.mem', label: 'Memory per job', kind: 'text', help: 'Slurm format, e.g. 4G; empty: the cluster default' },
+      { name: 'slurm.max_jobs', label: 'Max jobs in flight', kind: 'int' },
+      { name: 'slurm.poll_interval_s', label: 'Slurm poll interval', kind: 'float', unit: 's' },
+      { name: 'slurm.log_dir', label: 'Job log directory', kind: 'path', help: 'On storage every node sees; empty: <scratch_dir>/slurm-jobs' },
+      { name: 'slurm.cancel_on_stop', label: 'Cancel jobs on stop', kind: 'bool' },
+    ],
+  },
+  {
     title: 'Switches',
     fields: [
       { name: 'use_subprocess', label: 'Use subprocess', kind: 'bool' },
@@ -85,13 +127,13 @@ export const CONFIG_SECTIONS: FieldSection[] = [
 
 /** A setting as the summary cards show it: with its unit, or what "unset" means. */
 export function displayValue(cfg: StreamingConfig, def: FieldDef): string {
-  const v = (cfg as unknown as Record<string, unknown>)[def.name];
+  const v = fieldValue(cfg, def.name);
   if (typeof v === 'boolean') return v ? 'on' : 'off';
   if (v == null || v === '') return def.unset ?? '—';
   return def.unit ? `${v} ${def.unit}` : String(v);
 }
 
-const KNOWN = new Set(['converter', ...CONFIG_SECTIONS.flatMap((s) => s.fields.map((f) => f.name))]);
+const KNOWN = new Set(['converter', 'slurm', ...CONFIG_SECTIONS.flatMap((s) => s.fields.map((f) => f.name))]);
 
 function humanize(name: string): string {
   const s = name.replace(/_/g, ' ');
@@ -105,7 +147,7 @@ function humanize(name: string): string {
  */
 export function sectionsFor(cfg: StreamingConfig): FieldSection[] {
   const rec = cfg as unknown as Record<string, unknown>;
-  const out = CONFIG_SECTIONS.map((s) => ({ ...s, fields: s.fields.filter((f) => f.name in rec) })).filter(
+  const out = CONFIG_SECTIONS.map((s) => ({ ...s, fields: s.fields.filter((f) => hasField(cfg, f.name)) })).filter(
     (s) => s.fields.length > 0,
   );
   const extra: FieldDef[] = [];

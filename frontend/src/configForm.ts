@@ -1,6 +1,6 @@
 // Pure conversion between a StreamingConfig and the editor's form state.
 import type { ConverterConfig, FieldError, StreamingConfig } from './api/types';
-import { sectionsFor, type FieldDef } from './configFields';
+import { fieldValue, sectionsFor, type FieldDef } from './configFields';
 
 export interface ConfigForm {
   values: Record<string, string | boolean>;
@@ -12,11 +12,10 @@ export interface ConfigForm {
 }
 
 export function toForm(cfg: StreamingConfig): ConfigForm {
-  const rec = cfg as unknown as Record<string, unknown>;
   const values: Record<string, string | boolean> = {};
   for (const s of sectionsFor(cfg)) {
     for (const f of s.fields) {
-      const v = rec[f.name];
+      const v = fieldValue(cfg, f.name);
       values[f.name] = f.kind === 'bool' ? Boolean(v) : v == null ? '' : String(v);
     }
   }
@@ -46,7 +45,8 @@ function parseValue(f: FieldDef, raw: string | boolean): { value?: unknown; erro
     if (f.kind === 'int' && !Number.isInteger(n)) return { error: 'Enter a whole number' };
     return { value: n };
   }
-  return { value: f.kind === 'path' || f.kind === 'level' ? s : String(raw) };
+  if (f.kind === 'choice' && f.choices && !f.choices.includes(s)) return { error: `One of ${f.choices.join(', ')}` };
+  return { value: f.kind === 'path' || f.kind === 'level' || f.kind === 'choice' ? s : String(raw) };
 }
 
 export function parseConverter(form: ConfigForm): { value?: ConverterConfig; error?: string } {
@@ -78,15 +78,28 @@ export interface BuiltPayload {
   errors: Record<string, string>;
 }
 
+/** Sets `name` in the payload; a table key (`slurm.partition`) goes into a partial table. */
+function setField(payload: Record<string, unknown>, name: string, value: unknown) {
+  const dot = name.indexOf('.');
+  if (dot < 0) {
+    payload[name] = value;
+    return;
+  }
+  const table = name.slice(0, dot);
+  const inner = (payload[table] as Record<string, unknown> | undefined) ?? {};
+  setField(inner, name.slice(dot + 1), value);
+  payload[table] = inner;
+}
+
 export function buildPayload(original: StreamingConfig, form: ConfigForm): BuiltPayload {
-  const rec = original as unknown as Record<string, unknown>;
   const payload: Record<string, unknown> = {};
   const errors: Record<string, string> = {};
   for (const s of sectionsFor(original)) {
     for (const f of s.fields) {
       const r = parseValue(f, form.values[f.name] ?? '');
       if (r.error) errors[f.name] = r.error;
-      else if (!sameJson(r.value, rec[f.name] ?? (f.kind === 'bool' ? false : f.unset !== undefined ? null : ''))) payload[f.name] = r.value;
+      else if (!sameJson(r.value, fieldValue(original, f.name) ?? (f.kind === 'bool' ? false : f.unset !== undefined ? null : '')))
+        setField(payload, f.name, r.value);
     }
   }
   const conv = parseConverter(form);

@@ -242,13 +242,14 @@ function ConfigField({
       </Box>
     );
   }
-  if (def.kind === 'level') {
+  if (def.kind === 'level' || def.kind === 'choice') {
+    const choices: string[] = def.kind === 'choice' ? (def.choices ?? []) : CONFIG_LOG_LEVELS;
     return (
       <TextField
         select
         label={def.label}
         name={def.name}
-        value={String(value ?? 'INFO')}
+        value={String(value ?? (def.kind === 'level' ? 'INFO' : ''))}
         onChange={(e) => onChange(e.target.value)}
         error={!!error}
         helperText={error ?? def.help}
@@ -256,7 +257,7 @@ function ConfigField({
         fullWidth
         size="small"
       >
-        {(CONFIG_LOG_LEVELS as string[]).concat(CONFIG_LOG_LEVELS.includes(String(value) as never) || !value ? [] : [String(value)]).map((l) => (
+        {choices.concat(choices.includes(String(value)) || !value ? [] : [String(value)]).map((l) => (
           <option key={l} value={l}>
             {l}
           </option>
