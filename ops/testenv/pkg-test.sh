@@ -368,7 +368,8 @@ test_deb() {
     check "api.token is root:contimg 0640" bash -c "test \"\$('$NSPAWN' run $C stat -c '%U:%G %a' /var/lib/contimg/api.token)\" = 'root:contimg 640'"
     check "live config seeded, owned by contimg" bash -c "test \"\$('$NSPAWN' run $C stat -c '%U' /var/lib/contimg/streaming.toml)\" = contimg"
     check "/etc/contimg/*.toml are conffiles" bash -c "'$NSPAWN' run $C dpkg-query -W -f='\${Conffiles}' contimg | grep -q /etc/contimg/streaming.toml"
-    check "contimgctl status (login shell: CONTIMG_STATE_DIR from profile.d)" in_c bash -lc "contimgctl status | grep -q 'Queue: collecting'"
+    check "contimgctl status in a login shell (the state dir found over D-Bus)" in_c bash -lc "contimgctl status | grep -q 'Queue: collecting'"
+    check "no /etc/profile.d/contimg.sh (it overrode instances' state dirs)" in_c test ! -e /etc/profile.d/contimg.sh
     check "man page and completions installed" in_c bash -c "test -f /usr/share/man/man1/contimgctl.1.gz && test -f /usr/share/bash-completion/completions/contimgctl"
     check "API health (socket-activated 127.0.0.1:8010)" in_c curl -sf http://127.0.0.1:8010/api/streaming/health
     check "API serves the dashboard" in_c bash -c "curl -sfL http://127.0.0.1:8010/streaming/ | grep -qi '<div id=\"root\"'"
