@@ -25,9 +25,7 @@ use super::history::Sample;
 use super::models::{HealthResponse, MetricsResponse, StatusResponse};
 use super::prometheus::{self, DurationHistogram};
 use super::supervisor::Liveness;
-use contimg_control::alerts::{
-    AlertInputs, AlertRule, claim_pause_of, scheduler_unreachable_of,
-};
+use contimg_control::alerts::{AlertInputs, AlertRule, claim_pause_of, scheduler_unreachable_of};
 use contimg_control::report::{HealthInputs, QueueView, health_verdict};
 use contimg_control::{Backend, BackendKind, ControlError, ServiceStatus};
 use contimg_core::config::{ConfigStore, StreamingConfig};

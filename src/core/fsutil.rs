@@ -423,7 +423,13 @@ mod tests {
         let aside = rename_aside(&entry, "gc").unwrap();
         assert!(!entry.exists());
         assert_eq!(fs::read(aside.join("f")).unwrap(), b"x");
-        assert!(aside.file_name().unwrap().to_string_lossy().starts_with(".gc-"));
+        assert!(
+            aside
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".gc-")
+        );
     }
 
     #[test]

@@ -28,14 +28,12 @@ pub fn run_script(name: &str, args: &[&str]) -> (bool, String) {
     // Another test's in-process merge may hold an HDF5 file open (and flocked):
     // a Python child inheriting it would keep the lock for its whole run.
     contimg::process::inherit_only_stdio(&mut command);
-    let output = command
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {} (set CONTIMG_PYTHON to a Python with pyuvdata): {e}",
-                python()
-            )
-        });
+    let output = command.output().unwrap_or_else(|e| {
+        panic!(
+            "cannot run {} (set CONTIMG_PYTHON to a Python with pyuvdata): {e}",
+            python()
+        )
+    });
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
