@@ -113,7 +113,9 @@ impl ApiError {
             },
             ApiError::Queue(err) => match err {
                 QueueError::UnknownGroup(_) => StatusCode::NOT_FOUND,
-                QueueError::WrongState { .. } => StatusCode::CONFLICT,
+                QueueError::WrongState { .. } | QueueError::InputsRemoved { .. } => {
+                    StatusCode::CONFLICT
+                }
                 QueueError::Missing(_) => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
@@ -130,7 +132,9 @@ impl ApiError {
             ApiError::Control(ControlError::Timeout(..)) => "timeout",
             ApiError::Control(ControlError::Unsupported(..)) => "not_supported",
             ApiError::Control(ControlError::PermissionDenied(_)) => "permission_denied",
-            ApiError::Queue(QueueError::WrongState { .. }) => "conflict",
+            ApiError::Queue(QueueError::WrongState { .. } | QueueError::InputsRemoved { .. }) => {
+                "conflict"
+            }
             _ => code_for_status(self.status()),
         }
     }

@@ -21,6 +21,12 @@ pub enum QueueError {
         state: GroupState,
         expected: GroupState,
     },
+    /// Retention already removed (or archived) the group's inputs, so a retry
+    /// could only fail again for missing files.
+    #[error(
+        "group {group_id} cannot be retried: retention removed its input files at {removed_at} (unix time)"
+    )]
+    InputsRemoved { group_id: String, removed_at: f64 },
     /// A stored state, stage or outcome this build does not know: a DB written
     /// by something else, or by a newer contimg with the same schema version.
     #[error("queue DB column {column} holds {value:?}, which this build does not know")]

@@ -204,6 +204,24 @@ fn retries_run_out() {
         q.retry_failed("nope", T0),
         Err(QueueError::UnknownGroup(_))
     ));
+
+    // Once retention has removed a failed group's inputs, a retry is refused
+    // instead of failing again for missing files.
+    let g = q.claim_next(T0 + 2.0).unwrap().expect("claimable");
+    q.fail_attempt(&g.group_id, g.attempt, "bad", &policy, T0 + 2.0)
+        .unwrap();
+    q.conn
+        .execute(
+            "UPDATE ingest_queue SET inputs_removed_at = ?1 WHERE group_id = ?2",
+            rusqlite::params![T0 + 3.0, g.group_id],
+        )
+        .unwrap();
+    let refused = q.retry_failed(&g.group_id, T0 + 4.0);
+    assert!(
+        matches!(refused, Err(QueueError::InputsRemoved { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(q.stats(T0).unwrap().count(GroupState::Failed), 1);
 }
 
 /// Disk back-pressure: the worker looks at the next group before claiming it,

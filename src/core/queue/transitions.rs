@@ -369,16 +369,23 @@ impl Queue {
             [group_id],
             |row| row.get(0),
         )?;
-        let expected: Option<Option<u32>> = tx
+        let found: Option<(Option<u32>, Option<f64>)> = tx
             .query_row(
-                "SELECT expected_subbands FROM ingest_queue WHERE group_id = ?1 AND state = ?2",
+                "SELECT expected_subbands, inputs_removed_at FROM ingest_queue
+                 WHERE group_id = ?1 AND state = ?2",
                 params![group_id, GroupState::Failed],
-                |row| row.get(0),
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()?;
-        let Some(expected) = expected else {
+        let Some((expected, inputs_removed_at)) = found else {
             return Err(wrong_state(&tx, group_id, GroupState::Failed)?);
         };
+        if let Some(removed_at) = inputs_removed_at {
+            return Err(QueueError::InputsRemoved {
+                group_id: group_id.to_string(),
+                removed_at,
+            });
+        }
         // An incomplete group can only go back to collecting (its clock restarts).
         let complete = expected.is_none_or(|n| subbands >= n);
         let (state, stage) = if complete {
