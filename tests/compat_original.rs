@@ -177,9 +177,13 @@ fn the_worker_continues_an_original_deployment() {
         "{toml}"
     );
     // Swap the production converter for the test one (files here are not UVH5).
+    // The test host's free space must not decide the outcome (the back-pressure
+    // tests own that), as in every other harness config.
     let toml = toml
         .replace("validate_uvh5 = true", "validate_uvh5 = false")
+        .replace("min_free_gb = 10.0", "min_free_gb = 0.0")
         .replace("[converter]\nkind = \"builtin\"\n", "");
+    assert!(toml.contains("min_free_gb = 0.0"), "{toml}");
     std::fs::write(
         env.state_dir.join("streaming.toml"),
         format!("{toml}\n{}", test_converter_toml(&script, &control)),
