@@ -42,6 +42,7 @@ async fn disk_usage_of_each_configured_dir_on_real_filesystems() {
         streaming_toml: format!(
             "output_dir = {output:?}\narchive_dir = {archive:?}\nmin_free_gb = 0.05\n"
         ),
+        host_disk_alerts: true,
         ..DaemonOptions::default()
     })
     .await;

@@ -288,6 +288,7 @@ async fn api_names_the_full_state_dir_and_leaves_no_zombies() {
     // health red for 10 minutes after recovery.
     let options = DaemonOptions {
         api_toml: "[alerts]\nrestart_count = 0\n".to_string(),
+        host_disk_alerts: true,
         ..Default::default()
     };
     let args: Vec<String> = [
