@@ -125,7 +125,7 @@ known_keys=(CONTIMG_INPUT_DIR CONTIMG_OUTPUT_DIR CONTIMG_STATE_DIR CONTIMG_SCRAT
     CONTIMG_QUEUE_DB CONTIMG_REGISTRY_DB CONTIMG_API_HOST CONTIMG_API_PORT
     CONTIMG_EXPECTED_SUBBANDS CONTIMG_CHUNK_MINUTES CONTIMG_CHUNK_DURATION
     CONTIMG_MAX_WORKERS CONTIMG_LOG_LEVEL CONTIMG_MONITOR_INTERVAL CONTIMG_POLL_INTERVAL
-    CONTIMG_PREFIX)
+    CONTIMG_MIN_FREE_GB CONTIMG_PREFIX)
 declare -A env=() env_line=()
 errors=()
 problem() { errors+=("$1"); }
@@ -198,12 +198,14 @@ declare -A config_key=(
     [CONTIMG_REGISTRY_DB]=registry_db [CONTIMG_EXPECTED_SUBBANDS]=expected_subbands
     [CONTIMG_CHUNK_MINUTES]=chunk_duration [CONTIMG_CHUNK_DURATION]=chunk_duration
     [CONTIMG_MAX_WORKERS]=max_workers [CONTIMG_LOG_LEVEL]=log_level
-    [CONTIMG_MONITOR_INTERVAL]=monitor_interval [CONTIMG_POLL_INTERVAL]=poll_interval)
+    [CONTIMG_MONITOR_INTERVAL]=monitor_interval [CONTIMG_POLL_INTERVAL]=poll_interval
+    [CONTIMG_MIN_FREE_GB]=min_free_gb)
 config_settings=(  # KEY=VALUE, for `contimgctl config set` and check-config's flags
     "input_dir=$input_dir" "output_dir=$output_dir" "scratch_dir=$scratch_dir"
     "queue_db=$queue_db" "registry_db=$registry_db")
 for key in CONTIMG_EXPECTED_SUBBANDS CONTIMG_CHUNK_MINUTES CONTIMG_CHUNK_DURATION \
-    CONTIMG_MAX_WORKERS CONTIMG_LOG_LEVEL CONTIMG_MONITOR_INTERVAL CONTIMG_POLL_INTERVAL; do
+    CONTIMG_MAX_WORKERS CONTIMG_LOG_LEVEL CONTIMG_MONITOR_INTERVAL CONTIMG_POLL_INTERVAL \
+    CONTIMG_MIN_FREE_GB; do
     [[ -n ${env_line[$key]:-} ]] && config_settings+=("${config_key[$key]}=${env[$key]}")
 done
 

@@ -504,6 +504,9 @@ CONTIMG_OUTPUT_DIR=/data/ms
 CONTIMG_STATE_DIR=/var/lib/contimg
 CONTIMG_API_PORT=8011
 CONTIMG_MAX_WORKERS=2
+# The container's writes land in nspawn's volatile tmpfs, smaller than the 10 GB
+# default: the worker would (rightly) pause claiming and the demo never converts.
+CONTIMG_MIN_FREE_GB=1
 EOF
     "$NSPAWN" copy-in "$C" "$tmp/system.env" /root/contimg.env
     check "system: deploy --demo (installs the .deb, drop-ins, config)" in_c "$repo/ops/deploy.sh" --env-file /root/contimg.env --demo --no-build
