@@ -18,7 +18,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -27,6 +26,7 @@ use common::api::{
     ApiDaemon, DaemonOptions, process_backend_args, stream_bin, wait_json, wait_status,
     zombie_children,
 };
+use common::tmpfs::Tmpfs;
 use common::worker::{WorkerEnv, test_converter_toml, wait_until, write_test_converter};
 use contimg::queue::{ClaimPause, GroupState, QueueReader};
 use serde_json::Value;
@@ -34,92 +34,6 @@ use serde_json::Value;
 const T0: f64 = 1_760_362_083.0;
 const HEALTH: &str = "/api/streaming/health";
 const GROUP_SPACING: f64 = 309.0;
-
-/// A tmpfs mounted on its own temp dir; unmounted (lazily, so a process still
-/// holding a file cannot block it) and removed on drop.
-struct Tmpfs {
-    mountpoint: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Self {
-        let mountpoint = tempfile::tempdir().expect("mountpoint");
-        let status = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(mountpoint.path())
-            .status()
-            .expect("run mount (the test needs root)");
-        assert!(
-            status.success(),
-            "mount tmpfs failed (needs root): {status}"
-        );
-        Self { mountpoint }
-    }
-
-    fn path(&self) -> &Path {
-        self.mountpoint.path()
-    }
-
-    /// Changes the size limit in place (tmpfs keeps its files).
-    fn resize(&self, size: &str) {
-        let status = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(self.path())
-            .status()
-            .expect("run mount");
-        assert!(status.success(), "remount tmpfs: {status}");
-    }
-
-    fn free_bytes(&self) -> u64 {
-        let stat = nix::sys::statvfs::statvfs(self.path()).expect("statvfs");
-        stat.blocks_available() as u64 * stat.fragment_size() as u64
-    }
-
-    /// Writes `filler` until at most `leave` bytes stay free.
-    fn fill_leaving(&self, leave: u64) -> PathBuf {
-        let filler = self.path().join("filler");
-        let mut file = std::fs::File::create(&filler).expect("create filler");
-        let chunk = vec![0u8; 64 * 1024];
-        while self.free_bytes() > leave {
-            let n = (self.free_bytes() - leave).min(chunk.len() as u64) as usize;
-            file.write_all(&chunk[..n.max(1)]).expect("fill the tmpfs");
-        }
-        filler
-    }
-
-    /// Fills the filesystem with `filler` until ENOSPC.
-    fn fill(&self) -> PathBuf {
-        let filler = self.path().join("filler");
-        let mut file = std::fs::File::create(&filler).expect("create filler");
-        let chunk = vec![0u8; 64 * 1024];
-        loop {
-            match file.write(&chunk) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(err) if err.raw_os_error() == Some(nix::libc::ENOSPC) => break,
-                Err(err) => panic!("filling the tmpfs: {err}"),
-            }
-        }
-        // Single bytes too, so not even a small page fits.
-        while file.write(&[0u8]).is_ok_and(|n| n == 1) {}
-        filler
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.mountpoint.path())
-            .status();
-    }
-}
 
 fn integrity(queue_db: &Path) -> String {
     let conn =
@@ -166,7 +80,7 @@ fn worker_survives_a_full_state_disk_and_resumes_when_space_returns() {
         worker.log()
     );
 
-    let filler = tmpfs.fill();
+    let filler = tmpfs.fill("filler");
     // Arrivals while the disk is full: the worker must try to register them.
     drop_group(&env, 1, 4);
     drop_group(&env, 2, 4);
@@ -231,7 +145,7 @@ fn the_queue_db_stays_intact_when_its_disk_fills_mid_burst_and_the_worker_is_kil
         });
         // Let the burst start, then take the last byte while it runs.
         std::thread::sleep(Duration::from_millis(200));
-        tmpfs.fill()
+        tmpfs.fill("filler")
     });
     std::thread::sleep(Duration::from_secs(4));
     let state_dir = tmpfs.path().display().to_string();
@@ -312,7 +226,7 @@ async fn api_names_the_full_state_dir_and_leaves_no_zombies() {
     })
     .await;
 
-    let filler = tmpfs.fill();
+    let filler = tmpfs.fill("filler");
     let state_dir = tmpfs.path().display().to_string();
     // Health says "disk full" naming the dir; an alert names it too.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -442,7 +356,7 @@ async fn claiming_pauses_while_the_output_disk_is_short_and_resumes_by_itself() 
         worker_log()
     );
 
-    let filler = tmpfs.fill_leaving(8 * MB);
+    let filler = tmpfs.fill_leaving("filler", 8 * MB);
     let output_dir = tmpfs.path().display().to_string();
     drop_group(env, 1, 2);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -617,7 +531,7 @@ fn a_short_staging_tmpfs_pauses_claiming_and_names_tmpfs_path() {
          tmpfs_path = {:?}\n[converter]\nkind = \"manifest\"\n",
         tmpfs.path()
     ));
-    let filler = tmpfs.fill_leaving(8 * MB);
+    let filler = tmpfs.fill_leaving("filler", 8 * MB);
     let worker = env.spawn();
     drop_group(&env, 0, 2);
     assert!(

@@ -37,6 +37,34 @@ impl Tmpfs {
         stat.blocks_available() * stat.fragment_size()
     }
 
+    /// Changes the size limit in place (tmpfs keeps its files).
+    pub fn resize(&self, size: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.path())
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "remount tmpfs: {status}");
+    }
+
+    /// Fills the filesystem with `name` until ENOSPC; returns its path.
+    pub fn fill(&self, name: &str) -> PathBuf {
+        let filler = self.path().join(name);
+        let mut file = std::fs::File::create(&filler).expect("create filler");
+        let chunk = vec![0u8; 64 * 1024];
+        loop {
+            match file.write(&chunk) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(err) if err.raw_os_error() == Some(nix::libc::ENOSPC) => break,
+                Err(err) => panic!("filling the tmpfs: {err}"),
+            }
+        }
+        // Single bytes too, so not even a small page fits.
+        while file.write(&[0u8]).is_ok_and(|n| n == 1) {}
+        filler
+    }
+
     /// Writes `name` until at most `leave` bytes stay free; returns its path.
     pub fn fill_leaving(&self, name: &str, leave: u64) -> PathBuf {
         let filler = self.path().join(name);
