@@ -93,6 +93,8 @@ pub struct ConfigOverrides {
     pub stage_to_tmpfs: Option<bool>,
     #[arg(long, value_name = "DIR")]
     pub tmpfs_path: Option<PathBuf>,
+    #[arg(long, value_name = "GB")]
+    pub min_free_gb: Option<f64>,
 }
 
 impl ConfigOverrides {
@@ -126,6 +128,7 @@ impl ConfigOverrides {
         );
         put("max_workers", self.max_workers.map(Value::from));
         put("stage_to_tmpfs", self.stage_to_tmpfs.map(Value::from));
+        put("min_free_gb", self.min_free_gb.map(Value::from));
         patch
     }
 }
@@ -182,5 +185,43 @@ impl StreamArgs {
                 errors,
             })?;
         Ok((config, source))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The streaming.toml keys `ops/deploy.sh` maps from its env file: it hands each
+    /// one to `contimg-stream check-config` as `--KEY=VALUE`.
+    fn deploy_sh_config_keys() -> Vec<String> {
+        let script =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../ops/deploy.sh"))
+                .expect("ops/deploy.sh is readable");
+        let start = script
+            .find("declare -A config_key=(")
+            .expect("deploy.sh declares config_key");
+        let block = &script[start..];
+        let block = &block[..block.find(')').expect("config_key block closes")];
+        block
+            .split_whitespace()
+            .filter_map(|word| word.split_once("]=").map(|(_, key)| key.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn every_key_deploy_sh_checks_is_a_flag_of_contimg_stream() {
+        let keys = deploy_sh_config_keys();
+        assert!(keys.len() >= 10, "parsed too few keys: {keys:?}");
+        for key in keys {
+            let flag = format!("--{}=1", key.replace('_', "-"));
+            let parsed =
+                StreamArgs::try_parse_from(["contimg-stream", flag.as_str(), "check-config"]);
+            let args = parsed.unwrap_or_else(|e| panic!("deploy.sh passes {flag}: {e}"));
+            assert!(
+                args.overrides.to_patch().contains_key(&key),
+                "{flag} parses but does not override {key}"
+            );
+        }
     }
 }
