@@ -31,7 +31,14 @@ failed_stages=()
 passed=0
 failed=0
 
-stage() { printf '\n==== %s ====\n' "$*"; }
+# Each stage's wall time, printed before the summary (CI runs on 2 cores with a time
+# limit: these say where the minutes go).
+stage_times=() stage_name="" stage_started=$SECONDS
+stage_done() {
+  [[ -n $stage_name ]] && stage_times+=("$(printf '%5d s  %s' $((SECONDS - stage_started)) "$stage_name")")
+  stage_name=""
+}
+stage() { stage_done; stage_name=$*; stage_started=$SECONDS; printf '\n==== %s ====\n' "$*"; }
 
 count_cargo_results() {
   # Sum "test result: ok. N passed; M failed" lines of a cargo test log.
@@ -213,7 +220,10 @@ if [[ " $stages " == *" pkg "* ]]; then
   leak_end pkg
 fi
 
+stage_done
 echo
+echo "stage wall times (total $((SECONDS / 60)) min):"
+printf '  %s\n' "${stage_times[@]}"
 if ((${#failed_stages[@]})); then
   echo "FAILED stages: ${failed_stages[*]}"
   echo "tests: $passed passed, $((failed > 0 ? failed : 1)) failed"
