@@ -324,3 +324,86 @@ fn an_instance_finds_its_own_state_dir() {
         )
     );
 }
+
+/// Gap 2 of issue 14: a unit whose `CONTIMG_STATE_DIR` comes from an
+/// `EnvironmentFile=`. systemd itself is the oracle for the precedence and the
+/// file format: the same unit, started, writes the value it was given, and
+/// `contimgctl` must name that directory.
+#[test]
+fn a_state_dir_from_an_environment_file_is_found_as_systemd_sets_it() {
+    let manager = UserManager::start();
+    let root = tempfile::tempdir().unwrap();
+    let wanted = root.path().join("from file two");
+    std::fs::create_dir_all(&wanted).unwrap();
+    let first = root.path().join("first.env");
+    std::fs::write(&first, "CONTIMG_STATE_DIR=/overridden/by/the/second/file\n").unwrap();
+    let second = root.path().join("second.env");
+    std::fs::write(
+        &second,
+        format!(
+            "# the site's settings\n; another comment\n  HDF5_USE_FILE_LOCKING=FALSE\n\
+             not an assignment\nCONTIMG_STATE_DIR = \"{}\"   \n",
+            wanted.display()
+        ),
+    )
+    .unwrap();
+    let seen = root.path().join("seen");
+    // Environment= names another dir: EnvironmentFile= must win (systemd.exec(5)).
+    let unit = format!(
+        "[Service]\nType=oneshot\nRemainAfterExit=yes\n\
+         Environment=CONTIMG_STATE_DIR=/from/environment\n\
+         EnvironmentFile=-{missing}\nEnvironmentFile={first}\nEnvironmentFile={second}\n\
+         ExecStart=/bin/sh -c 'printf %%s \"$$CONTIMG_STATE_DIR\" > \"{seen}\"'\n",
+        missing = root.path().join("absent.env").display(),
+        first = first.display(),
+        second = second.display(),
+        seen = seen.display(),
+    );
+    manager.install_unit("contimg-envfile.service", &unit);
+    let started = manager.systemctl(&["start", "contimg-envfile.service"]);
+    assert!(started.status.success(), "{started:?}");
+    let systemd_gave = std::fs::read_to_string(&seen).expect("the unit ran");
+    assert_eq!(Path::new(&systemd_gave), wanted, "what systemd set");
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| ctl_in(elsewhere.path(), Some(&manager), args);
+    let status = run(&["--unit", "contimg-envfile", "--json", "status"]);
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout)
+        .unwrap_or_else(|_| panic!("status --json: {:?}", text(&status)));
+    assert_eq!(json["state_dir"], canonical(&wanted).display().to_string());
+    assert_eq!(
+        json["state_dir_rule"],
+        format!(
+            "EnvironmentFile={} CONTIMG_STATE_DIR of contimg-envfile.service on the user manager",
+            second.display()
+        )
+    );
+
+    // A file that cannot be read (here a directory: the tests run as root, who
+    // reads any file) is named in the explanation, and Environment= is then only
+    // what the unit says as far as this caller can tell.
+    let unreadable = root.path().join("unreadable.env");
+    std::fs::create_dir(&unreadable).unwrap();
+    manager.install_unit(
+        "contimg-unreadable.service",
+        &format!(
+            "[Service]\nType=oneshot\nEnvironment=CONTIMG_STATE_DIR={}\n\
+             EnvironmentFile={}\nExecStart=/bin/true\n",
+            root.path().join("env-dir").display(),
+            unreadable.display()
+        ),
+    );
+    let queue = run(&["--unit", "contimg-unreadable", "queue"]);
+    let (stdout, stderr) = text(&queue);
+    assert_eq!(queue.status.code(), Some(1), "{stdout}{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "contimgctl: state dir {root}/env-dir (from Environment=CONTIMG_STATE_DIR of \
+             contimg-unreadable.service on the user manager; not read: EnvironmentFile={file}: \
+             Is a directory (os error 21), which may set another dir) does not exist",
+            root = canonical(root.path()).display(),
+            file = unreadable.display()
+        )
+    );
+}

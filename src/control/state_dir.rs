@@ -8,9 +8,12 @@
 //!    `--user`, only the system one with `--backend systemd`; skipped with
 //!    `--backend process|docker`): the unit's `ExecStart=`
 //!    `--state-dir DIR` (what the worker itself obeys first), else its
-//!    `ExecStart=` `--config FILE`'s directory, else its `Environment=`
-//!    `CONTIMG_STATE_DIR=DIR`. `--instance NAME` asks `contimg-stream@NAME.service`,
-//!    whose `%i` systemd has already expanded, so an instance finds its own dir;
+//!    `ExecStart=` `--config FILE`'s directory, else `CONTIMG_STATE_DIR=DIR` from
+//!    its `EnvironmentFile=`s or its `Environment=` (the files win, as in systemd).
+//!    `--instance NAME` asks `contimg-stream@NAME.service`, whose `%i` systemd has
+//!    already expanded, so an instance finds its own dir. The environment files
+//!    are read with the caller's permissions; one that cannot be read is named in
+//!    the rule, since it may set another dir;
 //! 4. [`PACKAGED_STATE_DIR`] when dpkg's status database ([`DPKG_STATUS`]) records
 //!    the package [`PACKAGE_NAME`] as `install ok installed`;
 //! 5. `./state` when the current directory is a contimg checkout: it has a `.git`
@@ -44,7 +47,7 @@ pub const DPKG_STATUS: &str = "/var/lib/dpkg/status";
 const UNIT_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Which setting of the worker's unit named the state dir.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UnitSetting {
     /// `ExecStart=… --state-dir DIR`.
     ExecStartStateDir,
@@ -52,14 +55,19 @@ pub enum UnitSetting {
     ExecStartConfig,
     /// `Environment=CONTIMG_STATE_DIR=DIR`.
     Environment,
+    /// `CONTIMG_STATE_DIR=DIR` in the unit's `EnvironmentFile=FILE`.
+    EnvironmentFile(PathBuf),
 }
 
-impl UnitSetting {
-    fn describe(self) -> &'static str {
+impl std::fmt::Display for UnitSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            UnitSetting::ExecStartStateDir => "ExecStart= --state-dir",
-            UnitSetting::ExecStartConfig => "the directory of ExecStart= --config",
-            UnitSetting::Environment => "Environment=CONTIMG_STATE_DIR",
+            UnitSetting::ExecStartStateDir => f.write_str("ExecStart= --state-dir"),
+            UnitSetting::ExecStartConfig => f.write_str("the directory of ExecStart= --config"),
+            UnitSetting::Environment => write!(f, "Environment={STATE_DIR_ENV}"),
+            UnitSetting::EnvironmentFile(file) => {
+                write!(f, "EnvironmentFile={} {STATE_DIR_ENV}", file.display())
+            }
         }
     }
 }
@@ -73,6 +81,13 @@ pub enum StateDirRule {
         manager: ManagerScope,
         unit: String,
         setting: UnitSetting,
+        /// The unit's environment files this process could not read
+        /// (`FILE: why`), when the chosen setting depends on the environment.
+        unread: Vec<String>,
+    },
+    /// `state_dir` in a daemon's config file (contimg-api's `api.toml`).
+    ConfigFile {
+        path: PathBuf,
     },
     Packaged,
     Checkout {
@@ -89,12 +104,19 @@ impl std::fmt::Display for StateDirRule {
                 manager,
                 unit,
                 setting,
-            } => write!(
-                f,
-                "{} of {unit} on the {} manager",
-                setting.describe(),
-                manager.as_str()
-            ),
+                unread,
+            } => {
+                write!(f, "{setting} of {unit} on the {} manager", manager.as_str())?;
+                if !unread.is_empty() {
+                    write!(
+                        f,
+                        "; not read: EnvironmentFile={}, which may set another dir",
+                        unread.join(", EnvironmentFile=")
+                    )?;
+                }
+                Ok(())
+            }
+            StateDirRule::ConfigFile { path } => write!(f, "state_dir in {}", path.display()),
             StateDirRule::Packaged => write!(
                 f,
                 "the packaged default (dpkg: package {PACKAGE_NAME} is installed)"
@@ -172,6 +194,14 @@ impl HostProbe {
     }
 }
 
+/// A setting given on purpose (a flag, a config file's key), tried before the
+/// environment in the order given.
+#[derive(Debug, Clone)]
+pub struct ExplicitSetting<'a> {
+    pub dir: Option<&'a Path>,
+    pub rule: StateDirRule,
+}
+
 /// Finds the state directory by the rules in the module docs. `flag` is
 /// `--state-dir`; `options` say which unit, manager and backend (rule 3).
 pub async fn discover(
@@ -179,17 +209,32 @@ pub async fn discover(
     options: &ControlOptions,
     probe: &HostProbe,
 ) -> Result<StateDir, StateDirError> {
+    let explicit = [ExplicitSetting {
+        dir: flag,
+        rule: StateDirRule::Flag,
+    }];
+    discover_after(&explicit, options, probe).await
+}
+
+/// [`discover`] with more than one explicit setting before the environment (the
+/// API daemon: `--state-dir`, then `state_dir` in its `api.toml`).
+pub async fn discover_after(
+    explicit: &[ExplicitSetting<'_>],
+    options: &ControlOptions,
+    probe: &HostProbe,
+) -> Result<StateDir, StateDirError> {
     let cwd = probe.cwd.as_deref();
-    if let Some(dir) = flag {
-        return Ok(StateDir::new(dir.into(), StateDirRule::Flag, cwd));
+    let mut tried = Vec::new();
+    for setting in explicit {
+        match setting.dir {
+            Some(dir) => return Ok(StateDir::new(dir.into(), setting.rule.clone(), cwd)),
+            None => tried.push(format!("{}: not given", setting.rule)),
+        }
     }
     if let Some(dir) = probe.env.as_ref().filter(|value| !value.is_empty()) {
         return Ok(StateDir::new(dir.into(), StateDirRule::Environment, cwd));
     }
-    let mut tried = vec![
-        "--state-dir: not given".to_string(),
-        format!("{STATE_DIR_ENV}: not set"),
-    ];
+    tried.push(format!("{STATE_DIR_ENV}: not set"));
     match from_units(options, &mut tried).await {
         Some((dir, rule)) => return Ok(StateDir::new(dir, rule, cwd)),
         None => tracing::debug!(?tried, "no unit names a state dir"),
@@ -250,19 +295,31 @@ async fn from_units(
             Ok(Some(settings)) => {
                 // The manager that knows the unit is the one the backend uses too
                 // (detect.rs): a unit there without a state dir ends rule 3.
+                let unread = settings.unread_environment_files();
                 return match settings.state_dir() {
                     Some((dir, setting)) => Some((
                         dir,
                         StateDirRule::Unit {
                             manager: *scope,
+                            unread: if settings.depends_on_environment(&setting) {
+                                unread
+                            } else {
+                                Vec::new()
+                            },
                             unit,
                             setting,
                         },
                     )),
                     None => {
+                        let not_read = if unread.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; not read: EnvironmentFile={}", unread.join(", "))
+                        };
                         tried.push(format!(
                             "{unit} on the {word} manager names no state dir \
-                             (no ExecStart= --state-dir/--config, no Environment={STATE_DIR_ENV})"
+                             (no ExecStart= --state-dir/--config, no {STATE_DIR_ENV} in \
+                             Environment= or EnvironmentFile={not_read})"
                         ));
                         None
                     }
@@ -274,29 +331,100 @@ async fn from_units(
     None
 }
 
-/// What a unit's `ExecStart=`, `Environment=` and `WorkingDirectory=` say.
+/// What a unit's `ExecStart=`, `Environment=`, `EnvironmentFile=` and
+/// `WorkingDirectory=` say.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UnitSettings {
     /// Each `ExecStart=` command line (`argv`, argv\[0\] included).
     pub exec_start: Vec<Vec<String>>,
     /// `NAME=value` assignments.
     pub environment: Vec<String>,
+    /// The `EnvironmentFile=`s in their order, as this process read them.
+    pub environment_files: Vec<EnvironmentFile>,
     pub working_directory: String,
 }
 
+/// One `EnvironmentFile=` of a unit and what reading it gave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvironmentFile {
+    pub path: PathBuf,
+    /// Its assignments in file order, or why it could not be read.
+    pub assignments: Result<Vec<(String, String)>, String>,
+}
+
+impl EnvironmentFile {
+    /// Reads `path` as systemd would for `EnvironmentFile=[-]path`; `None` for a
+    /// missing optional (`-`) file, which systemd skips silently.
+    pub fn read(path: &Path, optional: bool) -> Option<Self> {
+        let assignments = match std::fs::read(path) {
+            Ok(bytes) => String::from_utf8(bytes)
+                .map(|text| parse_environment_file(&text))
+                .map_err(|_| "not UTF-8".to_string()),
+            Err(err) if optional && err.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(err) => Err(err.to_string()),
+        };
+        Some(Self {
+            path: path.to_path_buf(),
+            assignments,
+        })
+    }
+}
+
 impl UnitSettings {
-    /// The worker's state dir as the worker would pick it from this unit: its
-    /// `--state-dir` first, then `--config`'s directory, then the environment
-    /// (`contimg-stream`'s own order). `$NAME`/`${NAME}` in an argument are
-    /// expanded from `Environment=`, as systemd does when it starts the unit.
-    pub fn state_dir(&self) -> Option<(PathBuf, UnitSetting)> {
-        let env_value = |name: &str| {
+    /// The value of `name` in the environment systemd gives the unit's process,
+    /// and where it came from. systemd.exec(5), EnvironmentFile=: "Settings from
+    /// these files override settings made with Environment=. If the same variable
+    /// is set twice from these files, the files will be read in the order they
+    /// are specified and the later setting will override the earlier setting."
+    /// So: the last file that sets it, else the last `Environment=` assignment.
+    fn environment_value(&self, name: &str) -> Option<(String, UnitSetting)> {
+        let from_files = self.environment_files.iter().rev().find_map(|file| {
+            let assignments = file.assignments.as_ref().ok()?;
+            let (_, value) = assignments.iter().rev().find(|(key, _)| key == name)?;
+            Some((
+                value.clone(),
+                UnitSetting::EnvironmentFile(file.path.clone()),
+            ))
+        });
+        from_files.or_else(|| {
             self.environment
                 .iter()
                 .rev()
                 .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
-                .map(str::to_string)
-        };
+                .map(|value| (value.to_string(), UnitSetting::Environment))
+        })
+    }
+
+    /// The environment files that could not be read, as `PATH: why`.
+    pub fn unread_environment_files(&self) -> Vec<String> {
+        self.environment_files
+            .iter()
+            .filter_map(|file| {
+                let why = file.assignments.as_ref().err()?;
+                Some(format!("{}: {why}", file.path.display()))
+            })
+            .collect()
+    }
+
+    /// Whether an unread environment file could change what `setting` gave: it
+    /// came from the environment, or from an `ExecStart=` with `$VARIABLE`s.
+    pub fn depends_on_environment(&self, setting: &UnitSetting) -> bool {
+        match setting {
+            UnitSetting::Environment | UnitSetting::EnvironmentFile(_) => true,
+            UnitSetting::ExecStartStateDir | UnitSetting::ExecStartConfig => self
+                .exec_start
+                .iter()
+                .flatten()
+                .any(|arg| arg.contains('$')),
+        }
+    }
+
+    /// The worker's state dir as the worker would pick it from this unit: its
+    /// `--state-dir` first, then `--config`'s directory, then the environment
+    /// (`contimg-stream`'s own order). `$NAME`/`${NAME}` in an argument are
+    /// expanded from the unit's environment, as systemd does when it starts it.
+    pub fn state_dir(&self) -> Option<(PathBuf, UnitSetting)> {
+        let env_value = |name: &str| self.environment_value(name).map(|(value, _)| value);
         let from_argv = self.exec_start.iter().find_map(|argv| {
             let args: Vec<String> = argv
                 .iter()
@@ -316,9 +444,9 @@ impl UnitSettings {
             })
         });
         let (dir, setting) = from_argv.or_else(|| {
-            env_value(STATE_DIR_ENV)
-                .filter(|value| !value.is_empty())
-                .map(|dir| (PathBuf::from(dir), UnitSetting::Environment))
+            self.environment_value(STATE_DIR_ENV)
+                .filter(|(value, _)| !value.is_empty())
+                .map(|(dir, setting)| (PathBuf::from(dir), setting))
         })?;
         if dir.is_absolute() {
             return Some((dir, setting));
@@ -328,6 +456,139 @@ impl UnitSettings {
         let working = Path::new(&self.working_directory);
         working.is_absolute().then(|| (working.join(dir), setting))
     }
+}
+
+/// The assignments of an environment file in systemd's format (systemd.exec(5),
+/// EnvironmentFile=; the state machine of systemd's `parse_env_file_internal`):
+/// `KEY=VALUE` lines; empty lines, lines without `=` and lines starting with `#`
+/// or `;` are ignored; leading and trailing whitespace is discarded; an unquoted
+/// value keeps interior whitespace and takes `\X` as X (`\` + newline continues
+/// the line); a value may start with `'…'` (verbatim, may span lines) or `"…"`
+/// (`\"`, `\\`, `\``, `\$` escaped, `\` + newline continues, other backslashes
+/// kept). Names that are not valid variable names are dropped, as systemd does.
+pub fn parse_environment_file(text: &str) -> Vec<(String, String)> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        PreKey,
+        Key,
+        PreValue,
+        Value,
+        ValueEscape,
+        SingleQuoted,
+        DoubleQuoted,
+        DoubleQuotedEscape,
+        Comment,
+        CommentEscape,
+    }
+    const NEWLINE: &[char] = &['\n', '\r'];
+    const WHITESPACE: &[char] = &[' ', '\t', '\n', '\r'];
+    let mut out = Vec::new();
+    let mut state = State::PreKey;
+    let mut key = String::new();
+    let mut value = String::new();
+    // Byte length of `value` before trailing unquoted whitespace, if any.
+    let mut value_before_whitespace: Option<usize> = None;
+    let mut push = |key: &mut String, value: &mut String, trim_at: Option<usize>| {
+        if let Some(at) = trim_at {
+            value.truncate(at);
+        }
+        let name = key.trim_end_matches(WHITESPACE).to_string();
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if valid {
+            out.push((name, std::mem::take(value)));
+        }
+        key.clear();
+        value.clear();
+    };
+    for c in text.chars() {
+        state = match state {
+            State::PreKey if c == '#' || c == ';' => State::Comment,
+            State::PreKey if WHITESPACE.contains(&c) => State::PreKey,
+            State::PreKey | State::Key if c == '=' && state == State::Key => {
+                value_before_whitespace = None;
+                State::PreValue
+            }
+            State::PreKey | State::Key => {
+                if NEWLINE.contains(&c) {
+                    key.clear();
+                    State::PreKey
+                } else {
+                    key.push(c);
+                    State::Key
+                }
+            }
+            State::PreValue | State::Value if NEWLINE.contains(&c) => {
+                let trim_at = if state == State::Value {
+                    value_before_whitespace
+                } else {
+                    None
+                };
+                push(&mut key, &mut value, trim_at);
+                State::PreKey
+            }
+            State::PreValue if c == '\'' => State::SingleQuoted,
+            State::PreValue if c == '"' => State::DoubleQuoted,
+            State::PreValue | State::Value if c == '\\' => {
+                value_before_whitespace = None;
+                State::ValueEscape
+            }
+            State::PreValue if WHITESPACE.contains(&c) => State::PreValue,
+            State::PreValue | State::Value => {
+                if WHITESPACE.contains(&c) {
+                    value_before_whitespace.get_or_insert(value.len());
+                } else {
+                    value_before_whitespace = None;
+                }
+                value.push(c);
+                State::Value
+            }
+            State::ValueEscape => {
+                if !NEWLINE.contains(&c) {
+                    value.push(c);
+                }
+                State::Value
+            }
+            State::SingleQuoted if c == '\'' => State::PreValue,
+            State::SingleQuoted => {
+                value.push(c);
+                State::SingleQuoted
+            }
+            State::DoubleQuoted if c == '"' => State::PreValue,
+            State::DoubleQuoted if c == '\\' => State::DoubleQuotedEscape,
+            State::DoubleQuoted => {
+                value.push(c);
+                State::DoubleQuoted
+            }
+            State::DoubleQuotedEscape => {
+                if "\"\\`$".contains(c) {
+                    value.push(c);
+                } else if c != '\n' {
+                    value.push('\\');
+                    value.push(c);
+                }
+                State::DoubleQuoted
+            }
+            State::Comment if c == '\\' => State::CommentEscape,
+            // systemd up to v253 continued a comment ending in `\` onto the next
+            // line; since v254 that line is read (the maintained behaviour).
+            State::Comment | State::CommentEscape if NEWLINE.contains(&c) => State::PreKey,
+            State::Comment | State::CommentEscape => State::Comment,
+        };
+    }
+    match state {
+        State::Value => push(&mut key, &mut value, value_before_whitespace),
+        State::PreValue
+        | State::ValueEscape
+        | State::SingleQuoted
+        | State::DoubleQuoted
+        | State::DoubleQuotedEscape => push(&mut key, &mut value, None),
+        State::PreKey | State::Key | State::Comment | State::CommentEscape => {}
+    }
+    out
 }
 
 /// `--name VALUE` or `--name=VALUE`, the last one (clap's choice).
@@ -417,9 +678,10 @@ async fn read_unit(
         .build()
         .await
         .map_err(|err| err.to_string())?;
-    let (exec_start, environment, working_directory) = futures_util::join!(
+    let (exec_start, environment, environment_files, working_directory) = futures_util::join!(
         service.exec_start(),
         service.environment(),
+        service.environment_files(),
         service.working_directory()
     );
     let describe = |what: &str, err: zbus::Error| format!("{what} of {unit}: {err}");
@@ -430,6 +692,11 @@ async fn read_unit(
             .map(|(_path, argv, ..)| argv)
             .collect(),
         environment: environment.map_err(|err| describe("Environment", err))?,
+        environment_files: environment_files
+            .map_err(|err| describe("EnvironmentFiles", err))?
+            .into_iter()
+            .filter_map(|(path, optional)| EnvironmentFile::read(Path::new(&path), optional))
+            .collect(),
         working_directory: working_directory.unwrap_or_default(),
     }))
 }
@@ -704,6 +971,7 @@ mod tests {
         UnitSettings {
             exec_start: vec![exec_start.iter().map(|s| s.to_string()).collect()],
             environment: environment.iter().map(|s| s.to_string()).collect(),
+            environment_files: Vec::new(),
             working_directory: working_directory.into(),
         }
     }
@@ -778,6 +1046,102 @@ mod tests {
             let expected = expected.map(|(dir, setting)| (PathBuf::from(dir), setting));
             assert_eq!(got, expected, "{settings:?}");
         }
+    }
+
+    #[test]
+    fn environment_files_parse_like_systemd_reads_them() {
+        let text = "# comment\n; comment \\\n  A = plain value  \n\
+                    B='single $x\n  two'\nC=\"dq \\\" \\$ \\n x\"  \nD=esc\\ aped\\\ncontinued\n\
+                    not an assignment\n1BAD=x\nE=\nF=\"a\" 'b' c\nG=last";
+        let parsed = parse_environment_file(text);
+        let expected = [
+            ("A", "plain value"),
+            ("B", "single $x\n  two"),
+            ("C", "dq \" $ \\n x"),
+            ("D", "esc apedcontinued"),
+            ("E", ""),
+            ("F", "abc"),
+            ("G", "last"),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(parsed, expected);
+    }
+
+    #[test]
+    fn environment_files_override_environment_and_the_last_file_wins() {
+        let file = |path: &str, text: &str| EnvironmentFile {
+            path: path.into(),
+            assignments: Ok(parse_environment_file(text)),
+        };
+        let mut settings = unit(
+            &["/usr/bin/contimg-stream"],
+            &["CONTIMG_STATE_DIR=/env"],
+            "",
+        );
+        settings.environment_files = vec![
+            file("/a.env", "CONTIMG_STATE_DIR=/a\n"),
+            file("/b.env", "OTHER=1\n"),
+        ];
+        assert_eq!(
+            settings.state_dir(),
+            Some((
+                PathBuf::from("/a"),
+                UnitSetting::EnvironmentFile("/a.env".into())
+            ))
+        );
+        settings
+            .environment_files
+            .push(file("/c.env", "CONTIMG_STATE_DIR=/c\n"));
+        settings.environment_files.push(EnvironmentFile {
+            path: "/unread.env".into(),
+            assignments: Err("Permission denied (os error 13)".into()),
+        });
+        let (dir, setting) = settings.state_dir().unwrap();
+        assert_eq!(dir, Path::new("/c"));
+        assert!(settings.depends_on_environment(&setting));
+        assert_eq!(
+            settings.unread_environment_files(),
+            ["/unread.env: Permission denied (os error 13)"]
+        );
+        // ExecStart= variables are expanded from the files too.
+        settings.exec_start = vec![vec![
+            "/usr/bin/contimg-stream".into(),
+            "--state-dir=${CONTIMG_STATE_DIR}/x".into(),
+        ]];
+        assert_eq!(
+            settings.state_dir(),
+            Some((PathBuf::from("/c/x"), UnitSetting::ExecStartStateDir))
+        );
+    }
+
+    #[test]
+    fn a_missing_optional_environment_file_is_skipped_and_others_say_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.env");
+        assert_eq!(EnvironmentFile::read(&missing, true), None);
+        let required = EnvironmentFile::read(&missing, false).unwrap();
+        assert!(
+            required
+                .assignments
+                .unwrap_err()
+                .contains("No such file or directory")
+        );
+        let not_a_file = EnvironmentFile::read(dir.path(), true).unwrap();
+        assert!(
+            not_a_file
+                .assignments
+                .unwrap_err()
+                .contains("Is a directory")
+        );
+        let file = dir.path().join("ok.env");
+        std::fs::write(&file, "CONTIMG_STATE_DIR=\"/srv/x y\"\n").unwrap();
+        assert_eq!(
+            EnvironmentFile::read(&file, false).unwrap().assignments,
+            Ok(vec![("CONTIMG_STATE_DIR".into(), "/srv/x y".into())])
+        );
     }
 
     #[test]
