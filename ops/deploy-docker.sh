@@ -34,6 +34,7 @@ worker_container=contimg-stream   # contimg_control::DEFAULT_CONTAINER
 image_uid=10110                   # USER of packaging/docker/Dockerfile
 
 log() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
+warn() { printf 'deploy-docker.sh: warning: %s\n' "$*" >&2; }
 die() { printf 'deploy-docker.sh: %s\n' "$*" >&2; exit 1; }
 usage_error() { printf 'deploy-docker.sh: %s\n' "$*" >&2; exit 2; }
 
@@ -57,58 +58,28 @@ case $mode in streaming|manual|both) ;; *) usage_error "--mode must be streaming
 if $purge && ! $uninstall; then usage_error "--purge only goes with --uninstall"; fi
 
 # ---------------------------------------------------------------- env file
-# Form only (deploy.sh's rules: KEY=VALUE, optional `export`, quotes and trailing
-# comments stripped, no expansion); the values are judged by check-config below.
-declare -A setting=()
+# The same file, form and keys as deploy.sh's other backends (ops/lib/deploy-common.sh);
+# the values are judged by check-config below.
+# shellcheck source=ops/lib/deploy-common.sh
+source "$repo/ops/lib/deploy-common.sh"
 problems=()
+problem() { problems+=("$1"); }
 if [[ -n $env_file ]]; then
     [[ -f $env_file && -r $env_file ]] || usage_error "env file $env_file: not a readable file"
-    number=0
-    while IFS= read -r line || [[ -n $line ]]; do
-        number=$((number + 1))
-        line=${line%$'\r'}
-        [[ $line =~ ^[[:space:]]*(#.*)?$ ]] && continue
-        if ! [[ $line =~ ^[[:space:]]*(export[[:space:]]+)?(CONTIMG_[A-Z_]+)=(.*)$ ]]; then
-            problems+=("line $number: not CONTIMG_KEY=VALUE: $line"); continue
-        fi
-        name=${BASH_REMATCH[2]} raw=${BASH_REMATCH[3]}
-        if [[ $raw =~ ^[\"\'](.*)[\"\'][[:space:]]*(#.*)?$ ]]; then raw=${BASH_REMATCH[1]}
-        else raw=$(sed -e 's/[[:space:]]#.*$//' -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//' <<<"$raw"); fi
-        [[ $raw == *'$'* ]] && problems+=("line $number: $name: variable expansion is not supported")
-        [[ -n ${setting[$name]+set} ]] && problems+=("line $number: $name: set twice")
-        setting[$name]=$raw
-    done < "$env_file"
-    for name in CONTIMG_INPUT_DIR CONTIMG_OUTPUT_DIR CONTIMG_STATE_DIR; do
-        [[ -n ${setting[$name]:-} ]] || problems+=("$name: missing (required)")
-    done
+    read_env_file "$env_file"
 fi
 if [[ $(id -u) == 0 ]]; then default_state=/var/lib/contimg
 else default_state=${XDG_STATE_HOME:-$HOME/.local/state}/contimg; fi
-state_dir=${setting[CONTIMG_STATE_DIR]:-$default_state}
-input_dir=${setting[CONTIMG_INPUT_DIR]:-$state_dir/incoming}
-output_dir=${setting[CONTIMG_OUTPUT_DIR]:-$state_dir/ms}
-scratch_dir=${setting[CONTIMG_SCRATCH_DIR]:-$state_dir/scratch}
-queue_db=${setting[CONTIMG_QUEUE_DB]:-$state_dir/ingest.sqlite3}
-registry_db=${setting[CONTIMG_REGISTRY_DB]:-$state_dir/cal_registry.sqlite3}
-api_host=${setting[CONTIMG_API_HOST]:-127.0.0.1}
-api_port=${setting[CONTIMG_API_PORT]:-8010}
+state_dir=${env[CONTIMG_STATE_DIR]:-$default_state}
+input_dir=${env[CONTIMG_INPUT_DIR]:-$state_dir/incoming}
+output_dir=${env[CONTIMG_OUTPUT_DIR]:-$state_dir/ms}
+scratch_dir=${env[CONTIMG_SCRATCH_DIR]:-$state_dir/scratch}
+queue_db=${env[CONTIMG_QUEUE_DB]:-$state_dir/ingest.sqlite3}
+registry_db=${env[CONTIMG_REGISTRY_DB]:-$state_dir/cal_registry.sqlite3}
+api_host=${env[CONTIMG_API_HOST]:-127.0.0.1}
+api_port=${env[CONTIMG_API_PORT]:-8010}
 # streaming.toml keys written from the env file (the rest of the live config stays).
-config=("input_dir=$input_dir" "output_dir=$output_dir" "scratch_dir=$scratch_dir"
-    "queue_db=$queue_db" "registry_db=$registry_db")
-for pair in EXPECTED_SUBBANDS:expected_subbands CHUNK_MINUTES:chunk_duration \
-    CHUNK_DURATION:chunk_duration MAX_WORKERS:max_workers LOG_LEVEL:log_level \
-    MONITOR_INTERVAL:monitor_interval POLL_INTERVAL:poll_interval; do
-    name=CONTIMG_${pair%%:*}
-    [[ -n ${setting[$name]+set} ]] && config+=("${pair#*:}=${setting[$name]}")
-done
-for name in "${!setting[@]}"; do
-    case ${name#CONTIMG_} in
-        INPUT_DIR|OUTPUT_DIR|STATE_DIR|SCRATCH_DIR|QUEUE_DB|REGISTRY_DB|API_HOST|API_PORT|\
-        EXPECTED_SUBBANDS|CHUNK_MINUTES|CHUNK_DURATION|MAX_WORKERS|LOG_LEVEL|MONITOR_INTERVAL|\
-        POLL_INTERVAL|PREFIX) ;;
-        *) problems+=("$name: unknown variable (see packaging/contimg.env.example)") ;;
-    esac
-done
+config_settings_for "$input_dir" "$output_dir" "$scratch_dir" "$queue_db" "$registry_db"
 # Each dir is bind-mounted at its own path, so it must be absolute; the DBs must lie
 # in a mounted dir.
 for dir in "$state_dir" "$input_dir" "$output_dir" "$scratch_dir"; do
@@ -153,14 +124,6 @@ ctl=("$ctl_bin" --backend docker --docker-socket "$socket" --docker-image "$imag
 api() {  # api METHOD PATH — the API with the token; prints the body
     curl -s --max-time 120 -X "$1" -H "Authorization: Bearer $(cat "$token_file")" "$api_url$2"
 }
-http_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" 2>/dev/null || true; }
-retry() {  # retry TRIES DELAY CMD…
-    local tries=$1 delay=$2 i; shift 2
-    for ((i = 0; i < tries; i++)); do "$@" && return 0; sleep "$delay"; done
-    return 1
-}
-api_healthy() { [[ $(http_code "$api_url/api/streaming/health") == 200 ]]; }
-api_running() { curl -s --max-time 5 "$api_url/api/streaming/status" | grep -q '"running":true'; }
 container_state() { docker inspect -f "$2" "$1" 2>/dev/null || true; }
 as_service_user() {  # as_service_user CMD… — as the containers' UID:GID
     if [[ $(id -u) == 0 ]]; then setpriv --reuid="$run_uid" --regid="$run_gid" --clear-groups -- "$@"
@@ -242,14 +205,7 @@ if $build; then
     fi
 fi
 [[ -x $ctl_bin ]] || die "target/release/contimgctl missing (run without --no-build)"
-flags=()
-for pair in "${config[@]}"; do name=${pair%%=*}; flags+=("--${name//_/-}=${pair#*=}"); done
-verdict=$("$repo/target/release/contimg-stream" --state-dir "$state_dir" "${flags[@]}" check-config 2>&1 >/dev/null) || {
-    rc=$?
-    printf '%s\n' "$verdict" >&2
-    ((rc == 2)) && { echo "deploy-docker.sh: contimg-stream check-config rejects the configuration (exit 2)" >&2; exit 2; }
-    die "contimg-stream check-config failed (exit $rc)"
-}
+check_config
 log "images (base: Debian packages via mmdebstrap, cached; no registry)"
 dashboard_flag=(); $want_dashboard || dashboard_flag=(--no-dashboard)
 CONTIMG_DOCKER_IMAGE=$image "$repo/packaging/docker/build-image.sh" "${dashboard_flag[@]}" >/dev/null ||
@@ -270,11 +226,9 @@ chmod 0640 "$token_file"
 # user, also those a root contimgctl or an earlier deploy wrote; the data below is left alone.
 [[ $(id -u) == 0 ]] && find "$state_dir" -maxdepth 2 \! -user "$run_uid" -exec chown "$run_uid:$run_gid" {} +
 before=$(sha256sum "$state_dir/streaming.toml" 2>/dev/null || true)
-out=$(as_service_user "$ctl_bin" --backend process --state-dir "$state_dir" config set "${config[@]}" --no-restart 2>&1) || {
-    rc=$?; printf '%s\n' "$out" >&2
-    ((rc == 2)) && exit 2
-    die "contimgctl config set failed (exit $rc)"
-}
+rc=0
+out=$(as_service_user "$ctl_bin" --backend process --state-dir "$state_dir" config set "${config_settings[@]}" --no-restart 2>&1) || rc=$?
+((rc == 0)) || reject_config "contimgctl config set" "$rc" "$out"
 config_changed=false
 [[ $before != "$(sha256sum "$state_dir/streaming.toml")" ]] && config_changed=true
 
@@ -371,15 +325,7 @@ elif api_running; then
     failures+=("worker: running, but mode manual keeps it stopped")
 fi
 if $demo && [[ $mode != manual ]]; then
-    seen=false
-    for _ in $(seq 60); do
-        if curl -s --max-time 5 "$api_url/api/streaming/metrics" | python3 -c \
-            'import json,sys; q=json.load(sys.stdin).get("queue_stats") or {}; sys.exit(0 if sum(q.values()) > 0 else 1)' 2>/dev/null; then
-            seen=true; break
-        fi
-        sleep 1
-    done
-    $seen || failures+=("demo: no group reached the queue within 60 s")
+    retry 60 1 demo_group_queued || failures+=("demo: no group reached the queue within 60 s")
 fi
 if ((${#failures[@]})); then
     echo "deploy-docker.sh: health checks failed:" >&2

@@ -121,12 +121,10 @@ if [[ $backend == user ]] && ! user_manager_reachable; then
 fi
 
 # ---------------------------------------------------------------- env file
-known_keys=(CONTIMG_INPUT_DIR CONTIMG_OUTPUT_DIR CONTIMG_STATE_DIR CONTIMG_SCRATCH_DIR
-    CONTIMG_QUEUE_DB CONTIMG_REGISTRY_DB CONTIMG_API_HOST CONTIMG_API_PORT
-    CONTIMG_EXPECTED_SUBBANDS CONTIMG_CHUNK_MINUTES CONTIMG_CHUNK_DURATION
-    CONTIMG_MAX_WORKERS CONTIMG_LOG_LEVEL CONTIMG_MONITOR_INTERVAL CONTIMG_POLL_INTERVAL
-    CONTIMG_MIN_FREE_GB CONTIMG_PREFIX)
-declare -A env=() env_line=()
+# The env file's form and keys, the config keys, check_config and the HTTP checks are
+# shared with ops/deploy-docker.sh.
+# shellcheck source=ops/lib/deploy-common.sh
+source "$repo/ops/lib/deploy-common.sh"
 errors=()
 problem() { errors+=("$1"); }
 
@@ -134,42 +132,7 @@ if [[ -n $env_file ]]; then
     if [[ ! -f $env_file || ! -r $env_file ]]; then
         echo "deploy.sh: env file $env_file: not a readable file" >&2; exit 2
     fi
-    n=0
-    while IFS= read -r line || [[ -n $line ]]; do
-        n=$((n + 1))
-        line=${line%$'\r'}
-        [[ $line =~ ^[[:space:]]*(#.*)?$ ]] && continue
-        if [[ $line =~ ^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]]; then
-            key=${BASH_REMATCH[2]} value=${BASH_REMATCH[3]}
-            # Strip an unquoted trailing comment, surrounding blanks and quotes.
-            if [[ $value =~ ^\"(.*)\"[[:space:]]*(#.*)?$ || $value =~ ^\'(.*)\'[[:space:]]*(#.*)?$ ]]; then
-                value=${BASH_REMATCH[1]}
-            else
-                value=${value%%[[:space:]]#*}
-                value=${value%"${value##*[![:space:]]}"}
-                value=${value#"${value%%[![:space:]]*}"}
-            fi
-            if [[ $key != CONTIMG_* ]]; then
-                warn "$env_file:$n: $key is not a CONTIMG_ variable; ignored"
-                continue
-            fi
-            if [[ " ${known_keys[*]} " != *" $key "* ]]; then
-                problem "line $n: $key: unknown variable (known: ${known_keys[*]})"
-                continue
-            fi
-            [[ -n ${env_line[$key]:-} ]] && problem "line $n: $key: set twice (also line ${env_line[$key]})"
-            if [[ $value == *'$'* ]]; then
-                problem "line $n: $key: variable expansion is not supported (write the value out)"
-            fi
-            env[$key]=$value
-            env_line[$key]=$n
-        else
-            problem "line $n: not KEY=VALUE: $line"
-        fi
-    done < "$env_file"
-    for key in CONTIMG_INPUT_DIR CONTIMG_OUTPUT_DIR CONTIMG_STATE_DIR; do
-        [[ -n ${env[$key]:-} ]] || problem "$key: missing (required)"
-    done
+    read_env_file "$env_file"
 fi
 
 # Defaults. Only the paths get one here (deploy.sh creates those directories and
@@ -190,24 +153,7 @@ api_host=${env[CONTIMG_API_HOST]:-127.0.0.1}
 api_port=${env[CONTIMG_API_PORT]:-8010}
 prefix=${env[CONTIMG_PREFIX]:-${XDG_DATA_HOME:-$HOME/.local/share}/contimg}
 
-# The config keys this deploy writes: env variable → streaming.toml key. Their values
-# are judged by the binary alone (contimg-stream check-config, config.rs).
-declare -A config_key=(
-    [CONTIMG_INPUT_DIR]=input_dir [CONTIMG_OUTPUT_DIR]=output_dir
-    [CONTIMG_SCRATCH_DIR]=scratch_dir [CONTIMG_QUEUE_DB]=queue_db
-    [CONTIMG_REGISTRY_DB]=registry_db [CONTIMG_EXPECTED_SUBBANDS]=expected_subbands
-    [CONTIMG_CHUNK_MINUTES]=chunk_duration [CONTIMG_CHUNK_DURATION]=chunk_duration
-    [CONTIMG_MAX_WORKERS]=max_workers [CONTIMG_LOG_LEVEL]=log_level
-    [CONTIMG_MONITOR_INTERVAL]=monitor_interval [CONTIMG_POLL_INTERVAL]=poll_interval
-    [CONTIMG_MIN_FREE_GB]=min_free_gb)
-config_settings=(  # KEY=VALUE, for `contimgctl config set` and check-config's flags
-    "input_dir=$input_dir" "output_dir=$output_dir" "scratch_dir=$scratch_dir"
-    "queue_db=$queue_db" "registry_db=$registry_db")
-for key in CONTIMG_EXPECTED_SUBBANDS CONTIMG_CHUNK_MINUTES CONTIMG_CHUNK_DURATION \
-    CONTIMG_MAX_WORKERS CONTIMG_LOG_LEVEL CONTIMG_MONITOR_INTERVAL CONTIMG_POLL_INTERVAL \
-    CONTIMG_MIN_FREE_GB; do
-    [[ -n ${env_line[$key]:-} ]] && config_settings+=("${config_key[$key]}=${env[$key]}")
-done
+config_settings_for "$input_dir" "$output_dir" "$scratch_dir" "$queue_db" "$registry_db"
 
 # What remains for deploy.sh to check is the file's form and the settings no binary
 # reads from the config: paths it creates and writes into unit files (absolute), the
@@ -258,17 +204,9 @@ log_dir=$state_dir/logs
 want_worker=false; [[ $mode != manual ]] && want_worker=true
 want_dashboard=false; [[ $mode != streaming ]] && want_dashboard=true
 
-http_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" 2>/dev/null || true; }
-retry() {  # retry TRIES DELAY CMD… — true once CMD succeeds
-    local tries=$1 delay=$2 i; shift 2
-    for ((i = 0; i < tries; i++)); do "$@" && return 0; sleep "$delay"; done
-    return 1
-}
-api_healthy() { [[ $(http_code "$api_url/api/streaming/health") == 200 ]]; }
 api_post() {  # api_post PATH — with the token; prints the body
     curl -s --max-time 120 -X POST -H "Authorization: Bearer $(cat "$token_file")" "$api_url$1"
 }
-api_running() { curl -s --max-time 5 "$api_url/api/streaming/status" 2>/dev/null | grep -q '"running":true'; }
 pid_alive() { [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null; }
 
 ensure_token() {  # ensure_token OWNER_GROUP
@@ -278,42 +216,6 @@ ensure_token() {  # ensure_token OWNER_GROUP
     fi
     [[ -n ${1:-} ]] && chown "root:$1" "$token_file"
     chmod 0640 "$token_file"
-}
-
-# The binary's verdict on the env file's values over the live config (as it is, or
-# the defaults): `contimg-stream check-config` with them as flags. Nothing is written.
-# Exit 2 (invalid) is passed through as deploy.sh's own exit 2.
-check_config() {
-    local bin=$repo/target/release/contimg-stream flags=() setting name out rc=0
-    [[ -x $bin ]] || die "target/release/contimg-stream missing (run without --no-build)"
-    for setting in "${config_settings[@]}"; do
-        name=${setting%%=*}
-        flags+=("--${name//_/-}=${setting#*=}")
-    done
-    out=$("$bin" --state-dir "$state_dir" "${flags[@]}" check-config 2>&1 >/dev/null) || rc=$?
-    ((rc == 0)) && return 0
-    reject_config "contimg-stream check-config" "$rc" "$out"
-}
-
-# Reports the binary's rejection (exit 2 → deploy.sh exits 2; anything else is a failed
-# step, exit 1), naming the env lines behind the config keys it mentions.
-reject_config() {  # reject_config WHO RC OUTPUT
-    local key lines=()
-    for key in "${!config_key[@]}"; do
-        [[ -n ${env_line[$key]:-} ]] && lines+=("${env_line[$key]} ${config_key[$key]} ← $key (line ${env_line[$key]})")
-    done
-    {
-        printf '%s\n' "$3"
-        if (($2 == 2)); then
-            echo "deploy.sh: $1 rejects the configuration${env_file:+ made from $env_file} (exit 2)."
-            if ((${#lines[@]})); then
-                echo "  config keys from the env file:"
-                printf '%s\n' "${lines[@]}" | sort -n | cut -d' ' -f2- | sed 's/^/    /'
-            fi
-        fi
-    } >&2
-    (($2 == 2)) && exit 2
-    die "$1 failed (exit $2)"
 }
 
 # Writes the env file's values into <state>/streaming.toml with `contimgctl config set`
@@ -833,15 +735,7 @@ else
 fi
 if $demo && $want_worker; then
     # Within a minute the first simulated group is queued (the worker saw it).
-    seen=false
-    for _ in $(seq 60); do
-        if curl -s --max-time 5 "$api_url/api/streaming/metrics" | python3 -c \
-            'import json,sys; q=json.load(sys.stdin).get("queue_stats") or {}; sys.exit(0 if sum(q.values()) > 0 else 1)' 2>/dev/null; then
-            seen=true; break
-        fi
-        sleep 1
-    done
-    $seen || failures+=("demo: no group reached the queue within 60 s")
+    retry 60 1 demo_group_queued || failures+=("demo: no group reached the queue within 60 s")
 fi
 
 if ((${#failures[@]})); then

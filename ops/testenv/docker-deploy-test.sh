@@ -81,7 +81,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 url=http://127.0.0.1:$port
 printf '%s\n' "# docker-deploy-test.sh" "CONTIMG_STATE_DIR=$state" \
     "CONTIMG_INPUT_DIR=$tmp/data/incoming" "CONTIMG_OUTPUT_DIR=$tmp/data/ms" \
-    "CONTIMG_API_PORT=$port" "CONTIMG_MAX_WORKERS=2" > "$env_file"
+    "CONTIMG_API_PORT=$port" "CONTIMG_MAX_WORKERS=2" "CONTIMG_MIN_FREE_GB=1" > "$env_file"
 ctl=("$repo/target/release/contimgctl" --backend docker --docker-socket "$socket" --state-dir "$state")
 inspect() { docker inspect -f "$2" "$1" 2>/dev/null; }
 post() {  # post PATH — as the dashboard does, with the token
@@ -142,6 +142,9 @@ started=$SECONDS
 check "deploy.sh --backend docker --demo exits 0" \
     "$repo/ops/deploy.sh" --backend docker --demo --no-build --env-file "$env_file"
 echo "# deploy took $((SECONDS - started)) s"
+# The env file is read as deploy.sh reads it (ops/lib/deploy-common.sh), every key included.
+check "the env file's CONTIMG_MIN_FREE_GB reached the live config" \
+    grep -Eq '^min_free_gb = 1(\.0)?$' "$state/streaming.toml"
 check "no image came from a registry: only contimg-base (imported) and contimg" bash -c \
     "docker images --format '{{.Repository}}' | sort -u | tr '\n' ' ' | grep -qx 'contimg contimg-base '"
 check "worker container runs as the image's non-root user with no network" \

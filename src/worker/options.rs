@@ -192,15 +192,17 @@ impl StreamArgs {
 mod tests {
     use super::*;
 
-    /// The streaming.toml keys `ops/deploy.sh` maps from its env file: it hands each
-    /// one to `contimg-stream check-config` as `--KEY=VALUE`.
-    fn deploy_sh_config_keys() -> Vec<String> {
-        let script =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../ops/deploy.sh"))
-                .expect("ops/deploy.sh is readable");
+    /// The streaming.toml keys the deploy scripts map from their env file
+    /// (ops/lib/deploy-common.sh): each goes to `contimg-stream check-config` as `--KEY=VALUE`.
+    fn deploy_config_keys() -> Vec<String> {
+        let script = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../ops/lib/deploy-common.sh"
+        ))
+        .expect("ops/lib/deploy-common.sh is readable");
         let start = script
             .find("declare -A config_key=(")
-            .expect("deploy.sh declares config_key");
+            .expect("deploy-common.sh declares config_key");
         let block = &script[start..];
         let block = &block[..block.find(')').expect("config_key block closes")];
         block
@@ -210,14 +212,14 @@ mod tests {
     }
 
     #[test]
-    fn every_key_deploy_sh_checks_is_a_flag_of_contimg_stream() {
-        let keys = deploy_sh_config_keys();
+    fn every_key_the_deploy_scripts_check_is_a_flag_of_contimg_stream() {
+        let keys = deploy_config_keys();
         assert!(keys.len() >= 10, "parsed too few keys: {keys:?}");
         for key in keys {
             let flag = format!("--{}=1", key.replace('_', "-"));
             let parsed =
                 StreamArgs::try_parse_from(["contimg-stream", flag.as_str(), "check-config"]);
-            let args = parsed.unwrap_or_else(|e| panic!("deploy.sh passes {flag}: {e}"));
+            let args = parsed.unwrap_or_else(|e| panic!("the deploy scripts pass {flag}: {e}"));
             assert!(
                 args.overrides.to_patch().contains_key(&key),
                 "{flag} parses but does not override {key}"
