@@ -19,12 +19,12 @@ use futures_util::stream::BoxStream;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::watch;
 
-use super::AppState;
 use super::disk::{self, DirUsage};
 use super::history::Sample;
 use super::models::{HealthResponse, MetricsResponse, StatusResponse};
 use super::prometheus::{self, DurationHistogram};
 use super::supervisor::Liveness;
+use super::{AppState, Settings};
 use contimg_control::alerts::{AlertInputs, AlertRule, claim_pause_of, scheduler_unreachable_of};
 use contimg_control::report::{HealthInputs, QueueView, health_verdict};
 use contimg_control::{Backend, BackendKind, ControlError, ServiceStatus};
@@ -115,7 +115,7 @@ fn verdict(
 
 impl Snapshot {
     /// Before the first refresh: "unknown", without calling the backend.
-    pub fn initial(backend: &dyn Backend, store: &ConfigStore) -> Self {
+    pub fn initial(backend: &dyn Backend, store: &ConfigStore, settings: &Settings) -> Self {
         let (config, config_error) = load_config(store);
         let pending: Result<ServiceStatus, ControlError> =
             Err(ControlError::Unavailable("status not read yet".to_string()));
@@ -127,6 +127,7 @@ impl Snapshot {
             None,
         );
         status.backend_description = backend.describe();
+        note_state_dir(&mut status, settings);
         let queue = Arc::new(QueueWatch::unread());
         let metrics = MetricsResponse::assemble(&status, &queue.view.stats_or_error(), unix_now());
         let health = verdict(
@@ -182,6 +183,13 @@ impl Snapshot {
             disks,
         }
     }
+}
+
+/// The state dir this daemon works on and why, as `contimgctl status --json`
+/// shows its own.
+fn note_state_dir(status: &mut StatusResponse, settings: &Settings) {
+    status.state_dir = Some(settings.state_dir.display().to_string());
+    status.state_dir_rule = Some(settings.state_dir_rule.to_string());
 }
 
 fn load_config(store: &ConfigStore) -> (Option<StreamingConfig>, Option<String>) {
@@ -323,6 +331,7 @@ impl Producer {
             queue.view.heartbeat.as_ref(),
         );
         status.backend_description = state.backend.describe();
+        note_state_dir(&mut status, &state.settings);
         status.jobs_in_flight = queue.view.jobs;
         if status.error.is_none() {
             status.error = self.config.1.clone();

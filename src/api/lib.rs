@@ -30,6 +30,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::{Notify, broadcast};
 
+use contimg_control::state_dir::{
+    ExplicitSetting, HostProbe, StateDir, StateDirError, StateDirRule, discover_after,
+};
 use contimg_control::{Backend, BackendChoice, ControlError, ControlOptions};
 use contimg_core::config::ConfigStore;
 
@@ -70,6 +73,8 @@ pub enum DaemonError {
     #[error("unusable socket activation (LISTEN_PID/LISTEN_FDS): {0}")]
     Activation(std::io::Error),
     #[error(transparent)]
+    StateDir(#[from] StateDirError),
+    #[error(transparent)]
     Control(#[from] ControlError),
     #[error(transparent)]
     History(#[from] history::HistoryError),
@@ -92,8 +97,11 @@ pub struct ApiArgs {
     /// Address to listen on (ignored under systemd socket activation).
     #[arg(long)]
     pub listen: Option<String>,
-    /// State directory (streaming.toml, queue DB, history, token).
-    #[arg(long, env = contimg_core::config::STATE_DIR_ENV)]
+    /// State directory (streaming.toml, queue DB, history, token). Without it:
+    /// `state_dir` in the config file, then CONTIMG_STATE_DIR, then what the
+    /// worker's unit (with `instance`: its instance) says, then the packaged
+    /// /var/lib/contimg, then ./state in a checkout: contimgctl's rules.
+    #[arg(long)]
     pub state_dir: Option<PathBuf>,
     /// File holding the bearer token for mutations (default `<state_dir>/api.token`).
     #[arg(long)]
@@ -170,7 +178,9 @@ pub struct DaemonFile {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
+    /// Canonical (`control::state_dir`), chosen by `state_dir_rule`.
     pub state_dir: PathBuf,
+    pub state_dir_rule: StateDirRule,
     pub token_file: PathBuf,
     pub read_requires_token: bool,
     pub control: ControlOptions,
@@ -182,14 +192,19 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Merges flags over the config file over defaults.
-    pub fn resolve(args: &ApiArgs) -> Result<Self, DaemonError> {
-        let flag_state_dir = args.state_dir.clone();
-        let config_path = args.config.clone().or_else(|| {
-            let dir = ConfigStore::state_dir_from(flag_state_dir.as_deref());
-            let default = dir.join(DAEMON_CONFIG_FILE);
-            default.exists().then_some(default)
-        });
+    /// Merges flags over the config file over defaults; the state dir by
+    /// `control::state_dir`'s rules, as `contimgctl` finds it.
+    pub async fn resolve(args: &ApiArgs) -> Result<Self, DaemonError> {
+        Self::resolve_on(args, &HostProbe::from_host()).await
+    }
+
+    /// [`resolve`](Self::resolve) with the environment, dpkg database and
+    /// current directory of `probe`.
+    pub async fn resolve_on(args: &ApiArgs, probe: &HostProbe) -> Result<Self, DaemonError> {
+        let config_path = match &args.config {
+            Some(path) => Some(path.clone()),
+            None => default_config_path(args, probe).await,
+        };
         let file = match &config_path {
             Some(path) => {
                 let text =
@@ -204,8 +219,6 @@ impl Settings {
             }
             None => DaemonFile::default(),
         };
-        let state_dir =
-            ConfigStore::state_dir_from(flag_state_dir.or(file.state_dir.clone()).as_deref());
         let listen_text = args
             .listen
             .clone()
@@ -218,7 +231,7 @@ impl Settings {
         let mut control = ControlOptions {
             backend,
             user: args.user || file.user.unwrap_or(false),
-            state_dir: state_dir.clone(),
+            state_dir: PathBuf::new(),
             instance: args.instance.clone().or(file.instance.clone()),
             worker_bin: args.worker_bin.clone().or(file.worker_bin.clone()),
             docker_socket: args.docker_socket.clone().or(file.docker_socket.clone()),
@@ -240,6 +253,29 @@ impl Settings {
         if let Some(unit) = args.unit.clone().or(file.unit.clone()) {
             control.unit = unit;
         }
+        // The explicit settings first (the flag, then the file's key), then the
+        // rules contimgctl uses, for this daemon's unit and instance.
+        let mut explicit = vec![ExplicitSetting {
+            dir: args.state_dir.as_deref(),
+            rule: StateDirRule::Flag,
+        }];
+        if let Some(path) = &config_path {
+            explicit.push(ExplicitSetting {
+                dir: file.state_dir.as_deref(),
+                rule: StateDirRule::ConfigFile { path: path.clone() },
+            });
+        }
+        let StateDir {
+            path: state_dir,
+            rule: state_dir_rule,
+        } = discover_after(&explicit, &control, probe).await?;
+        tracing::info!(
+            state_dir = %state_dir.display(),
+            rule = %state_dir_rule,
+            "state dir {} (from {state_dir_rule})",
+            state_dir.display()
+        );
+        control.state_dir = state_dir.clone();
         let timeout_s = args
             .control_timeout
             .or(file.control_timeout)
@@ -275,8 +311,39 @@ impl Settings {
             alerts: file.alerts.clone().unwrap_or_default(),
             bench_routes: args.bench_routes,
             state_dir,
+            state_dir_rule,
         })
     }
+}
+
+/// `api.toml` in the state dir when `--config` is not given: the dir of
+/// `--state-dir` or `CONTIMG_STATE_DIR`, else the one the rules find for the
+/// unit the flags name (the file may then name another unit or dir).
+async fn default_config_path(args: &ApiArgs, probe: &HostProbe) -> Option<PathBuf> {
+    let explicit = args.state_dir.clone().or_else(|| {
+        probe
+            .env
+            .clone()
+            .filter(|value| !value.is_empty())
+            .map(PathBuf::from)
+    });
+    let dir = match explicit {
+        Some(dir) => ConfigStore::state_dir_from(Some(&dir)),
+        None => {
+            let mut options = ControlOptions {
+                backend: args.backend.unwrap_or_default(),
+                user: args.user,
+                instance: args.instance.clone(),
+                ..ControlOptions::default()
+            };
+            if let Some(unit) = &args.unit {
+                options.unit = unit.clone();
+            }
+            discover_after(&[], &options, probe).await.ok()?.path
+        }
+    };
+    let default = dir.join(DAEMON_CONFIG_FILE);
+    default.exists().then_some(default)
 }
 
 /// Everything handlers and background tasks share.
@@ -305,7 +372,7 @@ impl AppState {
         let history = History::open(&settings.state_dir.join("history.sqlite3"))?;
         let (events, _) = broadcast::channel(256);
         let store = ConfigStore::new(settings.state_dir.clone());
-        let snapshot = Snapshot::initial(&*backend, &store);
+        let snapshot = Snapshot::initial(&*backend, &store, &settings);
         Ok(Arc::new(Self {
             auth: AuthPolicy {
                 token_file: settings.token_file.clone(),
@@ -471,10 +538,26 @@ mod tests {
         if let Some(text) = api_toml {
             std::fs::write(dir.path().join(DAEMON_CONFIG_FILE), text).expect("api.toml");
         }
-        Settings::resolve(&ApiArgs {
-            state_dir: Some(dir.path().to_path_buf()),
-            ..args
-        })
+        let probe = HostProbe {
+            env: None,
+            dpkg_status: dir.path().join("no-dpkg/status"),
+            cwd: Some(dir.path().to_path_buf()),
+        };
+        block_on(Settings::resolve_on(
+            &ApiArgs {
+                state_dir: Some(dir.path().to_path_buf()),
+                ..args
+            },
+            &probe,
+        ))
+    }
+
+    fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(future)
     }
 
     /// Each bad setting is its own variant, naming the value (the daemon exits
@@ -515,6 +598,39 @@ mod tests {
             ok.read_requires_token,
             "beyond loopback, reads need the token"
         );
+    }
+
+    /// `--state-dir` wins over `state_dir` in api.toml, which wins over the
+    /// environment (tests/api_state_dir.rs runs the rest against systemd).
+    #[test]
+    fn the_state_dir_flag_comes_first_then_api_toml() {
+        let file = "state_dir = \"/from/api-toml\"\n";
+        let flagged = resolve(ApiArgs::default(), Some(file)).expect("valid");
+        assert_eq!(flagged.state_dir_rule, StateDirRule::Flag);
+        assert_eq!(flagged.control.state_dir, flagged.state_dir);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("api.toml");
+        std::fs::write(&config, file).expect("api.toml");
+        let probe = HostProbe {
+            env: Some("/from/env".into()),
+            dpkg_status: dir.path().join("no-dpkg/status"),
+            cwd: Some(dir.path().to_path_buf()),
+        };
+        let args = ApiArgs {
+            config: Some(config.clone()),
+            backend: Some(BackendChoice::Process),
+            ..ApiArgs::default()
+        };
+        let from_file = block_on(Settings::resolve_on(&args, &probe)).expect("valid");
+        assert_eq!(from_file.state_dir, PathBuf::from("/from/api-toml"));
+        assert_eq!(
+            from_file.state_dir_rule,
+            StateDirRule::ConfigFile { path: config }
+        );
+        std::fs::write(dir.path().join("api.toml"), "").expect("api.toml");
+        let from_env = block_on(Settings::resolve_on(&args, &probe)).expect("valid");
+        assert_eq!(from_env.state_dir_rule, StateDirRule::Environment);
+        assert_eq!(from_env.token_file, PathBuf::from("/from/env/api.token"));
     }
 
     /// The docker backend's socket, image, container and mounts reach the control

@@ -13,14 +13,17 @@ fn main() -> anyhow::Result<()> {
         &std::env::var("CONTIMG_API_LOG_LEVEL").unwrap_or_else(|_| "INFO".to_string()),
         "contimg-api",
     );
-    let settings = Settings::resolve(&args).context("invalid settings")?;
     // Two cores on the target hosts: a small worker pool keeps RSS low.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime
-        .block_on(run(settings, activation))
-        .context("contimg-api failed")
+    runtime.block_on(async {
+        // Finding the state dir may ask a systemd manager over D-Bus.
+        let settings = Settings::resolve(&args)
+            .await
+            .context("invalid settings")?;
+        run(settings, activation).await.context("contimg-api failed")
+    })
 }

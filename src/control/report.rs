@@ -214,6 +214,12 @@ pub struct StatusResponse {
     /// needs no second call); the API leaves it out (see `GET metrics`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_stats: Option<BTreeMap<String, u64>>,
+    /// The state dir the reader (contimg-api, `contimgctl status --json`) works
+    /// on, canonical, and the rule that chose it (`control::state_dir`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir_rule: Option<String>,
 }
 
 impl StatusResponse {
@@ -276,6 +282,8 @@ impl StatusResponse {
                 cpu_usage_seconds: s.resources.cpu_usage_seconds,
                 memory_bytes: s.resources.memory_bytes,
                 queue_stats: None,
+                state_dir: None,
+                state_dir_rule: None,
             },
             Err(err) => Self {
                 running: false,
@@ -306,6 +314,8 @@ impl StatusResponse {
                 cpu_usage_seconds: None,
                 memory_bytes: None,
                 queue_stats: None,
+                state_dir: None,
+                state_dir_rule: None,
             },
         }
     }

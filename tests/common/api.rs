@@ -63,6 +63,9 @@ pub struct DaemonOptions {
     /// the test host's disk is must not decide a test about something else
     /// (a fresh-clone run with 2.7 % free failed four health tests).
     pub host_disk_alerts: bool,
+    /// Pass `--state-dir` (the env's). Off, the daemon finds its state dir by
+    /// itself (tests/api_state_dir.rs).
+    pub pass_state_dir: bool,
 }
 
 impl Default for DaemonOptions {
@@ -73,6 +76,7 @@ impl Default for DaemonOptions {
             extra_args: Vec::new(),
             streaming_toml: String::new(),
             host_disk_alerts: false,
+            pass_state_dir: true,
         }
     }
 }
@@ -107,9 +111,10 @@ impl ApiDaemon {
         let log = std::fs::File::create(&log_path).expect("log");
         let mut command = Command::new(api_bin());
         configure(&mut command);
+        if options.pass_state_dir {
+            command.arg("--state-dir").arg(&env.state_dir);
+        }
         let child = command
-            .arg("--state-dir")
-            .arg(&env.state_dir)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .args(args)

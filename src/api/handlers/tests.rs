@@ -45,6 +45,7 @@ impl TestApi {
         let settings = Settings {
             listen: "127.0.0.1:0".parse().expect("addr"),
             state_dir: state_dir.clone(),
+            state_dir_rule: contimg_control::state_dir::StateDirRule::Flag,
             token_file,
             read_requires_token: false,
             control: ControlOptions {
