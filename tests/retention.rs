@@ -317,19 +317,7 @@ fn gc_dry_run_removes_nothing_and_lists_what_the_real_run_archives() {
         "the dry run removed something"
     );
     assert!(lc.removals().is_empty());
-    let listed = |report: &serde_json::Value| -> BTreeSet<(String, String)> {
-        report["removals"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    r["path"].as_str().unwrap().to_string(),
-                    r["action"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect()
-    };
+    let listed = |report: &serde_json::Value| listed_with(report, "action");
     let planned = listed(&plan);
     let expected: BTreeSet<(String, String)> = files
         .iter()
@@ -458,4 +446,366 @@ fn gc_as_a_user_who_cannot_delete_names_each_file_and_exits_1() {
     assert!(ok.status.success(), "{ok:?}");
     assert!(files.iter().all(|f| !f.exists()));
     assert_eq!(lc.removals().len(), files.len());
+}
+
+/// Sets a file's (or a symlink's own) modification time `age` seconds back.
+fn age_mtime(path: &Path, age: f64) {
+    use nix::sys::stat::{UtimensatFlags, utimensat};
+    use nix::sys::time::TimeSpec;
+    let at = TimeSpec::new((unix_now() - age) as i64, 0);
+    utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &at,
+        &at,
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .unwrap();
+}
+
+fn count_rows(conn: &rusqlite::Connection, table: &str) -> i64 {
+    conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+/// (path, `field`) of every removal a gc report lists.
+fn listed_with(report: &serde_json::Value, field: &str) -> BTreeSet<(String, String)> {
+    report["removals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["path"].as_str().unwrap().to_string(),
+                r[field].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn listed_kinds(report: &serde_json::Value) -> BTreeSet<(String, String)> {
+    listed_with(report, "kind")
+}
+
+fn gc_json(lc: &Lifecycle, args: &[&str]) -> serde_json::Value {
+    let out = lc.gc(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn stray_inputs_go_retain_failed_days_after_they_were_recorded() {
+    // Validation on: a file that is not UVH5 is rejected, not registered.
+    let lc = Lifecycle::new("validate_uvh5 = true");
+    let worker = lc.env.spawn();
+    assert!(wait_until(Duration::from_secs(10), || worker
+        .log()
+        .contains("ready")));
+    let done = "2025-10-13T13:00:00";
+    let _kept_inputs = lc.simulate(done, 11);
+    assert!(
+        wait_until(Duration::from_secs(60), || lc
+            .env
+            .count(GroupState::Completed)
+            == 1),
+        "{}",
+        worker.log()
+    );
+    // What the real worker records: four duplicates (one second off the
+    // completed group), a file that fails validation, an unrecognised name
+    // and a symlink (to a file outside input_dir) under an unrecognised name.
+    let duplicates = lc.simulate("2025-10-13T13:00:01", 12);
+    let rejected = lc.env.drop_subband(
+        contimg::ingest::names::parse_timestamp("2025-10-13T13:30:00").unwrap(),
+        0,
+        b"not an HDF5 file",
+    );
+    let notes = lc.env.input_dir.join("notes.txt");
+    std::fs::write(&notes, b"operator notes").unwrap();
+    let precious = lc.env.root.path().join("precious");
+    std::fs::write(&precious, b"not ours").unwrap();
+    let link = lc.env.input_dir.join("link-to-precious");
+    std::os::unix::fs::symlink(&precious, &link).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let conn = lc.db();
+            count_rows(&conn, "duplicate_files") == 4
+                && count_rows(&conn, "rejected_files") == 1
+                && count_rows(&conn, "unrecognised_files") == 2
+        }),
+        "{}",
+        worker.log()
+    );
+    assert_eq!(worker.stop(), Some(0));
+
+    // A late subband (its group had closed), recorded by the queue itself.
+    let ts_done = contimg::ingest::names::parse_timestamp(done).unwrap();
+    let late = lc.env.input_dir.join(format!("{done}_sb04.hdf5"));
+    std::fs::write(&late, vec![7u8; 321]).unwrap();
+    let mut queue = contimg::queue::Queue::open(&lc.env.queue_db()).unwrap();
+    let late_reg = queue
+        .register_file(
+            &contimg::queue::NewFile {
+                path: late.to_string_lossy().into_owned(),
+                timestamp: ts_done,
+                subband_idx: 4,
+                size_bytes: Some(321),
+                mtime: None,
+                meta_json: None,
+            },
+            4,
+            60.0,
+            unix_now(),
+        )
+        .unwrap();
+    assert!(
+        matches!(late_reg, contimg::queue::Registration::Late { .. }),
+        "{late_reg:?}"
+    );
+    // A member of a group still collecting, with an (inconsistent) rejected
+    // record: a registered file of an unfinished group is never removed.
+    let member = lc.env.input_dir.join("2025-10-13T15:00:00_sb00.hdf5");
+    std::fs::write(&member, b"member").unwrap();
+    queue
+        .register_file(
+            &contimg::queue::NewFile {
+                path: member.to_string_lossy().into_owned(),
+                timestamp: contimg::ingest::names::parse_timestamp("2025-10-13T15:00:00").unwrap(),
+                subband_idx: 0,
+                size_bytes: Some(6),
+                mtime: None,
+                meta_json: None,
+            },
+            4,
+            60.0,
+            unix_now(),
+        )
+        .unwrap();
+    drop(queue);
+    lc.db()
+        .execute(
+            "INSERT INTO rejected_files(path, reason, rejected_at) VALUES (?1, 'x', 0)",
+            [member.to_string_lossy()],
+        )
+        .unwrap();
+    // Never recorded: an unrecognised name (due by its mtime), and names
+    // retention must leave: a correlator name the worker has not registered
+    // yet, a dot-file, a correlator temp name, a directory.
+    let core = lc.env.input_dir.join("core.4242");
+    std::fs::write(&core, vec![0u8; 1000]).unwrap();
+    let unregistered = lc.env.input_dir.join("2025-10-13T14:00:00_sb00.hdf5");
+    let dot = lc.env.input_dir.join(".partial");
+    let temp = lc
+        .env
+        .input_dir
+        .join("2025-10-13T14:00:00_sb01_incomplete.hdf5");
+    let subdir = lc.env.input_dir.join("subdir");
+    for file in [&unregistered, &dot, &temp] {
+        std::fs::write(file, b"keep").unwrap();
+    }
+    std::fs::create_dir(&subdir).unwrap();
+
+    // Everything recorded two days ago (retain_failed_days = 1), but one
+    // duplicate, recorded just now.
+    let recent_duplicate = duplicates[3].clone();
+    let two_days_ago = unix_now() - 2.0 * DAY;
+    let conn = lc.db();
+    for sql in [
+        "UPDATE duplicate_files SET seen_at = ?1 WHERE path != ?2",
+        "UPDATE late_files SET seen_at = ?1 WHERE path != ?2",
+        "UPDATE rejected_files SET rejected_at = ?1 WHERE path != ?2",
+        "UPDATE unrecognised_files SET first_seen_at = ?1, last_seen_at = ?1 WHERE path != ?2",
+    ] {
+        conn.execute(
+            sql,
+            rusqlite::params![two_days_ago, recent_duplicate.to_string_lossy()],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    for entry in std::fs::read_dir(&lc.env.input_dir).unwrap() {
+        age_mtime(&entry.unwrap().path(), 2.0 * DAY);
+    }
+    let due: Vec<PathBuf> = duplicates[..3]
+        .iter()
+        .cloned()
+        .chain([rejected, notes, link.clone(), late, core])
+        .collect();
+    let expected: BTreeSet<(String, String)> = due
+        .iter()
+        .map(|p| (p.to_string_lossy().into_owned(), "stray_input".to_string()))
+        .collect();
+    let kept: Vec<PathBuf> = [recent_duplicate, member, unregistered, dot, temp, subdir]
+        .into_iter()
+        .chain(_kept_inputs.iter().cloned())
+        .collect();
+
+    let plan = gc_json(&lc, &["--dry-run", "--json"]);
+    assert_eq!(listed_kinds(&plan), expected, "{plan}");
+    assert!(due.iter().all(|f| f.symlink_metadata().is_ok()));
+    assert!(lc.removals().is_empty());
+
+    let report = gc_json(&lc, &["--json"]);
+    assert_eq!(listed_kinds(&report), expected, "{report}");
+    assert_eq!(report["totals"], plan["totals"]);
+    for file in &due {
+        assert!(file.symlink_metadata().is_err(), "{} kept", file.display());
+    }
+    for file in &kept {
+        assert!(
+            file.symlink_metadata().is_ok(),
+            "{} removed",
+            file.display()
+        );
+    }
+    assert_eq!(std::fs::read(&precious).unwrap(), b"not ours");
+    // Recorded (the link as 0 bytes), counted in the totals, and the records
+    // of what is gone are dropped; the recent duplicate's stays.
+    let rows = lc.removals();
+    assert_eq!(rows.len(), due.len(), "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|r| r.2 == "stray_input" && r.3 == "deleted")
+    );
+    let link_row = rows.iter().find(|r| r.1 == link.to_string_lossy()).unwrap();
+    assert_eq!(link_row.4, 0);
+    let totals = lc.env.reader().removal_totals().unwrap();
+    assert_eq!(totals[&RemovalKind::StrayInput].files, due.len() as u64);
+    assert_eq!(
+        totals[&RemovalKind::StrayInput].bytes,
+        rows.iter().map(|r| r.4).sum::<u64>()
+    );
+    let conn = lc.db();
+    assert_eq!(count_rows(&conn, "duplicate_files"), 1);
+    assert_eq!(count_rows(&conn, "late_files"), 0);
+    assert_eq!(count_rows(&conn, "unrecognised_files"), 0);
+    assert_eq!(
+        count_rows(&conn, "rejected_files"),
+        1,
+        "the member's record stays"
+    );
+    let again = gc_json(&lc, &["--json"]);
+    assert_eq!(again["removals"].as_array().unwrap().len(), 0, "{again}");
+}
+
+#[test]
+fn a_groups_slurm_job_logs_go_with_its_inputs_never_an_in_flight_jobs() {
+    use contimg::queue::{NewFile, Queue, RetryPolicy, Timings};
+    let lc = Lifecycle::new("");
+    let mut queue = Queue::open(&lc.env.queue_db()).unwrap();
+    // The default slurm.log_dir: scratch_dir/slurm-jobs.
+    let log_dir = lc.env.scratch_dir.join("slurm-jobs");
+    std::fs::create_dir_all(&log_dir).unwrap();
+    let register = |queue: &mut Queue, id: &str| -> Vec<PathBuf> {
+        let ts = contimg::ingest::names::parse_timestamp(id).unwrap();
+        (0..4)
+            .map(|sb| {
+                let path = lc.env.drop_subband(ts, sb, &[sb as u8; 500]);
+                queue
+                    .register_file(
+                        &NewFile {
+                            path: path.to_string_lossy().into_owned(),
+                            timestamp: ts,
+                            subband_idx: sb,
+                            size_bytes: Some(500),
+                            mtime: None,
+                            meta_json: None,
+                        },
+                        4,
+                        60.0,
+                        unix_now(),
+                    )
+                    .unwrap();
+                path
+            })
+            .collect()
+    };
+    // Writes an attempt's job log and exit record, as a job does.
+    let submit = |queue: &mut Queue, id: &str, attempt: u32, job: &str| -> Vec<PathBuf> {
+        let log = log_dir.join(format!("{id}.attempt{attempt}.log"));
+        queue
+            .mark_submitting(id, attempt, "slurm", &log.to_string_lossy())
+            .unwrap();
+        queue
+            .record_job_submitted(id, attempt, job, "RUNNING", unix_now())
+            .unwrap();
+        std::fs::write(&log, vec![b'l'; 2000]).unwrap();
+        vec![log]
+    };
+    let finish = |log: &Path| -> PathBuf {
+        let exit = log.with_extension("exit");
+        std::fs::write(&exit, b"exit=1 node=n1 started=1 finished=2\n").unwrap();
+        exit
+    };
+    // Completed on its second attempt; both attempts ran as jobs.
+    let done = "2025-10-13T16:00:00";
+    let done_inputs = register(&mut queue, done);
+    let now = unix_now();
+    let first = queue.claim_next(now).unwrap().unwrap();
+    assert_eq!(first.group_id, done);
+    let mut done_logs = submit(&mut queue, done, first.attempt, "101");
+    done_logs.push(finish(&done_logs[0]));
+    let policy = RetryPolicy {
+        max_retries: 1,
+        backoff_s: 0.0,
+        backoff_max_s: 0.0,
+    };
+    queue
+        .fail_attempt(done, first.attempt, "boom", &policy, now)
+        .unwrap();
+    let second = queue.claim_next(now + 1.0).unwrap().unwrap();
+    assert_eq!(second.group_id, done);
+    let second_logs = submit(&mut queue, done, second.attempt, "102");
+    done_logs.push(finish(&second_logs[0]));
+    done_logs.extend(second_logs);
+    queue
+        .complete(done, second.attempt, &Timings::default(), None, now + 2.0)
+        .unwrap();
+    // In flight: claimed, its job submitted and writing its log.
+    let running = "2025-10-13T16:10:00";
+    let running_inputs = register(&mut queue, running);
+    let claimed = queue.claim_next(now + 3.0).unwrap().unwrap();
+    assert_eq!(claimed.group_id, running);
+    let running_logs = submit(&mut queue, running, claimed.attempt, "103");
+    drop(queue);
+    lc.age(done, 2.0 * HOUR);
+    age_mtime(&log_dir, 2.0 * HOUR);
+
+    let mut expected: BTreeSet<(String, String)> = done_inputs
+        .iter()
+        .map(|p| (p.to_string_lossy().into_owned(), "input".to_string()))
+        .collect();
+    expected.extend(
+        done_logs
+            .iter()
+            .map(|p| (p.to_string_lossy().into_owned(), "job_log".to_string())),
+    );
+    let log_bytes = sizes(&done_logs);
+    let plan = gc_json(&lc, &["--dry-run", "--json"]);
+    assert_eq!(listed_kinds(&plan), expected, "{plan}");
+    assert!(done_logs.iter().all(|f| f.exists()));
+
+    let report = gc_json(&lc, &["--json"]);
+    assert_eq!(listed_kinds(&report), expected, "{report}");
+    assert!(log_dir.is_dir(), "the Slurm log dir was swept as scratch");
+    for file in done_inputs.iter().chain(&done_logs) {
+        assert!(!file.exists(), "{} kept", file.display());
+    }
+    for file in running_inputs.iter().chain(&running_logs) {
+        assert!(file.exists(), "{} removed", file.display());
+    }
+    let rows = lc.removals();
+    let logs: Vec<_> = rows.iter().filter(|r| r.2 == "job_log").collect();
+    assert_eq!(logs.len(), done_logs.len(), "{rows:?}");
+    assert!(logs.iter().all(|r| r.0 == done && r.3 == "deleted"));
+    assert_eq!(
+        lc.env.reader().removal_totals().unwrap()[&RemovalKind::JobLog].bytes,
+        log_bytes
+    );
+    let again = gc_json(&lc, &["--json"]);
+    assert_eq!(again["removals"].as_array().unwrap().len(), 0, "{again}");
 }

@@ -155,7 +155,7 @@ fn render_retention(out: &mut String, stats: &QueueStats) {
     let counters: [(&str, &str, Pick); 2] = [
         (
             "contimg_retention_freed_bytes_total",
-            "Bytes retention deleted or moved to archive_dir, per kind (input, output, scratch).",
+            "Bytes retention deleted or moved to archive_dir, per kind (input, output, scratch, stray_input, job_log).",
             |t| t.bytes,
         ),
         (

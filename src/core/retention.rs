@@ -6,7 +6,15 @@
 //!   (and incomplete) groups `retain_failed_days` after they failed;
 //! - outputs only when `retain_output_days` is set;
 //! - top-level entries of `scratch_dir` and of the worker's staging dir that
-//!   belong to no unfinished group.
+//!   belong to no unfinished group (never the Slurm log dir, which by default
+//!   is `scratch_dir/slurm-jobs`);
+//! - a group's Slurm job logs and exit records, with its inputs (only those of
+//!   attempts that have ended);
+//! - stray inputs: files in `input_dir` that are no group's member (recorded
+//!   duplicates, late, rejected and unrecognised files) `retain_failed_days`
+//!   after they were recorded, and unrecognised names never recorded once
+//!   unchanged that long. Correlator names not yet registered, dot-files,
+//!   `*_incomplete.hdf5` and directories are left to the worker.
 //!
 //! Safety rules, in this order of importance:
 //! - a file is removed only inside the queue DB transaction that checks its
@@ -19,7 +27,8 @@
 //! - slow work (copies to another filesystem, deleting trees) happens outside
 //!   the transaction: copies before it, trees after being renamed aside in it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +38,8 @@ use serde::Serialize;
 use crate::config::StreamingConfig;
 use crate::fsutil;
 use crate::queue::retention::{
-    ActiveGroup, DueInputs, DuePage, Removal, RemovalTotal, RetentionCutoffs, RetentionTx,
+    ActiveGroup, DueInputs, DuePage, DueStray, Removal, RemovalTotal, RetentionCutoffs,
+    RetentionTx, StrayRecord,
 };
 use crate::queue::{Queue, QueueError, QueueReader, RemovalAction, RemovalKind};
 
@@ -135,6 +145,9 @@ pub struct Sweep<'a> {
     input_dir: Option<PathBuf>,
     output_dir: Option<PathBuf>,
     archive_dir: Option<PathBuf>,
+    /// The Slurm executor's log dir (canonical; its parent's, if it is not
+    /// there yet).
+    log_dir: Option<PathBuf>,
     /// Canonical parents seen so far (subband paths share very few).
     parents: HashMap<PathBuf, Option<PathBuf>>,
     /// Keep every removal in the report (the CLI); the worker only counts.
@@ -158,6 +171,7 @@ impl<'a> Sweep<'a> {
                 .archive_dir
                 .as_ref()
                 .and_then(|dir| std::fs::canonicalize(dir).ok()),
+            log_dir: canonical_or_parent(&config.slurm.log_dir_for(&config.scratch_dir)),
             parents: HashMap::new(),
             keep_removals: false,
         }
@@ -176,7 +190,36 @@ impl<'a> Sweep<'a> {
                     report.add(removal, keep);
                 }
             }
+            for log in reader.finished_job_logs(&group.group_id)? {
+                for (removal, _) in self.job_log_removals(&group.group_id, &log) {
+                    report.add(removal, keep);
+                }
+            }
             report.groups_swept += 1;
+        }
+        let before = self.cutoffs.failed_inputs;
+        let members = file_names(reader.active_member_paths()?);
+        for stray in reader.retention_due_strays(before)? {
+            if !reader.stray_still_due(&stray, before)? {
+                continue;
+            }
+            if let StrayFate::Skip(removal) | StrayFate::Remove(removal, _) =
+                self.stray_fate(&stray, &members)
+            {
+                report.add(removal, keep);
+            }
+        }
+        for (registered, canonical) in self.unrecorded_candidates() {
+            if reader.is_recorded_input(&registered)?
+                || reader.is_recorded_input(&canonical.to_string_lossy())?
+            {
+                continue;
+            }
+            if let StrayFate::Skip(removal) | StrayFate::Remove(removal, _) =
+                self.stray_fate(&unrecorded(&registered), &members)
+            {
+                report.add(removal, keep);
+            }
         }
         if let Some(before) = self.cutoffs.outputs {
             for due in reader.retention_due_outputs(before)? {
@@ -251,6 +294,10 @@ impl<'a> Sweep<'a> {
                 self.delete_aside(queue, aside, &mut report)?;
             }
         }
+        self.remove_strays(queue, &mut report, cancel)?;
+        if report.cancelled {
+            return Ok(report);
+        }
         self.remove_scratch(queue, &mut report)?;
         Ok(report)
     }
@@ -315,6 +362,19 @@ impl<'a> Sweep<'a> {
                             if let Some(failure) = failure {
                                 report.failures.push(failure);
                             }
+                        }
+                    }
+                }
+                if complete {
+                    for log in tx.finished_job_logs(&group.group_id)? {
+                        for (removal, path) in self.job_log_removals(&group.group_id, &log) {
+                            if let Err(err) = remove_plain(path.as_deref()) {
+                                complete = false;
+                                report.failures.push(failure(&removal, &err));
+                                continue;
+                            }
+                            tx.record(&removal)?;
+                            done.push(removal);
                         }
                     }
                 }
@@ -405,10 +465,7 @@ impl<'a> Sweep<'a> {
         archived_to: Option<String>,
     ) -> Removal {
         let (action, reason) = if link {
-            (
-                RemovalAction::Deleted,
-                "a symbolic link: the link was removed, its target left alone".to_string(),
-            )
+            (RemovalAction::Deleted, LINK_REASON.to_string())
         } else if archived_to.is_some() {
             (RemovalAction::Archived, self.input_age_reason(group_id))
         } else {
@@ -500,6 +557,199 @@ impl<'a> Sweep<'a> {
         }
     }
 
+    /// The removals of one attempt's job log and its exit record, each with
+    /// the path to unlink (`None`: left in place, recorded as skipped).
+    fn job_log_removals(&mut self, group_id: &str, log: &str) -> Vec<(Removal, Option<PathBuf>)> {
+        let Some(log_dir) = self.log_dir.clone() else {
+            return Vec::new();
+        };
+        let exit = Path::new(log).with_extension("exit");
+        let mut removals = Vec::new();
+        for registered in [log.to_string(), exit.to_string_lossy().into_owned()] {
+            let record = |action, bytes, reason: String| Removal {
+                group_id: Some(group_id.to_string()),
+                path: registered.clone(),
+                kind: RemovalKind::JobLog,
+                action,
+                archived_to: None,
+                bytes,
+                reason,
+            };
+            match self.entry_in(&registered, &log_dir, "slurm.log_dir") {
+                Ok(Some((path, meta))) if meta.file_type().is_symlink() => removals.push((
+                    record(RemovalAction::Deleted, 0, LINK_REASON.to_string()),
+                    Some(path),
+                )),
+                Ok(Some((path, meta))) if meta.file_type().is_file() => removals.push((
+                    record(
+                        RemovalAction::Deleted,
+                        meta.len(),
+                        "a job log of the group, whose inputs retention removed".to_string(),
+                    ),
+                    Some(path),
+                )),
+                Ok(Some(_)) => removals.push((
+                    record(RemovalAction::Skipped, 0, "not a regular file".to_string()),
+                    None,
+                )),
+                Ok(None) => {}
+                Err(reason) => removals.push((record(RemovalAction::Skipped, 0, reason), None)),
+            }
+        }
+        removals
+    }
+
+    /// Judges a stray input by the path rules, the members of unfinished
+    /// groups (by name, whatever path they were registered under) and its
+    /// modification time (a file changed since the cutoff is not the one
+    /// recorded, or not stale).
+    fn stray_fate(&mut self, stray: &DueStray, members: &HashSet<OsString>) -> StrayFate {
+        let record = |action, bytes, reason: String| Removal {
+            group_id: stray.group_id.clone(),
+            path: stray.path.clone(),
+            kind: RemovalKind::StrayInput,
+            action,
+            archived_to: None,
+            bytes,
+            reason,
+        };
+        let Some(input_dir) = self.input_dir.clone() else {
+            return StrayFate::Keep;
+        };
+        let (path, meta) = match self.entry_in(&stray.path, &input_dir, "input_dir") {
+            Ok(Some(found)) => found,
+            Ok(None) => return StrayFate::Missing,
+            Err(reason) => return StrayFate::Skip(record(RemovalAction::Skipped, 0, reason)),
+        };
+        let member = path.file_name().is_some_and(|name| members.contains(name));
+        let changed_since = modified(&meta).is_none_or(|at| at > self.cutoffs.failed_inputs);
+        if member || changed_since {
+            return StrayFate::Keep;
+        }
+        let file_type = meta.file_type();
+        if file_type.is_symlink() {
+            let removal = record(RemovalAction::Deleted, 0, LINK_REASON.to_string());
+            StrayFate::Remove(removal, path)
+        } else if file_type.is_file() {
+            let reason = format!(
+                "{}; kept retain_failed_days = {}",
+                stray.reason, self.config.retain_failed_days
+            );
+            StrayFate::Remove(record(RemovalAction::Deleted, meta.len(), reason), path)
+        } else {
+            let reason = "not a regular file".to_string();
+            StrayFate::Skip(record(RemovalAction::Skipped, 0, reason))
+        }
+    }
+
+    /// Entries directly in `input_dir` that may be strays nobody recorded:
+    /// regular files and symlinks under names that are neither the
+    /// correlator's (the worker registers those, however old) nor temp or
+    /// dot names. As (the path the worker would record, the canonical path).
+    fn unrecorded_candidates(&self) -> Vec<(String, PathBuf)> {
+        let Some(input_dir) = &self.input_dir else {
+            return Vec::new();
+        };
+        let Ok(entries) = std::fs::read_dir(input_dir) else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let correlator_name = name
+                .to_str()
+                .is_some_and(|text| crate::names::parse_subband_name(text).is_some());
+            if correlator_name || crate::names::is_temporary_name(&name) {
+                continue;
+            }
+            if name.to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let plain = entry
+                .file_type()
+                .is_ok_and(|t| t.is_file() || t.is_symlink());
+            if plain {
+                let registered = self.config.input_dir.join(&name);
+                found.push((registered.to_string_lossy().into_owned(), entry.path()));
+            }
+        }
+        found.sort();
+        found
+    }
+
+    /// Removes the strays that are due, in batches, each checked again and
+    /// recorded inside the transaction that removes it.
+    fn remove_strays(
+        &mut self,
+        queue: &Mutex<Queue>,
+        report: &mut SweepReport,
+        cancel: &AtomicBool,
+    ) -> Result<(), RetentionError> {
+        let before = self.cutoffs.failed_inputs;
+        let recorded = lock(queue)?.retention_due_strays(before)?;
+        let unrecorded: Vec<(DueStray, PathBuf)> = self
+            .unrecorded_candidates()
+            .into_iter()
+            .map(|(registered, canonical)| (unrecorded(&registered), canonical))
+            .collect();
+        let recorded: Vec<(DueStray, PathBuf)> = recorded
+            .into_iter()
+            .map(|stray| (stray, PathBuf::new()))
+            .collect();
+        for (batch, was_recorded) in recorded
+            .chunks(GROUPS_PER_TX)
+            .map(|b| (b, true))
+            .chain(unrecorded.chunks(GROUPS_PER_TX).map(|b| (b, false)))
+        {
+            if cancel.load(Ordering::Relaxed) {
+                report.cancelled = true;
+                return Ok(());
+            }
+            let mut done = Vec::new();
+            {
+                let mut guard = lock(queue)?;
+                let tx = guard.retention_tx(self.now)?;
+                let members = file_names(tx.active_member_paths()?);
+                for (stray, canonical) in batch {
+                    let due = if was_recorded {
+                        tx.stray_still_due(stray, before)?
+                    } else {
+                        !tx.is_recorded_input(&stray.path)?
+                            && !tx.is_recorded_input(&canonical.to_string_lossy())?
+                    };
+                    if !due {
+                        continue;
+                    }
+                    let removal = match self.stray_fate(stray, &members) {
+                        StrayFate::Keep => continue,
+                        StrayFate::Missing => None,
+                        StrayFate::Skip(removal) => Some(removal),
+                        StrayFate::Remove(removal, path) => match remove_plain(Some(&path)) {
+                            Ok(()) => Some(removal),
+                            Err(err) => {
+                                report.failures.push(failure(&removal, &err));
+                                continue;
+                            }
+                        },
+                    };
+                    if let Some(removal) = removal {
+                        tx.record(&removal)?;
+                        done.push(removal);
+                    }
+                    if was_recorded {
+                        tx.forget_stray(stray)?;
+                    }
+                }
+                tx.commit()?;
+            }
+            for removal in done {
+                journal(&removal);
+                report.add(removal, self.keep_removals);
+            }
+        }
+        Ok(())
+    }
+
     /// The removal of a completed group's output (`None`: already gone).
     fn output_removal(&mut self, group_id: &str, output_path: &str) -> Option<Removal> {
         let skipped = |reason| skipped(group_id, output_path, RemovalKind::Output, reason);
@@ -552,6 +802,15 @@ impl<'a> Sweep<'a> {
                     continue;
                 }
                 if active.iter().any(|group| name.contains(&group.group_id)) {
+                    continue;
+                }
+                // The Slurm log dir (or a dir holding it) is not a leftover:
+                // a queued job writes its log there when it starts.
+                if self
+                    .log_dir
+                    .as_ref()
+                    .is_some_and(|logs| logs.starts_with(entry.path()))
+                {
                     continue;
                 }
                 let modified = std::fs::symlink_metadata(entry.path())
@@ -664,6 +923,64 @@ impl<'a> Sweep<'a> {
         }
         Ok(())
     }
+}
+
+/// Why a symlink's removal freed nothing.
+const LINK_REASON: &str = "a symbolic link: the link was removed, its target left alone";
+
+/// What becomes of one stray input.
+enum StrayFate {
+    /// Left in place, and its record kept: a member of an unfinished group,
+    /// or changed since the cutoff.
+    Keep,
+    /// Already gone: its record is dropped.
+    Missing,
+    /// Left in place and recorded as skipped (not ours to touch).
+    Skip(Removal),
+    /// Unlink this path and record the removal.
+    Remove(Removal, PathBuf),
+}
+
+/// An unrecognised entry no record names, as a stray to judge.
+fn unrecorded(registered: &str) -> DueStray {
+    DueStray {
+        path: registered.to_string(),
+        group_id: None,
+        record: StrayRecord::Unrecognised,
+        reason: "an unrecognised name, never recorded, unchanged".to_string(),
+    }
+}
+
+fn file_names(paths: Vec<String>) -> HashSet<OsString> {
+    paths
+        .iter()
+        .filter_map(|path| Path::new(path).file_name().map(OsString::from))
+        .collect()
+}
+
+fn modified(meta: &std::fs::Metadata) -> Option<f64> {
+    meta.modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs_f64())
+}
+
+/// Unlinks a plain name (a file or a symlink itself); gone already is fine.
+fn remove_plain(path: Option<&Path>) -> std::io::Result<()> {
+    match path.map(std::fs::remove_file) {
+        Some(Err(err)) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+        _ => Ok(()),
+    }
+}
+
+/// `path` canonical, or (not created yet) its parent's canonical path joined
+/// with its name.
+fn canonical_or_parent(path: &Path) -> Option<PathBuf> {
+    std::fs::canonicalize(path).ok().or_else(|| {
+        let parent = std::fs::canonicalize(path.parent()?).ok()?;
+        Some(parent.join(path.file_name()?))
+    })
 }
 
 /// A file left in place, with the reason.

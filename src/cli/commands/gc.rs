@@ -107,7 +107,7 @@ fn text(report: &SweepReport) -> String {
     );
     for (kind, kind_total) in &report.totals {
         out.push_str(&format!(
-            "  {:<8} {:>6} files  {:>7}\n",
+            "  {:<11} {:>6} files  {:>7}\n",
             kind.as_str(),
             kind_total.files,
             output::human_bytes(kind_total.bytes)
@@ -119,7 +119,7 @@ fn text(report: &SweepReport) -> String {
             continue;
         }
         out.push_str(&format!(
-            "  {:<8} {:<6} {:>7}  {}{}{}\n",
+            "  {:<8} {:<11} {:>7}  {}{}{}\n",
             removal.action.as_str(),
             removal.kind.as_str(),
             output::human_bytes(removal.bytes),

@@ -402,6 +402,223 @@ impl RetentionTx<'_> {
     }
 }
 
+/// Where the queue DB recorded an `input_dir` file that belongs to no group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrayRecord {
+    /// `duplicate_files`: a second file for a group's subband.
+    Duplicate,
+    /// `late_files`: arrived after its group had closed.
+    Late,
+    /// `rejected_files`: failed validation.
+    Rejected,
+    /// `unrecognised_files`: not a correlator name, or not a regular file.
+    Unrecognised,
+}
+
+impl StrayRecord {
+    const ALL: [StrayRecord; 4] = [
+        StrayRecord::Duplicate,
+        StrayRecord::Late,
+        StrayRecord::Rejected,
+        StrayRecord::Unrecognised,
+    ];
+
+    fn table(self) -> &'static str {
+        match self {
+            StrayRecord::Duplicate => "duplicate_files",
+            StrayRecord::Late => "late_files",
+            StrayRecord::Rejected => "rejected_files",
+            StrayRecord::Unrecognised => "unrecognised_files",
+        }
+    }
+
+    /// When it was recorded: the first sighting, not the refreshed one (an
+    /// unrecognised file is seen again every hour while it stays).
+    fn recorded_at(self) -> &'static str {
+        match self {
+            StrayRecord::Duplicate | StrayRecord::Late => "seen_at",
+            StrayRecord::Rejected => "rejected_at",
+            StrayRecord::Unrecognised => "first_seen_at",
+        }
+    }
+
+    /// The columns for the group and the reason, per table.
+    fn detail(self) -> &'static str {
+        match self {
+            StrayRecord::Duplicate => "group_id, 'a duplicate of ' || kept_path",
+            StrayRecord::Late => "group_id, 'arrived after its group was ' || group_state",
+            StrayRecord::Rejected => "NULL, 'rejected: ' || reason",
+            StrayRecord::Unrecognised => "NULL, 'unrecognised: ' || reason",
+        }
+    }
+}
+
+/// A recorded stray input whose record is older than the cutoff.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueStray {
+    pub path: String,
+    pub group_id: Option<String>,
+    pub record: StrayRecord,
+    pub reason: String,
+}
+
+const ACTIVE_STATES: &str = "('collecting', 'pending', 'in_progress')";
+
+fn due_strays(conn: &Connection, before: f64) -> Result<Vec<DueStray>, QueueError> {
+    let mut due = Vec::new();
+    for record in StrayRecord::ALL {
+        if !table_exists(conn, record.table())? {
+            continue;
+        }
+        let sql = format!(
+            "SELECT path, {} FROM {} WHERE {} <= ?1 ORDER BY {}, path",
+            record.detail(),
+            record.table(),
+            record.recorded_at(),
+            record.recorded_at()
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([before], |row| {
+            Ok(DueStray {
+                path: row.get(0)?,
+                group_id: row.get(1)?,
+                reason: row.get(2)?,
+                record,
+            })
+        })?;
+        for row in rows {
+            due.push(row?);
+        }
+    }
+    Ok(due)
+}
+
+/// The rule a stray is removed by, re-checked inside the transaction: its
+/// record is still there and old enough, it is no group's member, no
+/// inspection has it open, and the group it was recorded against (duplicates,
+/// late files) is in a final state.
+fn stray_still_due(conn: &Connection, stray: &DueStray, before: f64) -> Result<bool, QueueError> {
+    let sql = format!(
+        "SELECT EXISTS(SELECT 1 FROM {table} WHERE path = ?1 AND {at} <= ?2)
+             AND NOT EXISTS(SELECT 1 FROM subband_files WHERE path = ?1)
+             AND NOT EXISTS(SELECT 1 FROM inspections WHERE path = ?1)
+             AND NOT EXISTS(SELECT 1 FROM ingest_queue WHERE group_id = ?3
+                 AND state IN {ACTIVE_STATES})",
+        table = stray.record.table(),
+        at = stray.record.recorded_at()
+    );
+    Ok(
+        conn.query_row(&sql, params![stray.path, before, stray.group_id], |row| {
+            row.get(0)
+        })?,
+    )
+}
+
+/// Whether the queue DB knows `path` at all: a member, a recorded stray, or
+/// a file being inspected.
+fn is_recorded_input(conn: &Connection, path: &str) -> Result<bool, QueueError> {
+    let mut tables = vec!["subband_files", "inspections"];
+    tables.extend(StrayRecord::ALL.iter().map(|r| r.table()));
+    for table in tables {
+        if !table_exists(conn, table)? {
+            continue;
+        }
+        let sql = format!("SELECT EXISTS(SELECT 1 FROM {table} WHERE path = ?1)");
+        if conn.query_row(&sql, [path], |row| row.get::<_, bool>(0))? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The registered paths of every group not in a final state.
+fn active_member_paths(conn: &Connection) -> Result<Vec<String>, QueueError> {
+    let sql = format!(
+        "SELECT f.path FROM subband_files AS f JOIN ingest_queue AS q ON q.group_id = f.group_id
+         WHERE q.state IN {ACTIVE_STATES}"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map([], |row| row.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The job logs of `group_id`'s attempts that have ended (an attempt whose
+/// job is in flight has no `finished_at`).
+fn finished_job_logs(conn: &Connection, group_id: &str) -> Result<Vec<String>, QueueError> {
+    let has_logs: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM pragma_table_info('group_attempts') WHERE name = 'job_log_path')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_logs {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT job_log_path FROM group_attempts
+         WHERE group_id = ?1 AND job_log_path IS NOT NULL AND finished_at IS NOT NULL
+         ORDER BY attempt",
+    )?;
+    let rows = stmt.query_map([group_id], |row| row.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+impl QueueReader {
+    /// Recorded strays whose record is at or before `before`.
+    pub fn retention_due_strays(&self, before: f64) -> Result<Vec<DueStray>, QueueError> {
+        due_strays(&self.conn, before)
+    }
+
+    pub fn stray_still_due(&self, stray: &DueStray, before: f64) -> Result<bool, QueueError> {
+        stray_still_due(&self.conn, stray, before)
+    }
+
+    pub fn is_recorded_input(&self, path: &str) -> Result<bool, QueueError> {
+        is_recorded_input(&self.conn, path)
+    }
+
+    pub fn active_member_paths(&self) -> Result<Vec<String>, QueueError> {
+        active_member_paths(&self.conn)
+    }
+
+    pub fn finished_job_logs(&self, group_id: &str) -> Result<Vec<String>, QueueError> {
+        finished_job_logs(&self.conn, group_id)
+    }
+}
+
+impl Queue {
+    pub fn retention_due_strays(&self, before: f64) -> Result<Vec<DueStray>, QueueError> {
+        due_strays(&self.conn, before)
+    }
+}
+
+impl RetentionTx<'_> {
+    pub fn stray_still_due(&self, stray: &DueStray, before: f64) -> Result<bool, QueueError> {
+        stray_still_due(&self.tx, stray, before)
+    }
+
+    pub fn is_recorded_input(&self, path: &str) -> Result<bool, QueueError> {
+        is_recorded_input(&self.tx, path)
+    }
+
+    pub fn active_member_paths(&self) -> Result<Vec<String>, QueueError> {
+        active_member_paths(&self.tx)
+    }
+
+    pub fn finished_job_logs(&self, group_id: &str) -> Result<Vec<String>, QueueError> {
+        finished_job_logs(&self.tx, group_id)
+    }
+
+    /// The stray's file is gone (removed or vanished): its record goes too,
+    /// so the next sweep does not look at it again.
+    pub fn forget_stray(&self, stray: &DueStray) -> Result<(), QueueError> {
+        self.tx.execute(
+            &format!("DELETE FROM {} WHERE path = ?1", stray.record.table()),
+            [&stray.path],
+        )?;
+        Ok(())
+    }
+}
+
 /// When `group_id`'s inputs were swept, if they were.
 pub fn inputs_removed_at(conn: &Connection, group_id: &str) -> Result<Option<f64>, QueueError> {
     Ok(conn

@@ -143,6 +143,11 @@ stored_enum! {
         Output = "output",
         /// A leftover under `scratch_dir` or the worker's staging dir.
         Scratch = "scratch",
+        /// A file in `input_dir` that is no group's member: a duplicate, a late
+        /// or rejected file, or an unrecognised name.
+        StrayInput = "stray_input",
+        /// A Slurm job's log or exit record in `slurm.log_dir`.
+        JobLog = "job_log",
     }
 }
 
