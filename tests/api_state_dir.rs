@@ -17,6 +17,21 @@ fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).expect("canonicalize")
 }
 
+/// The shipped template unit, each instance's state dir `<env root>/%i`.
+fn install_template(manager: &UserManager, env: &WorkerEnv) {
+    manager.install_unit(
+        "contimg-stream@.service",
+        &worker_unit(&WorkerUnit {
+            worker_bin: &stream_bin(),
+            state_dir: &env.root.path().join("%i"),
+            log_file: &env.root.path().join("worker.log"),
+            watchdog_sec: "30s",
+            restart_sec: "500ms",
+            template: true,
+        }),
+    );
+}
+
 /// `instance = "lab"` in api.toml (passed with `--config`, as the packaged unit
 /// does), no `--state-dir`, no `CONTIMG_STATE_DIR`, started from a directory that
 /// is not a checkout: the API reads `contimg-stream@lab`'s own state dir.
@@ -33,17 +48,7 @@ async fn an_instance_api_reads_the_state_dir_its_unit_names() {
         lab.join("streaming.toml"),
     )
     .unwrap();
-    manager.install_unit(
-        "contimg-stream@.service",
-        &worker_unit(&WorkerUnit {
-            worker_bin: &stream_bin(),
-            state_dir: &env.root.path().join("%i"),
-            log_file: &env.root.path().join("worker.log"),
-            watchdog_sec: "30s",
-            restart_sec: "500ms",
-            template: true,
-        }),
-    );
+    install_template(&manager, &env);
     let elsewhere = tempfile::tempdir().unwrap();
     let config = env.state_dir.join("api.toml");
     let options = DaemonOptions {
@@ -101,17 +106,7 @@ async fn state_dir_in_api_toml_wins_over_the_unit_and_the_environment() {
     let manager = UserManager::start();
     let env = WorkerEnv::new();
     env.write_config("");
-    manager.install_unit(
-        "contimg-stream@.service",
-        &worker_unit(&WorkerUnit {
-            worker_bin: &stream_bin(),
-            state_dir: &env.root.path().join("%i"),
-            log_file: &env.root.path().join("worker.log"),
-            watchdog_sec: "30s",
-            restart_sec: "500ms",
-            template: true,
-        }),
-    );
+    install_template(&manager, &env);
     let config = env.state_dir.join("api.toml");
     let options = DaemonOptions {
         pass_state_dir: false,

@@ -72,19 +72,24 @@ impl std::fmt::Display for UnitSetting {
     }
 }
 
+/// Rule 3's details: which setting of which unit on which manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitRule {
+    pub manager: ManagerScope,
+    pub unit: String,
+    pub setting: UnitSetting,
+    /// The unit's environment files this process could not read (`FILE: why`),
+    /// when the chosen setting depends on the environment.
+    pub unread: Vec<String>,
+}
+
 /// The rule that chose the state directory (see the module docs for the order).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StateDirRule {
     Flag,
     Environment,
-    Unit {
-        manager: ManagerScope,
-        unit: String,
-        setting: UnitSetting,
-        /// The unit's environment files this process could not read
-        /// (`FILE: why`), when the chosen setting depends on the environment.
-        unread: Vec<String>,
-    },
+    /// Boxed: it is the largest, and errors carry a rule.
+    Unit(Box<UnitRule>),
     /// `state_dir` in a daemon's config file (contimg-api's `api.toml`).
     ConfigFile {
         path: PathBuf,
@@ -100,12 +105,13 @@ impl std::fmt::Display for StateDirRule {
         match self {
             StateDirRule::Flag => f.write_str("--state-dir"),
             StateDirRule::Environment => write!(f, "{STATE_DIR_ENV}"),
-            StateDirRule::Unit {
-                manager,
-                unit,
-                setting,
-                unread,
-            } => {
+            StateDirRule::Unit(rule) => {
+                let UnitRule {
+                    manager,
+                    unit,
+                    setting,
+                    unread,
+                } = &**rule;
                 write!(f, "{setting} of {unit} on the {} manager", manager.as_str())?;
                 if !unread.is_empty() {
                     write!(
@@ -299,7 +305,7 @@ async fn from_units(
                 return match settings.state_dir() {
                     Some((dir, setting)) => Some((
                         dir,
-                        StateDirRule::Unit {
+                        StateDirRule::Unit(Box::new(UnitRule {
                             manager: *scope,
                             unread: if settings.depends_on_environment(&setting) {
                                 unread
@@ -308,7 +314,7 @@ async fn from_units(
                             },
                             unit,
                             setting,
-                        },
+                        })),
                     )),
                     None => {
                         let not_read = if unread.is_empty() {
