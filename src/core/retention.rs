@@ -1408,6 +1408,64 @@ mod tests {
     }
 
     #[test]
+    fn job_logs_are_removed_only_from_the_log_dir_and_only_of_ended_attempts() {
+        let l = layout();
+        let now = 1_800_000_000.0;
+        let log_dir = l.config.slurm.log_dir_for(&l.config.scratch_dir);
+        std::fs::create_dir_all(&log_dir).unwrap();
+        let mut queue = Queue::open(&l.config.queue_db).unwrap();
+        let id = group(&mut queue, &l.config, 1_700_000_000.0, None);
+        let claimed = queue.claim_next(now - 49.0 * 3600.0).unwrap().unwrap();
+        // A stored log path outside the log dir (a hand-edited or moved DB).
+        let elsewhere = l.config.output_dir.join("precious.log");
+        std::fs::write(&elsewhere, b"keep").unwrap();
+        queue
+            .mark_submitting(&id, claimed.attempt, "slurm", &elsewhere.to_string_lossy())
+            .unwrap();
+        queue
+            .complete(
+                &id,
+                claimed.attempt,
+                &Timings::default(),
+                None,
+                now - 49.0 * 3600.0,
+            )
+            .unwrap();
+        // Another group's attempt still in flight, its log in the log dir.
+        let running = group(&mut queue, &l.config, 1_700_000_600.0, None);
+        let in_flight = queue.claim_next(now).unwrap().unwrap();
+        let running_log = log_dir.join(format!("{running}.attempt1.log"));
+        std::fs::write(&running_log, b"running").unwrap();
+        queue
+            .mark_submitting(
+                &running,
+                in_flight.attempt,
+                "slurm",
+                &running_log.to_string_lossy(),
+            )
+            .unwrap();
+        let queue = Mutex::new(queue);
+        let mut sweep = Sweep::new(&l.config, now);
+        sweep.keep_removals = true;
+        let report = sweep.run(&queue, &AtomicBool::new(false)).unwrap();
+        assert_eq!(std::fs::read(&elsewhere).unwrap(), b"keep");
+        assert!(running_log.exists());
+        let logs: Vec<_> = report
+            .removals
+            .iter()
+            .filter(|r| r.kind == RemovalKind::JobLog)
+            .collect();
+        // The log and its exit record, both left and recorded as skipped.
+        assert_eq!(logs.len(), 2, "{logs:?}");
+        assert!(
+            logs.iter().all(|r| r.action == RemovalAction::Skipped
+                && r.reason.starts_with("outside slurm.log_dir")),
+            "{logs:?}"
+        );
+        assert_eq!(report.groups_swept, 1);
+    }
+
+    #[test]
     fn a_scratch_dir_overlapping_input_dir_is_left_alone() {
         let mut l = layout();
         l.config.scratch_dir = l.config.input_dir.clone();
