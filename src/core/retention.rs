@@ -210,8 +210,9 @@ impl<'a> Sweep<'a> {
             }
         }
         for (registered, canonical) in self.unrecorded_candidates() {
+            let canonical = canonical.to_string_lossy();
             if reader.is_recorded_input(&registered)?
-                || reader.is_recorded_input(&canonical.to_string_lossy())?
+                || (canonical != registered && reader.is_recorded_input(&canonical)?)
             {
                 continue;
             }
@@ -714,8 +715,9 @@ impl<'a> Sweep<'a> {
                     let due = if was_recorded {
                         tx.stray_still_due(stray, before)?
                     } else {
+                        let canonical = canonical.to_string_lossy();
                         !tx.is_recorded_input(&stray.path)?
-                            && !tx.is_recorded_input(&canonical.to_string_lossy())?
+                            && (canonical == stray.path || !tx.is_recorded_input(&canonical)?)
                     };
                     if !due {
                         continue;
