@@ -1,6 +1,10 @@
 //! The queue DB side of retention: which groups' inputs and outputs are due,
 //! the rule re-checked inside the transaction that records a removal, and the
-//! record itself (`removals`, with per-kind totals kept by a trigger).
+//! record itself (`removals`, with per-kind totals kept by a trigger); and
+//! for stray inputs (files recorded in `duplicate_files`, `late_files`,
+//! `rejected_files`, `unrecognised_files`) and a group's Slurm job logs
+//! (`group_attempts.job_log_path` of ended attempts), which need no new column:
+//! a removed stray's record is deleted, a group's logs go when its inputs do.
 //!
 //! Due groups come from one indexed range query per final state
 //! (`idx_ingest_queue_retention` is partial on `inputs_removed_at IS NULL`, so a
