@@ -804,6 +804,56 @@ mod tests {
     }
 
     #[test]
+    fn a_duplicate_is_due_only_once_its_group_is_final_and_never_a_member() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut queue = Queue::open(&dir.path().join("q.db")).unwrap();
+        let ts = 1_700_000_000.0;
+        queue
+            .register_file(&file("/in", ts, 0), 1, 60.0, ts)
+            .unwrap();
+        let second = file("/in", ts + 1.0, 0);
+        queue.register_file(&second, 1, 60.0, ts).unwrap();
+        let due = queue.retention_due_strays(ts).unwrap();
+        assert_eq!(due.len(), 1, "{due:?}");
+        assert_eq!(due[0].record, StrayRecord::Duplicate);
+        assert_eq!(due[0].path, second.path);
+        let still_due = |queue: &mut Queue| {
+            let tx = queue.retention_tx(ts).unwrap();
+            tx.stray_still_due(&due[0], ts).unwrap()
+        };
+        // Its group is pending: kept, whatever its age.
+        assert!(!still_due(&mut queue));
+        let claimed = queue.claim_next(ts).unwrap().unwrap();
+        assert!(!still_due(&mut queue), "in progress");
+        queue
+            .complete(
+                &claimed.group_id,
+                claimed.attempt,
+                &Timings::default(),
+                None,
+                ts,
+            )
+            .unwrap();
+        assert!(still_due(&mut queue));
+        // Not yet old enough under an earlier cutoff.
+        assert!(queue.retention_due_strays(ts - 1.0).unwrap().is_empty());
+        // A path that is (also) a registered member is never a stray.
+        let member = DueStray {
+            path: file("/in", ts, 0).path,
+            group_id: None,
+            record: StrayRecord::Rejected,
+            reason: String::new(),
+        };
+        queue
+            .reject_file(&member.path, "x", None, None, ts - 10.0)
+            .unwrap();
+        let tx = queue.retention_tx(ts).unwrap();
+        assert!(!tx.stray_still_due(&member, ts).unwrap());
+        assert!(tx.is_recorded_input(&member.path).unwrap());
+        assert!(!tx.is_recorded_input("/in/never-seen").unwrap());
+    }
+
+    #[test]
     fn totals_count_removals_but_not_skips() {
         let dir = tempfile::tempdir().unwrap();
         let mut queue = Queue::open(&dir.path().join("q.db")).unwrap();
