@@ -9,7 +9,8 @@
 #                denied), the API answers and serves the dashboard, POST with/without
 #                token, OnFailure= alert on an invalid config (journal + API logs +
 #                service_down), systemd-analyze security (API <= 4.0), reinstall,
-#                `dpkg --purge` leaves no process, unit or state behind
+#                `dpkg --purge` leaves no process, unit or state behind, the upgrade
+#                from 0.1.0-1 removes (or keeps as .dpkg-bak) /etc/profile.d/contimg.sh
 #   deploy-system  ops/deploy.sh --backend system inside a second container (the .deb
 #                from the deb section): the installed units are the files under
 #                systemd/, the port in the socket drop-in, a converging second run that
@@ -346,6 +347,33 @@ check_plain_cargo_deb() {
     fi
 }
 
+# The upgrade from 0.1.0-1, which shipped the conffile /etc/profile.d/contimg.sh: the
+# maintainer scripts' `dpkg-maintscript-helper rm_conffile` removes it when unmodified
+# and keeps an edited one as .dpkg-bak, which purge removes. 0.1.0-1 is stood in for by
+# a package of the same name and version that carries only that conffile: the upgrade
+# runs the real scripts of the real .deb, and dpkg's own conffile records decide.
+test_conffile_upgrade() {
+    local old=$tmp/contimg-0.1.0-1 conffile=/etc/profile.d/contimg.sh
+    mkdir -p "$old/DEBIAN" "$old/etc/profile.d"
+    printf '%s\n' "Package: contimg" "Version: 0.1.0-1" "Architecture: $(dpkg --print-architecture)" \
+        "Maintainer: contimg test <contimg@dsa110.invalid>" \
+        "Description: stand-in for contimg 0.1.0-1 (its /etc/profile.d conffile only)" > "$old/DEBIAN/control"
+    echo "$conffile" > "$old/DEBIAN/conffiles"
+    echo 'export CONTIMG_STATE_DIR=/var/lib/contimg' > "$old/etc/profile.d/contimg.sh"
+    dpkg-deb --root-owner-group -Zgzip --build "$old" "$tmp/contimg_0.1.0-1.deb" >/dev/null
+    "$NSPAWN" copy-in "$C" "$tmp/contimg_0.1.0-1.deb" /root/contimg-old.deb
+    check "upgrade: 0.1.0-1 (with $conffile) installed" in_c bash -c "dpkg -i /root/contimg-old.deb && test -f $conffile"
+    check "upgrade: to this .deb: the unmodified $conffile is removed" \
+        in_c bash -c "dpkg -i /root/contimg.deb && test ! -e $conffile && test ! -e $conffile.dpkg-bak"
+    check "upgrade: contimg-api.socket listening after the upgrade" in_c systemctl is-active -q contimg-api.socket
+    in_c dpkg --purge contimg >/dev/null
+    in_c bash -c "dpkg -i /root/contimg-old.deb >/dev/null && echo '# an admin edit' >> $conffile"
+    check "upgrade: an edited $conffile is kept as $conffile.dpkg-bak" \
+        in_c bash -c "dpkg -i /root/contimg.deb && test ! -e $conffile && grep -q 'an admin edit' $conffile.dpkg-bak"
+    check "upgrade: purge removes $conffile.dpkg-bak" \
+        in_c bash -c "dpkg --purge contimg && test ! -e $conffile.dpkg-bak && ! dpkg -s contimg >/dev/null 2>&1"
+}
+
 test_deb() {
     section ".deb: build, lintian, install into a booted systemd"
     build_deb || return 0
@@ -427,6 +455,7 @@ test_deb() {
     check "purge: no enablement symlinks left" bash -c "! '$NSPAWN' run $C sh -c 'ls /etc/systemd/system/*/contimg* 2>/dev/null | grep -q .'"
     check "purge: state, logs and /etc/contimg removed" in_c bash -c "test ! -e /var/lib/contimg && test ! -e /var/log/contimg && test ! -e /etc/contimg"
     check "purge: system not degraded" bash -c "test \"\$('$NSPAWN' run $C systemctl is-system-running)\" = running"
+    test_conffile_upgrade
     check "container powers off cleanly" "$NSPAWN" poweroff "$C"
     "$NSPAWN" cleanup "$C"
     check "container cleaned up (no cgroup left)" bash -c "! find /sys/fs/cgroup -maxdepth 2 -name 'nsp-$C' | grep -q ."
