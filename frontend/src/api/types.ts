@@ -87,6 +87,10 @@ export interface ServiceStatus {
   backend?: string;
   /** The backend in words: "systemd system unit contimg-stream.service", "direct process (PID file)", "Docker container NAME". */
   backend_description?: string;
+  /** The state dir the API works on (canonical), and the rule that chose it:
+   * "state_dir in /etc/contimg/api.toml", "ExecStart= --state-dir of contimg-stream@lab.service on the system manager". */
+  state_dir?: string | null;
+  state_dir_rule?: string | null;
   unit?: string;
   active_state?: ActiveState;
   sub_state?: string;

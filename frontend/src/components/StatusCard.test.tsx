@@ -49,6 +49,30 @@ describe('StatusCard', () => {
     );
   });
 
+  it('shows the state dir and the rule that chose it', async () => {
+    mockFetch({
+      '/api/streaming/status': status({
+        state_dir: '/var/lib/contimg/lab',
+        state_dir_rule: 'ExecStart= --state-dir of contimg-stream@lab.service on the system manager',
+      }),
+    });
+    renderWithProviders(<StatusCard />);
+    const facts = await screen.findByLabelText('Service details');
+    const value = within(facts).getByText('State dir').nextSibling as HTMLElement;
+    expect(within(value).getByLabelText('State dir')).toHaveTextContent(/^\/var\/lib\/contimg\/lab$/);
+    expect(within(value).getByLabelText('State dir rule')).toHaveTextContent(
+      'from ExecStart= --state-dir of contimg-stream@lab.service on the system manager',
+    );
+  });
+
+  it('leaves the state dir out when the API does not say', async () => {
+    mockFetch({ '/api/streaming/status': status({ state_dir: null, state_dir_rule: null }) });
+    renderWithProviders(<StatusCard />);
+    const facts = await screen.findByLabelText('Service details');
+    expect(within(facts).getByText('Backend')).toBeInTheDocument();
+    expect(within(facts).queryByText('State dir')).toBeNull();
+  });
+
   it('shows an error state with retry when status cannot load', async () => {
     mockFetch({ '/api/streaming/status': json({ error: 'backend', message: 'backend unreachable' }, 503) });
     renderWithProviders(<StatusCard />);

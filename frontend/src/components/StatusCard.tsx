@@ -11,7 +11,7 @@ import {
   Stack,
   Typography,
 } from '@mui/material';
-import { useState } from 'react';
+import { useState, type ReactNode } from 'react';
 import { errorMessage, ApiError } from '../api/client';
 import type { ControlAction } from '../api/endpoints';
 import { useControl, useStatus } from '../api/queries';
@@ -95,6 +95,7 @@ function StatusBody({ s, updatedAt }: { s: ServiceStatus; updatedAt: number }) {
           // In words ("direct process (PID file)", "systemd system unit …"): the
           // bare kind and target read as a unit name ("Unit: process").
           ['Backend', s.backend_description ?? s.backend ?? '—'],
+          ...stateDirFacts(s),
           ['PID', s.pid ? String(s.pid) : '—'],
           ['Uptime', s.running ? formatDuration(uptime) : '—'],
           ['Started', s.running ? formatTime(s.started_at) : '—'],
@@ -120,6 +121,32 @@ function StatusBody({ s, updatedAt }: { s: ServiceStatus; updatedAt: number }) {
       ) : null}
     </Stack>
   );
+}
+
+/** Which state dir the API reads and why; omitted when the API does not say (older daemons). */
+function stateDirFacts(s: ServiceStatus): [string, ReactNode][] {
+  if (!s.state_dir) return [];
+  return [
+    [
+      'State dir',
+      <>
+        <Box component="span" aria-label="State dir" sx={{ display: 'block', fontFamily: 'monospace' }}>
+          {s.state_dir}
+        </Box>
+        {s.state_dir_rule ? (
+          <Typography
+            component="span"
+            variant="caption"
+            color="text.secondary"
+            aria-label="State dir rule"
+            sx={{ display: 'block', fontWeight: 400 }}
+          >
+            from {s.state_dir_rule}
+          </Typography>
+        ) : null}
+      </>,
+    ],
+  ];
 }
 
 const CONFIRM: Record<'stop' | 'restart', { title: string; text: string; label: string }> = {
