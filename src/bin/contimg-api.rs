@@ -21,9 +21,9 @@ fn main() -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         // Finding the state dir may ask a systemd manager over D-Bus.
-        let settings = Settings::resolve(&args)
+        let settings = Settings::resolve(&args).await.context("invalid settings")?;
+        run(settings, activation)
             .await
-            .context("invalid settings")?;
-        run(settings, activation).await.context("contimg-api failed")
+            .context("contimg-api failed")
     })
 }
