@@ -6,27 +6,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::worker::{WorkerEnv, stream_bin};
+use common::worker::{WorkerEnv, ctl_process as ctl};
 use serde_json::Value;
-
-const CTL: &str = env!("CARGO_BIN_EXE_contimgctl");
-
-fn ctl(state_dir: &Path, args: &[&str]) -> Output {
-    Command::new(CTL)
-        .env("NO_COLOR", "1")
-        .arg("--backend")
-        .arg("process")
-        .arg("--state-dir")
-        .arg(state_dir)
-        .arg("--worker-bin")
-        .arg(stream_bin())
-        .args(args)
-        .output()
-        .expect("run contimgctl")
-}
 
 fn json(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout)

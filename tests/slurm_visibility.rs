@@ -9,30 +9,13 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use common::api::{ApiDaemon, DaemonOptions, process_backend_args};
 use common::slurm::SlurmCluster;
-use common::worker::{WorkerEnv, stream_bin};
+use common::worker::{WorkerEnv, ctl_process as ctl};
 use serde_json::Value;
-
-const CTL: &str = env!("CARGO_BIN_EXE_contimgctl");
-
-fn ctl(state_dir: &Path, args: &[&str]) -> Output {
-    Command::new(CTL)
-        .env("NO_COLOR", "1")
-        .arg("--backend")
-        .arg("process")
-        .arg("--state-dir")
-        .arg(state_dir)
-        .arg("--worker-bin")
-        .arg(stream_bin())
-        .args(args)
-        .output()
-        .expect("run contimgctl")
-}
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()

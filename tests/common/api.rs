@@ -12,9 +12,7 @@ pub fn api_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_contimg-api"))
 }
 
-pub fn stream_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_contimg-stream"))
-}
+pub use super::worker::stream_bin;
 
 /// A free loopback port (bound then released; good enough for tests).
 pub fn free_port() -> u16 {

@@ -1,7 +1,7 @@
 //! Helpers for driving the real `contimg-stream` binary on temp directories.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use contimg::ingest::names::subband_file_name;
@@ -9,6 +9,21 @@ use contimg::queue::{GroupState, QueueReader, QueueStats, unix_now};
 
 pub fn stream_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_contimg-stream"))
+}
+
+/// `contimgctl --backend process` on `state_dir`, starting the real worker binary.
+pub fn ctl_process(state_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_contimgctl"))
+        .env("NO_COLOR", "1")
+        .arg("--backend")
+        .arg("process")
+        .arg("--state-dir")
+        .arg(state_dir)
+        .arg("--worker-bin")
+        .arg(stream_bin())
+        .args(args)
+        .output()
+        .expect("run contimgctl")
 }
 
 /// A state/input/output/scratch layout in a temp dir, with a config file.
