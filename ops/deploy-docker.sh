@@ -70,16 +70,9 @@ if [[ -n $env_file ]]; then
 fi
 if [[ $(id -u) == 0 ]]; then default_state=/var/lib/contimg
 else default_state=${XDG_STATE_HOME:-$HOME/.local/state}/contimg; fi
-state_dir=${env[CONTIMG_STATE_DIR]:-$default_state}
-input_dir=${env[CONTIMG_INPUT_DIR]:-$state_dir/incoming}
-output_dir=${env[CONTIMG_OUTPUT_DIR]:-$state_dir/ms}
-scratch_dir=${env[CONTIMG_SCRATCH_DIR]:-$state_dir/scratch}
-queue_db=${env[CONTIMG_QUEUE_DB]:-$state_dir/ingest.sqlite3}
-registry_db=${env[CONTIMG_REGISTRY_DB]:-$state_dir/cal_registry.sqlite3}
-api_host=${env[CONTIMG_API_HOST]:-127.0.0.1}
-api_port=${env[CONTIMG_API_PORT]:-8010}
-# streaming.toml keys written from the env file (the rest of the live config stays).
-config_settings_for "$input_dir" "$output_dir" "$scratch_dir" "$queue_db" "$registry_db"
+# The paths, and the streaming.toml keys written from the env file (the rest of the
+# live config stays).
+deploy_paths "$default_state"
 # Each dir is bind-mounted at its own path, so it must be absolute; the DBs must lie
 # in a mounted dir.
 for dir in "$state_dir" "$input_dir" "$output_dir" "$scratch_dir"; do

@@ -143,17 +143,8 @@ if [[ $backend == system ]]; then
 else
     default_state=${XDG_STATE_HOME:-$HOME/.local/state}/contimg
 fi
-state_dir=${env[CONTIMG_STATE_DIR]:-$default_state}
-input_dir=${env[CONTIMG_INPUT_DIR]:-$state_dir/incoming}
-output_dir=${env[CONTIMG_OUTPUT_DIR]:-$state_dir/ms}
-scratch_dir=${env[CONTIMG_SCRATCH_DIR]:-$state_dir/scratch}
-queue_db=${env[CONTIMG_QUEUE_DB]:-$state_dir/ingest.sqlite3}
-registry_db=${env[CONTIMG_REGISTRY_DB]:-$state_dir/cal_registry.sqlite3}
-api_host=${env[CONTIMG_API_HOST]:-127.0.0.1}
-api_port=${env[CONTIMG_API_PORT]:-8010}
+deploy_paths "$default_state"
 prefix=${env[CONTIMG_PREFIX]:-${XDG_DATA_HOME:-$HOME/.local/share}/contimg}
-
-config_settings_for "$input_dir" "$output_dir" "$scratch_dir" "$queue_db" "$registry_db"
 
 # What remains for deploy.sh to check is the file's form and the settings no binary
 # reads from the config: paths it creates and writes into unit files (absolute), the

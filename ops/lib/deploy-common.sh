@@ -1,5 +1,6 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2154  # repo, state_dir, env_file, api_url, token_file: set by the sourcing script
+# shellcheck disable=SC2034  # deploy_paths sets the sourcing script's variables
 # deploy-common.sh — what ops/deploy.sh and ops/deploy-docker.sh share, sourced by both
 # so one env file means the same on every backend: the env file's form and keys, the
 # config keys it sets, the binary's verdict on them, and the HTTP health checks.
@@ -76,12 +77,22 @@ read_env_file() {
     return 0
 }
 
-# config_settings_for INPUT OUTPUT SCRATCH QUEUE_DB REGISTRY_DB — sets config_settings
+# deploy_paths DEFAULT_STATE_DIR — the paths and the API address the env file sets,
+# else their defaults (the dirs and DBs under the state dir), and config_settings
 # (KEY=VALUE, for `contimgctl config set` and check-config's flags): the paths, and the
 # values the env file sets.
-config_settings_for() {
+deploy_paths() {
     local key
-    config_settings=("input_dir=$1" "output_dir=$2" "scratch_dir=$3" "queue_db=$4" "registry_db=$5")
+    state_dir=${env[CONTIMG_STATE_DIR]:-$1}
+    input_dir=${env[CONTIMG_INPUT_DIR]:-$state_dir/incoming}
+    output_dir=${env[CONTIMG_OUTPUT_DIR]:-$state_dir/ms}
+    scratch_dir=${env[CONTIMG_SCRATCH_DIR]:-$state_dir/scratch}
+    queue_db=${env[CONTIMG_QUEUE_DB]:-$state_dir/ingest.sqlite3}
+    registry_db=${env[CONTIMG_REGISTRY_DB]:-$state_dir/cal_registry.sqlite3}
+    api_host=${env[CONTIMG_API_HOST]:-127.0.0.1}
+    api_port=${env[CONTIMG_API_PORT]:-8010}
+    config_settings=("input_dir=$input_dir" "output_dir=$output_dir" "scratch_dir=$scratch_dir"
+        "queue_db=$queue_db" "registry_db=$registry_db")
     for key in "${deploy_value_keys[@]}"; do
         [[ -n ${env_line[$key]:-} ]] && config_settings+=("${config_key[$key]}=${env[$key]}")
     done
